@@ -1,0 +1,1 @@
+"""Liftoff: customer onboarding and customer success backend."""

@@ -1,0 +1,1 @@
+"""Organizations, operators, customers, API keys and the Viewer."""

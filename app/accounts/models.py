@@ -1,0 +1,84 @@
+"""Tenants and the people acting in them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Role(StrEnum):
+    ADMIN = "ADMIN"
+    CSM = "CSM"
+    CUSTOMER = "CUSTOMER"
+
+
+class Organization(Model):
+    """A tenant: the company that onboards its own customers with Liftoff."""
+
+    id = fields.UUIDField(primary_key=True)
+    name = fields.CharField(max_length=200)
+    slug = fields.CharField(max_length=80, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "organization"
+
+
+class Operator(Model):
+    """A member of the organization's team (ADMIN or CSM)."""
+
+    id = fields.UUIDField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="operators", on_delete=fields.CASCADE
+    )
+    email = fields.CharField(max_length=254)
+    name = fields.CharField(max_length=200)
+    role = fields.CharEnumField(Role, max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "operator"
+        unique_together = (("organization", "email"),)
+
+
+class Customer(Model):
+    """One of the organization's customers, going through onboarding."""
+
+    id = fields.UUIDField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="customers", on_delete=fields.CASCADE
+    )
+    external_id = fields.CharField(max_length=200, null=True)
+    email = fields.CharField(max_length=254)
+    name = fields.CharField(max_length=200)
+    company = fields.CharField(max_length=200, null=True)
+    user_type = fields.CharField(max_length=64, default="standard")
+    acquisition_channel = fields.CharField(max_length=64, default="direct")
+    tags: fields.Field[list[str]] = fields.JSONField(default=list)
+    signed_up_at = fields.DatetimeField()
+    last_event_seq = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "customer"
+        unique_together = (("organization", "email"), ("organization", "external_id"))
+        indexes = (("organization", "created_at"),)
+
+
+class ApiKey(Model):
+    """A server-to-server credential; only its SHA-256 hash is stored."""
+
+    id = fields.UUIDField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="api_keys", on_delete=fields.CASCADE
+    )
+    name = fields.CharField(max_length=200)
+    prefix = fields.CharField(max_length=16)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_key"

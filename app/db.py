@@ -1,0 +1,91 @@
+"""Tortoise configuration for every domain's models, and the transaction helper."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from tortoise import Tortoise
+from tortoise.transactions import in_transaction
+
+from app.settings import Settings
+
+APP_LABEL = "liftoff"
+MODEL_MODULES = [
+    "app.accounts.models",
+    "app.onboarding.models",
+    "app.events.models",
+]
+
+__all__ = ["APP_LABEL", "close_db", "database_url", "init_db", "tortoise_config", "transaction"]
+
+transaction = in_transaction
+"""`async with transaction():` opens the one transaction of a unit of work."""
+
+
+def database_url(settings: Settings) -> str:
+    """The configured PostgreSQL URL, starting the embedded server when none is set."""
+    if settings.database_url:
+        return settings.database_url
+    from app.embedded import embedded_postgres_url
+
+    return embedded_postgres_url(settings.data_dir)
+
+
+def _credentials(url: str, *, pool_min: int, pool_max: int) -> dict[str, Any]:
+    parsed = urlparse(url)
+    if parsed.scheme not in {"postgres", "postgresql", "asyncpg"}:
+        raise ValueError(f"DATABASE_URL must be a postgres:// URL, got {parsed.scheme!r}")
+    query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+    host = query.pop("host", None) or parsed.hostname or "127.0.0.1"
+    return {
+        "host": unquote(host),
+        "port": parsed.port or int(query.pop("port", 5432)),
+        "user": unquote(parsed.username or "postgres"),
+        "password": unquote(parsed.password or ""),
+        "database": (parsed.path or "/postgres").lstrip("/") or "postgres",
+        "minsize": pool_min,
+        "maxsize": pool_max,
+        "server_settings": {"application_name": "liftoff"},
+    }
+
+
+def tortoise_config(url: str, *, pool_min: int = 1, pool_max: int = 10) -> dict[str, Any]:
+    """The Tortoise config dict: one app holding every domain's models."""
+    return {
+        "connections": {
+            "default": {
+                "engine": "tortoise.backends.asyncpg",
+                "credentials": _credentials(url, pool_min=pool_min, pool_max=pool_max),
+            }
+        },
+        "apps": {
+            APP_LABEL: {
+                "models": MODEL_MODULES,
+                "default_connection": "default",
+                "migrations": "migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def init_db(url: str, *, pool_min: int = 1, pool_max: int = 10) -> None:
+    """Initialise Tortoise for this process (usable from any task)."""
+    await Tortoise.init(
+        config=tortoise_config(url, pool_min=pool_min, pool_max=pool_max),
+        _enable_global_fallback=True,
+    )
+
+
+async def close_db() -> None:
+    """Close every connection opened by init_db."""
+    await Tortoise.close_connections()
+
+
+async def migrate(url: str) -> None:
+    """Apply every pending migration."""
+    from tortoise.migrations.api import migrate as migrate_api
+
+    await migrate_api(config=tortoise_config(url))

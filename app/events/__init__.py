@@ -1,0 +1,1 @@
+"""Outbox, relay, channel names and the broadcast hub."""

@@ -1,0 +1,78 @@
+"""Relay-style cursor pagination over a stable (created_at, id) order."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from tortoise.expressions import Q
+from tortoise.models import Model
+from tortoise.queryset import QuerySet
+
+from app.errors import ValidationFailed
+
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+M = TypeVar("M", bound=Model)
+
+
+@dataclass(frozen=True)
+class Page(Generic[M]):
+    """One page of rows with the cursors around it."""
+
+    items: list[M]
+    has_next_page: bool
+    has_previous_page: bool
+    total_count: int
+
+    @property
+    def end_cursor(self) -> str | None:
+        return encode_cursor(self.items[-1]) if self.items else None
+
+    @property
+    def start_cursor(self) -> str | None:
+        return encode_cursor(self.items[0]) if self.items else None
+
+
+def encode_cursor(row: Model) -> str:
+    """An opaque cursor for a row ordered by (created_at, id)."""
+    raw = json.dumps([row.created_at.isoformat(), str(row.pk)])  # type: ignore[attr-defined]
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """Inverse of encode_cursor; a bad cursor is a validation failure."""
+    try:
+        created, pk = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(created), uuid.UUID(pk)
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed("The `after` cursor is not one this API issued.") from exc
+
+
+def clamp_first(first: int | None) -> int:
+    """Page size, defaulted and capped at MAX_PAGE."""
+    if first is None:
+        return DEFAULT_PAGE
+    if first < 0:
+        raise ValidationFailed("`first` must not be negative.", field="first")
+    return min(first, MAX_PAGE)
+
+
+async def paginate(query: QuerySet[M], *, first: int | None, after: str | None) -> Page[M]:
+    """Fetch one page of `query` in (created_at, id) order."""
+    size = clamp_first(first)
+    total = await query.count()
+    if after:
+        created, pk = decode_cursor(after)
+        query = query.filter(Q(created_at__gt=created) | Q(created_at=created, id__gt=pk))
+    rows = await query.order_by("created_at", "id").limit(size + 1)
+    return Page(
+        items=list(rows[:size]),
+        has_next_page=len(rows) > size,
+        has_previous_page=after is not None,
+        total_count=total,
+    )

@@ -1,0 +1,1 @@
+"""Workflow templates, workflows, stages and tasks."""

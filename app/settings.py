@@ -1,0 +1,65 @@
+"""Configuration: one pydantic-settings class read from the environment."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of a Liftoff process; env prefix `LIFTOFF_`."""
+
+    model_config = SettingsConfigDict(env_prefix="LIFTOFF_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "LIFTOFF_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "LIFTOFF_REDIS_URL")
+    )
+    data_dir: Path = Path(".liftoff")
+    secret_key: str | None = None
+    jwt_issuer: str = "liftoff"
+    jwt_audience: str = "liftoff-api"
+    token_ttl_hours: int = 24 * 30
+    host: str = "127.0.0.1"
+    port: int = 8000
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    graphiql: bool = True
+    max_query_depth: int = 12
+    max_aliases: int = 30
+    max_tokens: int = 2000
+    log_level: str = "INFO"
+    outbox_retention_hours: int = 72
+    outbox_poll_seconds: float = 1.0
+    outbox_batch_size: int = 500
+    ws_max_subscriptions: int = 20
+    ws_connection_init_seconds: float = 5.0
+    ws_keepalive_seconds: float = 15.0
+
+    @property
+    def embedded_database(self) -> bool:
+        """True when no external PostgreSQL is configured."""
+        return not self.database_url
+
+    def resolved_secret_key(self) -> str:
+        """The signing key; generated once and kept in the data folder when unset."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
