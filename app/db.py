@@ -13,6 +13,7 @@ from app.settings import Settings
 APP_LABEL = "liftoff"
 MODEL_MODULES = [
     "app.accounts.models",
+    "app.customers.models",
     "app.onboarding.models",
     "app.events.models",
 ]
@@ -89,3 +90,35 @@ async def migrate(url: str) -> None:
     from tortoise.migrations.api import migrate as migrate_api
 
     await migrate_api(config=tortoise_config(url))
+
+
+async def pending_model_changes(url: str) -> list[str]:
+    """Names of migrations the models would need beyond those in `migrations/` (empty when in sync)."""
+    from tortoise.migrations.autodetector import MigrationAutodetector
+
+    config = tortoise_config(url)
+    ctx = await Tortoise.init(config=config, init_connections=False)
+    try:
+        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+        return [w.name for w in writers]
+    finally:
+        await Tortoise.close_connections()
+
+
+async def make_migrations(url: str, *, name: str | None = None) -> list[str]:
+    """Write migration files for model changes; return their paths."""
+    from tortoise.migrations.autodetector import MigrationAutodetector
+    from tortoise.migrations.writer import format_migration_name
+
+    config = tortoise_config(url)
+    ctx = await Tortoise.init(config=config, init_connections=False)
+    try:
+        writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
+        paths = []
+        for writer in writers:
+            if name:
+                writer.name = format_migration_name(int(writer.name.split("_", 1)[0]), name)
+            paths.append(str(writer.write()))
+        return paths
+    finally:
+        await Tortoise.close_connections()

@@ -40,31 +40,7 @@ class Operator(Model):
 
     class Meta:
         table = "operator"
-        unique_together = (("organization", "email"),)
-
-
-class Customer(Model):
-    """One of the organization's customers, going through onboarding."""
-
-    id = fields.UUIDField(primary_key=True)
-    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
-        "liftoff.Organization", related_name="customers", on_delete=fields.CASCADE
-    )
-    external_id = fields.CharField(max_length=200, null=True)
-    email = fields.CharField(max_length=254)
-    name = fields.CharField(max_length=200)
-    company = fields.CharField(max_length=200, null=True)
-    user_type = fields.CharField(max_length=64, default="standard")
-    acquisition_channel = fields.CharField(max_length=64, default="direct")
-    tags: fields.Field[list[str]] = fields.JSONField(default=list)
-    signed_up_at = fields.DatetimeField()
-    last_event_seq = fields.BigIntField(default=0)
-    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        table = "customer"
-        unique_together = (("organization", "email"), ("organization", "external_id"))
-        indexes = (("organization", "created_at"),)
+        unique_together = (("organization_id", "email"),)
 
 
 class ApiKey(Model):

@@ -16,12 +16,27 @@ class OutboxEvent(Model):
         "liftoff.Organization", related_name="events", on_delete=fields.CASCADE
     )
     customer_id = fields.UUIDField(null=True)
-    sequence = fields.BigIntField(default=0)
+    stream = fields.UUIDField()
+    sequence = fields.BigIntField()
     type = fields.CharField(max_length=64)
     payload: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
+    actor = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     published_at = fields.DatetimeField(null=True, db_index=True)
 
     class Meta:
         table = "outbox_event"
-        indexes = (("organization", "customer_id", "sequence"),)
+        unique_together = (("organization_id", "stream", "sequence"),)
+
+
+class EventStream(Model):
+    """The last sequence number handed out per stream (a customer, or the organization)."""
+
+    id = fields.UUIDField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="event_streams", on_delete=fields.CASCADE
+    )
+    last_sequence = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "event_stream"

@@ -28,7 +28,7 @@ class WorkflowTemplate(Model):
 
     class Meta:
         table = "workflow_template"
-        unique_together = (("organization", "key", "version"),)
+        unique_together = (("organization_id", "key", "version"),)
 
 
 class Workflow(Model):
@@ -57,8 +57,8 @@ class Workflow(Model):
 
     class Meta:
         table = "workflow"
-        unique_together = (("organization", "customer"),)
-        indexes = (("organization", "status"),)
+        unique_together = (("organization_id", "customer_id"),)
+        indexes = (("organization_id", "status"),)
 
 
 class WorkflowStage(Model):
@@ -84,7 +84,7 @@ class WorkflowStage(Model):
 
     class Meta:
         table = "workflow_stage"
-        unique_together = (("organization", "workflow", "key"),)
+        unique_together = (("organization_id", "workflow_id", "key"),)
 
 
 class WorkflowTask(Model):
@@ -120,8 +120,8 @@ class WorkflowTask(Model):
 
     class Meta:
         table = "workflow_task"
-        unique_together = (("organization", "workflow", "key"),)
-        indexes = (("organization", "status"),)
+        unique_together = (("organization_id", "workflow_id", "key"),)
+        indexes = (("organization_id", "status"),)
 
 
 class StageOverride(Model):

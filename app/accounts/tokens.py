@@ -1,0 +1,77 @@
+"""JWT bearer tokens: HS256 pinned, `exp`, `iss` and `aud` checked."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import jwt
+
+from app.accounts.models import Role
+from app.accounts.viewer import Viewer
+from app.errors import Unauthenticated
+from app.kit.clock import utcnow
+
+ALGORITHM = "HS256"
+
+
+def mint_token(
+    *,
+    secret: str,
+    issuer: str,
+    audience: str,
+    subject: str,
+    organization_id: uuid.UUID,
+    role: Role,
+    customer_id: uuid.UUID | None = None,
+    ttl: timedelta = timedelta(days=30),
+) -> str:
+    """A signed token for the given identity."""
+    if role is Role.CUSTOMER and customer_id is None:
+        raise ValueError("a CUSTOMER token needs a customer id")
+    now = utcnow()
+    claims: dict[str, object] = {
+        "sub": subject,
+        "org": str(organization_id),
+        "role": role.value,
+        "iss": issuer,
+        "aud": audience,
+        "iat": int(now.timestamp()),
+        "exp": int((now + ttl).timestamp()),
+    }
+    if customer_id is not None:
+        claims["cid"] = str(customer_id)
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def read_token(token: str, *, secret: str, issuer: str, audience: str) -> Viewer:
+    """The Viewer a token stands for, or UNAUTHENTICATED with the reason."""
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            audience=audience,
+            options={"require": ["exp", "iss", "aud", "sub", "org", "role"]},
+        )
+        role = Role(claims["role"])
+        org = uuid.UUID(claims["org"])
+        cid = uuid.UUID(claims["cid"]) if claims.get("cid") else None
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("The token has expired; sign in again.") from None
+    except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
+        raise Unauthenticated(f"The bearer token is not valid: {exc}.") from None
+    if role is Role.CUSTOMER and cid is None:
+        raise Unauthenticated("A CUSTOMER token must carry a `cid` claim.")
+    return Viewer(subject=str(claims["sub"]), organization_id=org, role=role, customer_id=cid)
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header value."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Use `Authorization: Bearer <token>`.")
+    return token.strip()

@@ -1,0 +1,31 @@
+"""Customers of an organization."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class Customer(Model):
+    """One of the organization's customers, going through onboarding."""
+
+    id = fields.UUIDField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="customers", on_delete=fields.CASCADE
+    )
+    external_id = fields.CharField(max_length=200, null=True)
+    email = fields.CharField(max_length=254)
+    name = fields.CharField(max_length=200)
+    company = fields.CharField(max_length=200, null=True)
+    user_type = fields.CharField(max_length=64, default="standard")
+    acquisition_channel = fields.CharField(max_length=64, default="direct")
+    tags: fields.Field[list[str]] = fields.JSONField(default=list)
+    signed_up_at = fields.DatetimeField()
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "customer"
+        unique_together = (("organization_id", "email"), ("organization_id", "external_id"))
+        indexes = (("organization_id", "created_at"),)

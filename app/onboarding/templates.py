@@ -1,0 +1,84 @@
+"""Workflow templates: versioned definitions per organization."""
+
+from __future__ import annotations
+
+import uuid
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+
+from app.errors import Conflict, NotFound
+from app.kit.tenancy import Tenant, scoped
+from app.onboarding.definitions import TemplateDef, load_text, parse_definition
+from app.onboarding.models import WorkflowTemplate
+
+
+@lru_cache(maxsize=1)
+def bundled_default_text() -> str:
+    """The text of the default template shipped with Liftoff."""
+    return (resources.files("app.onboarding") / "templates" / "default.yaml").read_text()
+
+
+def bundled_default() -> dict[str, Any]:
+    """The default template as plain data."""
+    data = load_text(bundled_default_text())
+    assert isinstance(data, dict)
+    return data
+
+
+async def install_template(
+    tenant: Tenant, *, definition: Any, make_default: bool, created_by: str | None
+) -> WorkflowTemplate:
+    """Validate `definition` and store it as the next version of its key."""
+    parsed = parse_definition(definition)
+    latest = (
+        await scoped(WorkflowTemplate, tenant).filter(key=parsed.key).order_by("-version").first()
+    )
+    version = (latest.version + 1) if latest else 1
+    if make_default:
+        await scoped(WorkflowTemplate, tenant).filter(is_default=True).update(is_default=False)
+    try:
+        return await WorkflowTemplate.create(
+            organization_id=tenant.organization_id,
+            key=parsed.key,
+            version=version,
+            name=parsed.name,
+            description=parsed.description,
+            definition=parsed.model_dump(mode="json"),
+            is_default=make_default or (latest is not None and latest.is_default),
+            created_by=created_by,
+        )
+    except IntegrityError:
+        raise Conflict(
+            f"Template {parsed.key!r} v{version} was created concurrently; retry."
+        ) from None
+
+
+async def default_template(tenant: Tenant) -> WorkflowTemplate:
+    """The newest version of the organization's default template."""
+    row = (
+        await scoped(WorkflowTemplate, tenant).filter(is_default=True).order_by("-version").first()
+    )
+    if row is None:
+        raise NotFound("This organization has no default workflow template; install one first.")
+    return row
+
+
+async def get_template(tenant: Tenant, template_id: uuid.UUID) -> WorkflowTemplate:
+    """One template version of the tenant."""
+    row = await scoped(WorkflowTemplate, tenant).get_or_none(id=template_id)
+    if row is None:
+        raise NotFound(f"No workflow template with id {template_id}.")
+    return row
+
+
+async def list_templates(tenant: Tenant) -> list[WorkflowTemplate]:
+    """Every template version of the tenant, newest first per key."""
+    return await scoped(WorkflowTemplate, tenant).order_by("key", "-version")
+
+
+def definition_of(row: WorkflowTemplate) -> TemplateDef:
+    """The stored definition, already validated when installed."""
+    return TemplateDef.model_validate(row.definition)

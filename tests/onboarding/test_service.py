@@ -1,0 +1,143 @@
+"""The engine through its service, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.db import transaction
+from app.errors import (
+    DependencyNotMet,
+    Forbidden,
+    InvalidTransition,
+    TaskLocked,
+    TaskRequired,
+    WorkflowPaused,
+)
+from app.events.models import OutboxEvent
+from app.onboarding import service
+from app.onboarding.models import StageOverride
+from app.onboarding.states import StageAction, StageStatus, TaskAction, TaskStatus
+from tests.support.factories import Tenant
+
+
+async def act(tenant: Tenant, customer_id: object, key: str, action: TaskAction, **kw: object):  # type: ignore[no-untyped-def]
+    async with transaction():
+        return await service.update_task(
+            tenant.csm,
+            customer_id=str(customer_id),
+            task_key=key,
+            action=action,
+            **kw,  # type: ignore[arg-type]
+        )
+
+
+async def test_new_customer_gets_the_default_workflow(tenant: Tenant) -> None:
+    customer = await tenant.customer()
+    stages = await service.list_stages(tenant.csm, str(customer.id))
+    assert [s.key for s in stages] == ["welcome", "setup", "features", "mastery"]
+    assert [s.status for s in stages] == [StageStatus.UNLOCKED] + [StageStatus.LOCKED] * 3
+    tasks = await service.list_tasks(tenant.csm, str(customer.id))
+    assert len(tasks) >= 10
+    available = {t.key for t in tasks if t.status == TaskStatus.AVAILABLE}
+    assert available == {"verify_email", "watch_intro"}
+    types = [e.type for e in await OutboxEvent.filter(customer_id=customer.id).order_by("sequence")]
+    assert types[0] == "customer.created" and "workflow.started" in types
+
+
+async def test_stage_completion_awards_reward_and_unlocks_next(tenant: Tenant) -> None:
+    customer = await tenant.customer()
+    await act(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
+    change, task = await act(tenant, customer.id, "complete_profile", TaskAction.COMPLETE)
+    assert task.status == TaskStatus.COMPLETED
+    assert change.outcome.completed_stages == ["welcome"]
+    assert change.outcome.unlocked_stages == ["setup"]
+    assert change.outcome.points_awarded == 15 + 50
+    assert change.workflow.points == 10 + 15 + 50
+    assert [b["key"] for b in change.workflow.badges] == ["first-steps"]
+    kinds = [c.kind for c in change.outcome.celebrations]
+    assert kinds == ["STAGE_COMPLETED", "BADGE_EARNED"]
+
+
+async def test_refusals_carry_codes(tenant: Tenant) -> None:
+    customer = await tenant.customer()
+    with pytest.raises(TaskLocked):
+        await act(tenant, customer.id, "invite_team", TaskAction.START)
+    with pytest.raises(DependencyNotMet) as dep:
+        await act(tenant, customer.id, "complete_profile", TaskAction.START)
+    assert dep.value.details["missing"] == ["verify_email"]
+    with pytest.raises(TaskRequired):
+        await act(tenant, customer.id, "verify_email", TaskAction.SKIP)
+    with pytest.raises(InvalidTransition):
+        await act(tenant, customer.id, "verify_email", TaskAction.FAIL, reason="x")
+    await act(tenant, customer.id, "verify_email", TaskAction.START)
+    _, failed = await act(tenant, customer.id, "verify_email", TaskAction.FAIL, reason="bounced")
+    assert failed.status == TaskStatus.FAILED and failed.failure_reason == "bounced"
+    _, retried = await act(tenant, customer.id, "verify_email", TaskAction.RETRY)
+    assert retried.status == TaskStatus.IN_PROGRESS and retried.attempts == 1
+    _, skipped = await act(tenant, customer.id, "watch_intro", TaskAction.SKIP)
+    assert skipped.status == TaskStatus.SKIPPED
+
+
+async def test_paused_workflow_refuses_moves(tenant: Tenant) -> None:
+    customer = await tenant.customer()
+    async with transaction():
+        await service.update_settings(
+            tenant.csm, customer_id=str(customer.id), paused=True, reminders_enabled=None
+        )
+    with pytest.raises(WorkflowPaused):
+        await act(tenant, customer.id, "verify_email", TaskAction.START)
+
+
+async def test_failed_unit_of_work_leaves_nothing(tenant: Tenant) -> None:
+    customer = await tenant.customer()
+    before = await OutboxEvent.filter(customer_id=customer.id).count()
+    with pytest.raises(RuntimeError):
+        async with transaction():
+            await service.update_task(
+                tenant.csm,
+                customer_id=str(customer.id),
+                task_key="verify_email",
+                action=TaskAction.COMPLETE,
+            )
+            raise RuntimeError("boom")
+    tasks = {t.key: t for t in await service.list_tasks(tenant.csm, str(customer.id))}
+    assert tasks["verify_email"].status == TaskStatus.AVAILABLE
+    assert await OutboxEvent.filter(customer_id=customer.id).count() == before
+
+
+async def test_admin_overrides_are_audited(tenant: Tenant) -> None:
+    customer = await tenant.customer()
+    with pytest.raises(Forbidden):
+        async with transaction():
+            await service.update_stage(
+                tenant.csm,
+                customer_id=str(customer.id),
+                stage_key="setup",
+                action=StageAction.UNLOCK,
+                reason="vip",
+            )
+    async with transaction():
+        change, stage = await service.update_stage(
+            tenant.admin,
+            customer_id=str(customer.id),
+            stage_key="setup",
+            action=StageAction.COMPLETE,
+            reason="migrated from the old tool",
+        )
+    assert stage.status == StageStatus.COMPLETED
+    assert change.workflow.points == 100
+    audit = await StageOverride.get(stage_id=stage.id)
+    assert (audit.action, audit.actor, audit.reason) == (
+        "COMPLETE",
+        tenant.admin.subject,
+        "migrated from the old tool",
+    )
+    async with transaction():
+        change, stage = await service.update_stage(
+            tenant.admin,
+            customer_id=str(customer.id),
+            stage_key="setup",
+            action=StageAction.RESET,
+            reason="redo",
+        )
+    assert stage.status == StageStatus.LOCKED and change.workflow.points == 0

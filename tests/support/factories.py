@@ -1,0 +1,64 @@
+"""Builders of real rows for tests."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from app.accounts.models import Operator, Organization, Role
+from app.accounts.service import create_organization
+from app.accounts.viewer import Viewer
+from app.customers.models import Customer
+from app.customers.service import NewCustomer, create_customer
+from app.db import transaction
+from app.onboarding.templates import bundled_default, install_template
+
+
+@dataclass
+class Tenant:
+    """An organization with an admin and a CSM viewer."""
+
+    org: Organization
+    admin_operator: Operator
+    admin: Viewer
+    csm: Viewer
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.org.id
+
+    def customer_viewer(self, customer: Customer) -> Viewer:
+        return Viewer(
+            subject=customer.email,
+            organization_id=self.org.id,
+            role=Role.CUSTOMER,
+            customer_id=customer.id,
+        )
+
+    async def customer(self, **fields: object) -> Customer:
+        """Sign up a customer (its workflow starts on the default template)."""
+        suffix = uuid.uuid4().hex[:8]
+        data = NewCustomer(
+            **{"email": f"c-{suffix}@example.com", "name": f"Customer {suffix}", **fields}
+        )  # type: ignore[arg-type]
+        async with transaction():
+            return await create_customer(self.admin, data)
+
+
+async def make_tenant() -> Tenant:
+    """A fresh organization with the default template installed."""
+    slug = f"org-{uuid.uuid4().hex[:10]}"
+    async with transaction():
+        org, admin = await create_organization(
+            name=f"Org {slug}", slug=slug, admin_email=f"admin@{slug}.test", admin_name="Admin"
+        )
+        admin_viewer = Viewer(subject=admin.email, organization_id=org.id, role=Role.ADMIN)
+        await install_template(
+            admin_viewer, definition=bundled_default(), make_default=True, created_by="test"
+        )
+    return Tenant(
+        org=org,
+        admin_operator=admin,
+        admin=admin_viewer,
+        csm=Viewer(subject=f"csm@{slug}.test", organization_id=org.id, role=Role.CSM),
+    )
