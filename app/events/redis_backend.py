@@ -157,12 +157,7 @@ class ResilientRedisBackend(BroadcastBackend):
             self._failures += 1
             self._first_attempt.set()
             delay = self._backoff(self._failures)
-            log.warning(
-                "Redis pub/sub unavailable (%s: %s); reconnecting in %.2fs",
-                type(error).__name__,
-                error,
-                delay,
-            )
+            log.warning("Redis pub/sub unavailable (%r); reconnecting in %.2fs", error, delay)
             await asyncio.sleep(delay)
 
     async def _serve(self, conn: AbstractConnection) -> NoReturn:

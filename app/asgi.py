@@ -1,0 +1,90 @@
+"""The Starlette application: GraphQL over HTTP and websockets, health, lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from tortoise.connection import get_connection
+
+from app.db import close_db, database_url, init_db
+from app.errors import DomainError
+from app.graphql.context import Context
+from app.graphql.schema import build_schema
+from app.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+class LiftoffGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view with our typed context and websocket authentication."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            build_schema(settings),
+            graphql_ide="graphiql" if settings.graphiql else None,
+            allow_queries_via_get=False,
+            keep_alive=True,
+            keep_alive_interval=settings.ws_keepalive_seconds,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_seconds),
+            max_subscriptions_per_connection=settings.ws_max_subscriptions,
+        )
+        self.settings = settings
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> Context:
+        return Context(request=request, response=response, settings=self.settings)
+
+    async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
+        params = context.connection_params or {}
+        header = params.get("Authorization") or params.get("authorization")
+        try:
+            viewer = context.authenticate(header if isinstance(header, str) else None)
+        except DomainError as exc:
+            raise ConnectionRejectionError({"code": exc.code, "message": exc.message}) from None
+        return {"role": viewer.role.value}
+
+
+async def health(_: Request) -> Response:
+    """Liveness and database reachability."""
+    try:
+        await get_connection("default").execute_query("SELECT 1")
+    except Exception as exc:
+        return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the app; the lifespan opens the database (and, later, the event spine)."""
+    s = settings or get_settings()
+    graphql = LiftoffGraphQL(s)
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
+        await init_db(database_url(s), pool_min=s.db_pool_min, pool_max=s.db_pool_max)
+        try:
+            yield {}
+        finally:
+            await close_db()
+
+    return Starlette(
+        routes=[
+            Route("/healthz", health),
+            Route("/graphql", graphql),
+            WebSocketRoute("/graphql", graphql),
+        ],
+        lifespan=lifespan,
+    )

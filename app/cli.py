@@ -1,0 +1,334 @@
+"""The `liftoff` command: serve, worker, migrate, demo, token, create-org, templates, schema."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from app.accounts.models import Operator, Organization, Role
+from app.accounts.tokens import mint_token
+from app.settings import Settings, get_settings
+
+cli = typer.Typer(help="Liftoff: customer onboarding and success backend.", no_args_is_help=True)
+console = Console()
+T = TypeVar("T")
+
+
+def main() -> None:
+    """Entry point of the `liftoff` console script."""
+    cli()
+
+
+def _run(factory: Callable[[], Awaitable[T]]) -> T:
+    return asyncio.run(factory())
+
+
+def _resolved_url(settings: Settings) -> str:
+    from app.db import database_url
+
+    return database_url(settings)
+
+
+async def _with_db(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    from app.db import close_db, init_db
+
+    await init_db(_resolved_url(settings))
+    try:
+        return await work()
+    finally:
+        await close_db()
+
+
+def _token(
+    settings: Settings,
+    *,
+    subject: str,
+    org: uuid.UUID,
+    role: Role,
+    customer: uuid.UUID | None = None,
+    ttl_hours: int | None = None,
+) -> str:
+    return mint_token(
+        secret=settings.resolved_secret_key(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        subject=subject,
+        organization_id=org,
+        role=role,
+        customer_id=customer,
+        ttl=timedelta(hours=ttl_hours or settings.token_ttl_hours),
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    from app.db import close_db
+    from app.db import migrate as run
+
+    settings = get_settings()
+
+    async def go() -> None:
+        await run(_resolved_url(settings))
+        await close_db()
+
+    _run(go)
+    console.print("[green]Database is up to date.[/green]")
+
+
+@cli.command()
+def makemigrations(
+    name: Annotated[str | None, typer.Option(help="Migration name.")] = None,
+) -> None:
+    """Write a migration for model changes (development)."""
+    from app.db import make_migrations
+
+    paths = _run(lambda: make_migrations(_resolved_url(get_settings()), name=name))
+    console.print("\n".join(paths) or "No changes detected.")
+
+
+def _seed_demo(settings: Settings, customers: int) -> dict[str, str]:
+    from app.demo import seed_demo
+
+    async def go() -> dict[str, str]:
+        with Progress(console=console, transient=False) as bar:
+            job = bar.add_task("Seeding demo customers", total=customers)
+            result = await seed_demo(
+                customers=customers, progress=lambda done, total: bar.update(job, completed=done)
+            )
+        org = result.organization.id
+        return {
+            "ADMIN": _token(settings, subject=result.admin.email, org=org, role=Role.ADMIN),
+            "CSM": _token(settings, subject=result.csm.email, org=org, role=Role.CSM),
+            "CUSTOMER": _token(
+                settings,
+                subject=result.sample_customer.email,
+                org=org,
+                role=Role.CUSTOMER,
+                customer=result.sample_customer.id,
+            ),
+            "customer_id": str(result.sample_customer.id),
+        }
+
+    return _run(lambda: _with_db(settings, go))
+
+
+def _print_tokens(tokens: dict[str, str], url: str) -> None:
+    console.rule("Demo tokens")
+    for role in ("ADMIN", "CSM", "CUSTOMER"):
+        console.print(f"[bold]{role}[/bold] token:\n{tokens[role]}\n", soft_wrap=True)
+    console.print(f"Sample customer id: {tokens['customer_id']}")
+    console.print(f"GraphiQL: {url}  (header: Authorization: Bearer <token>)")
+
+
+@cli.command()
+def demo(customers: Annotated[int, typer.Option(help="How many demo customers.")] = 1200) -> None:
+    """Seed the demo organization (idempotent) and print its tokens."""
+    settings = get_settings()
+    migrate()
+    _print_tokens(
+        _seed_demo(settings, customers), f"http://{settings.host}:{settings.port}/graphql"
+    )
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind.")] = None,
+    workers: Annotated[int, typer.Option(help="API processes.")] = 1,
+    with_demo: Annotated[
+        bool, typer.Option("--demo", help="Migrate and seed demo data first.")
+    ] = False,
+    demo_customers: Annotated[int, typer.Option(help="Customers in the demo.")] = 1200,
+    no_migrate: Annotated[
+        bool, typer.Option("--no-migrate", help="Do not apply migrations at start.")
+    ] = False,
+) -> None:
+    """Run the API on uvicorn (the embedded PostgreSQL starts when DATABASE_URL is unset)."""
+    import uvicorn
+
+    settings = get_settings()
+    url = _resolved_url(settings)
+    os.environ["DATABASE_URL"] = url
+    if not os.environ.get("LIFTOFF_SECRET_KEY"):
+        os.environ["LIFTOFF_SECRET_KEY"] = settings.resolved_secret_key()
+    get_settings.cache_clear()
+    if not no_migrate:
+        migrate()
+    bind_host, bind_port = host or settings.host, port or settings.port
+    if with_demo:
+        _print_tokens(
+            _seed_demo(get_settings(), demo_customers), f"http://{bind_host}:{bind_port}/graphql"
+        )
+    logging.basicConfig(level=settings.log_level)
+    uvicorn.run(
+        "app.asgi:create_app",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers,
+        log_level=settings.log_level.lower(),
+        ws="websockets-sansio",
+    )
+
+
+@cli.command()
+def token(
+    org: Annotated[str, typer.Option(help="Organization slug or id.")],
+    role: Annotated[Role, typer.Option(help="ADMIN, CSM or CUSTOMER.", case_sensitive=False)],
+    customer: Annotated[str | None, typer.Option(help="Customer id (CUSTOMER role).")] = None,
+    subject: Annotated[
+        str | None, typer.Option(help="Subject (default: an operator's email).")
+    ] = None,
+    ttl_hours: Annotated[int | None, typer.Option(help="Lifetime in hours.")] = None,
+) -> None:
+    """Mint a bearer token for development."""
+    settings = get_settings()
+
+    async def go() -> str:
+        found = await _find_org(org)
+        cid = uuid.UUID(customer) if customer else None
+        if role is Role.CUSTOMER:
+            from app.customers.models import Customer
+
+            row = await Customer.get_or_none(id=cid, organization_id=found.id) if cid else None
+            if row is None:
+                raise typer.BadParameter("--customer must name a customer of this organization")
+            return _token(
+                settings,
+                subject=subject or row.email,
+                org=found.id,
+                role=role,
+                customer=row.id,
+                ttl_hours=ttl_hours,
+            )
+        operator = await Operator.filter(organization_id=found.id, role=role).first()
+        name = subject or (operator.email if operator else f"{role.value.lower()}@{found.slug}")
+        return _token(settings, subject=name, org=found.id, role=role, ttl_hours=ttl_hours)
+
+    typer.echo(_run(lambda: _with_db(settings, go)))
+
+
+async def _find_org(key: str) -> Organization:
+    try:
+        row = await Organization.get_or_none(id=uuid.UUID(key))
+    except ValueError:
+        row = await Organization.get_or_none(slug=key)
+    if row is None:
+        raise typer.BadParameter(f"no organization {key!r}")
+    return row
+
+
+@cli.command("create-org")
+def create_org(
+    name: Annotated[str, typer.Option(help="Organization name.")],
+    slug: Annotated[str, typer.Option(help="Short unique slug.")],
+    admin_email: Annotated[str, typer.Option(help="First admin's email.")],
+    admin_name: Annotated[str, typer.Option(help="First admin's name.")] = "",
+    no_template: Annotated[
+        bool, typer.Option("--no-template", help="Skip the default template.")
+    ] = False,
+) -> None:
+    """Create an organization with its first ADMIN (and the default template); print an admin token."""
+    from app.accounts.service import create_organization
+    from app.accounts.viewer import Viewer
+    from app.db import transaction
+    from app.errors import DomainError
+    from app.onboarding.templates import bundled_default, install_template
+
+    settings = get_settings()
+
+    async def go() -> str:
+        async with transaction():
+            org, admin = await create_organization(
+                name=name, slug=slug, admin_email=admin_email, admin_name=admin_name
+            )
+            if not no_template:
+                viewer = Viewer(subject=admin.email, organization_id=org.id, role=Role.ADMIN)
+                await install_template(
+                    viewer, definition=bundled_default(), make_default=True, created_by=admin.email
+                )
+        return _token(settings, subject=admin.email, org=org.id, role=Role.ADMIN)
+
+    try:
+        tok = _run(lambda: _with_db(settings, go))
+    except DomainError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        raise typer.Exit(2) from None
+    console.print(f"Organization {slug!r} created. Admin token:")
+    typer.echo(tok)
+
+
+@cli.command("install-template")
+def install_template_cmd(
+    org: Annotated[str, typer.Option(help="Organization slug or id.")],
+    path: Annotated[
+        Path, typer.Argument(help="YAML or JSON definition.", exists=True, dir_okay=False)
+    ],
+    default: Annotated[
+        bool, typer.Option("--default", help="Make it the default template.")
+    ] = False,
+) -> None:
+    """Validate a template definition and install it as the next version of its key."""
+    from app.accounts.viewer import Viewer
+    from app.db import transaction
+    from app.errors import DomainError
+    from app.onboarding.definitions import load_text
+    from app.onboarding.templates import install_template
+
+    settings = get_settings()
+
+    async def go() -> Any:
+        found = await _find_org(org)
+        viewer = Viewer(subject="cli", organization_id=found.id, role=Role.ADMIN)
+        async with transaction():
+            return await install_template(
+                viewer,
+                definition=load_text(path.read_text()),
+                make_default=default,
+                created_by="cli",
+            )
+
+    try:
+        row = _run(lambda: _with_db(settings, go))
+    except DomainError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        for reason in exc.details.get("reasons", []):
+            console.print(f"  - {reason}")
+        raise typer.Exit(2) from None
+    console.print(
+        json.dumps(
+            {"id": str(row.id), "key": row.key, "version": row.version, "default": row.is_default}
+        )
+    )
+
+
+@cli.command("export-schema")
+def export_schema(
+    output: Annotated[Path, typer.Option(help="Where to write the SDL.")] = Path("schema.graphql"),
+    check: Annotated[
+        bool, typer.Option("--check", help="Fail if the file is out of date.")
+    ] = False,
+) -> None:
+    """Write the GraphQL schema as SDL (or check the committed one)."""
+    from app.graphql.schema import export_sdl
+
+    sdl = export_sdl()
+    if check:
+        if not output.exists() or output.read_text() != sdl:
+            console.print(f"[red]{output} is out of date; run `liftoff export-schema`.[/red]")
+            raise typer.Exit(1)
+        return
+    output.write_text(sdl)
+    console.print(f"Wrote {output}")

@@ -1,0 +1,1 @@
+"""GraphQL transport: a tree parallel to the domains; no business rules live here."""

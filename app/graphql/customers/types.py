@@ -1,0 +1,112 @@
+"""GraphQL types of customers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from app.customers.models import Customer as CustomerRow
+from app.graphql.context import Context
+from app.graphql.enums import WorkflowStatus
+from app.kit.pagination import Page, encode_cursor
+
+if TYPE_CHECKING:
+    from app.graphql.onboarding.types import Workflow
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.type(description="One of the organization's customers.")
+class Customer:
+    row: strawberry.Private[CustomerRow]
+    id: strawberry.ID
+    email: str
+    name: str
+    company: str | None
+    external_id: str | None
+    user_type: str
+    acquisition_channel: str
+    tags: list[str]
+    signed_up_at: datetime
+    created_at: datetime
+
+    @strawberry.field
+    async def workflow(
+        self, info: Info
+    ) -> Annotated[Workflow, strawberry.lazy("app.graphql.onboarding.types")] | None:
+        from app.graphql.onboarding.types import Workflow
+
+        row = await info.context.loaders.workflow_by_customer.load(self.row.id)
+        return Workflow.of(row) if row else None
+
+    @classmethod
+    def of(cls, row: CustomerRow) -> Customer:
+        return cls(
+            row=row,
+            id=strawberry.ID(str(row.id)),
+            email=row.email,
+            name=row.name,
+            company=row.company,
+            external_id=row.external_id,
+            user_type=row.user_type,
+            acquisition_channel=row.acquisition_channel,
+            tags=list(row.tags),
+            signed_up_at=row.signed_up_at,
+            created_at=row.created_at,
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class CustomerEdge:
+    cursor: str
+    node: Customer
+
+
+@strawberry.type(description="A page of customers (Relay connection; `first` is capped at 100).")
+class CustomerConnection:
+    edges: list[CustomerEdge]
+    page_info: PageInfo
+    total_count: int
+
+    @classmethod
+    def of(cls, page: Page[CustomerRow]) -> CustomerConnection:
+        return cls(
+            edges=[CustomerEdge(cursor=encode_cursor(r), node=Customer.of(r)) for r in page.items],
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                has_previous_page=page.has_previous_page,
+                start_cursor=page.start_cursor,
+                end_cursor=page.end_cursor,
+            ),
+            total_count=page.total_count,
+        )
+
+
+@strawberry.input
+class CustomerFilter:
+    user_type: str | None = None
+    acquisition_channel: str | None = None
+    workflow_status: WorkflowStatus | None = None
+    search: str | None = None
+
+
+@strawberry.input
+class CreateCustomerInput:
+    email: str
+    name: str
+    company: str | None = None
+    external_id: str | None = None
+    user_type: str = "standard"
+    acquisition_channel: str = "direct"
+    signed_up_at: datetime | None = None
+    template_id: strawberry.ID | None = None

@@ -1,0 +1,63 @@
+"""Errors for callers: domain errors keep their message and code; anything else is masked."""
+
+from __future__ import annotations
+
+import logging
+
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from app.errors import DomainError
+
+log = logging.getLogger("app.graphql")
+
+INTERNAL = "INTERNAL_SERVER_ERROR"
+INVALID_QUERY = "GRAPHQL_VALIDATION_FAILED"
+
+
+def domain_error_of(error: GraphQLError) -> DomainError | None:
+    """The DomainError behind a GraphQL error, if that is what it is."""
+    original = error.original_error
+    return original if isinstance(original, DomainError) else None
+
+
+class ErrorCodes(MaskErrors):
+    """Attach `extensions.code` to every error; mask the unexpected ones."""
+
+    def __init__(self) -> None:
+        super().__init__(error_message="Unexpected error; it has been logged.")
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [self._shape(e) for e in errors]
+
+    def _shape(self, error: GraphQLError) -> GraphQLError:
+        domain = domain_error_of(error)
+        if domain is not None:
+            return GraphQLError(
+                domain.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": domain.code, **_plain(domain.details)},
+            )
+        if error.original_error is None:
+            code = (error.extensions or {}).get("code", INVALID_QUERY)
+            return GraphQLError(
+                error.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={**(error.extensions or {}), "code": code},
+            )
+        masked = self.anonymise_error(error)
+        masked.extensions = {"code": INTERNAL}
+        return masked
+
+
+def _plain(details: dict[str, object]) -> dict[str, object]:
+    return {
+        k: v if isinstance(v, str | int | float | bool | list | type(None)) else str(v)
+        for k, v in details.items()
+    }

@@ -1,0 +1,55 @@
+"""Onboarding queries."""
+
+from __future__ import annotations
+
+import strawberry
+
+from app.accounts.models import Role
+from app.graphql.enums import TaskStatus
+from app.graphql.onboarding.types import Info, Stage, Task, Workflow, WorkflowTemplateType, tasks_of
+from app.onboarding import service, templates
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A customer's workflow; a CUSTOMER may omit `customerId`.")
+    async def workflow(
+        self, info: Info, customer_id: strawberry.ID | None = None
+    ) -> Workflow | None:
+        viewer = info.context.viewer
+        row = await info.context.loaders.workflow_by_customer.load(
+            viewer.customer_scope(customer_id)
+        )
+        return Workflow.of(row) if row else None
+
+    @strawberry.field(description="The stages of a customer's workflow, in order.")
+    async def stages(self, info: Info, customer_id: strawberry.ID | None = None) -> list[Stage]:
+        return [Stage.of(s) for s in await service.list_stages(info.context.viewer, customer_id)]
+
+    @strawberry.field(description="The tasks of a customer's workflow, by status and stage.")
+    async def tasks(
+        self,
+        info: Info,
+        customer_id: strawberry.ID | None = None,
+        status: list[TaskStatus] | None = None,
+        stage_key: str | None = None,
+    ) -> list[Task]:
+        viewer = info.context.viewer
+        row = await info.context.loaders.workflow_by_customer.load(
+            viewer.customer_scope(customer_id)
+        )
+        if row is None:
+            return []
+        wanted = set(status or [])
+        return [
+            t
+            for t in await tasks_of(info, row.id)
+            if (not wanted or t.status in wanted)
+            and (stage_key is None or t.stage_key == stage_key)
+        ]
+
+    @strawberry.field(description="Every template version of the organization (operators).")
+    async def workflow_templates(self, info: Info) -> list[WorkflowTemplateType]:
+        viewer = info.context.viewer
+        viewer.require(Role.ADMIN, Role.CSM)
+        return [WorkflowTemplateType.of(t) for t in await templates.list_templates(viewer)]
