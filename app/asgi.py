@@ -18,10 +18,10 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from tortoise.connection import get_connection
 
-from app.db import close_db, database_url, init_db
 from app.errors import DomainError
 from app.graphql.context import Context
 from app.graphql.schema import build_schema
+from app.runtime import Runtime
 from app.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 class LiftoffGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with our typed context and websocket authentication."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
+        self.runtime = runtime
         super().__init__(
             build_schema(settings),
             graphql_ide="graphiql" if settings.graphiql else None,
@@ -46,7 +47,8 @@ class LiftoffGraphQL(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        return Context(request=request, response=response, settings=self.settings)
+        hub = self.runtime.hub if self.runtime else None
+        return Context(request=request, response=response, settings=self.settings, hub=hub)
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params or {}
@@ -70,15 +72,16 @@ async def health(_: Request) -> Response:
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app; the lifespan opens the database (and, later, the event spine)."""
     s = settings or get_settings()
-    graphql = LiftoffGraphQL(s)
+    runtime = Runtime(s, run_worker=s.runs_inline_worker)
+    graphql = LiftoffGraphQL(s, runtime)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
-        await init_db(database_url(s), pool_min=s.db_pool_min, pool_max=s.db_pool_max)
+        await runtime.start()
         try:
             yield {}
         finally:
-            await close_db()
+            await runtime.stop()
 
     return Starlette(
         routes=[

@@ -184,6 +184,35 @@ def serve(
 
 
 @cli.command()
+def worker() -> None:
+    """Drain the outbox to Redis and run scheduled jobs (run one or more next to the api)."""
+    import signal
+
+    from app.runtime import Runtime
+
+    settings = get_settings()
+    if not settings.redis_url:
+        console.print("[red]Set REDIS_URL: without it the api process relays events itself.[/red]")
+        raise typer.Exit(2)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    async def go() -> None:
+        runtime = Runtime(settings, run_worker=True)
+        await runtime.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        console.print("Worker running; Ctrl-C to stop.")
+        await stop.wait()
+        await runtime.stop()
+
+    _run(go)
+
+
+@cli.command()
 def token(
     org: Annotated[str, typer.Option(help="Organization slug or id.")],
     role: Annotated[Role, typer.Option(help="ADMIN, CSM or CUSTOMER.", case_sensitive=False)],

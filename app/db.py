@@ -122,3 +122,9 @@ async def make_migrations(url: str, *, name: str | None = None) -> list[str]:
         return paths
     finally:
         await Tortoise.close_connections()
+
+
+def connect_kwargs(url: str) -> dict[str, Any]:
+    """asyncpg.connect() arguments for a dedicated connection (e.g. LISTEN)."""
+    creds = _credentials(url, pool_min=1, pool_max=1)
+    return {k: creds[k] for k in ("host", "port", "user", "password", "database")}

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     max_aliases: int = 30
     max_tokens: int = 2000
     log_level: str = "INFO"
+    inline_worker: bool | None = None
     outbox_retention_hours: int = 72
     outbox_poll_seconds: float = 1.0
     outbox_batch_size: int = 500
@@ -46,6 +47,11 @@ class Settings(BaseSettings):
     def embedded_database(self) -> bool:
         """True when no external PostgreSQL is configured."""
         return not self.database_url
+
+    @property
+    def runs_inline_worker(self) -> bool:
+        """Relay events inside the api process: by default only without Redis (embedded mode)."""
+        return self.inline_worker if self.inline_worker is not None else not self.redis_url
 
     def resolved_secret_key(self) -> str:
         """The signing key; generated once and kept in the data folder when unset."""

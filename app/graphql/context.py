@@ -12,6 +12,7 @@ from starlette.websockets import WebSocket
 from app.accounts.tokens import bearer, read_token
 from app.accounts.viewer import Viewer
 from app.errors import Unauthenticated
+from app.events.hub import Hub
 from app.graphql.loaders import Loaders
 from app.settings import Settings
 
@@ -25,7 +26,9 @@ class Context:
         request: Request | WebSocket,
         response: Response | WebSocket | None,
         settings: Settings,
+        hub: Hub | None = None,
     ) -> None:
+        self._hub = hub
         self.request = request
         self.response = response
         self.settings = settings
@@ -58,6 +61,13 @@ class Context:
                 return self.authenticate(header if isinstance(header, str) else None)
             return self.authenticate(self.request.headers.get("authorization"))
         return self._viewer
+
+    @property
+    def hub(self) -> Hub:
+        """The broadcast hub of this process (subscriptions only)."""
+        if self._hub is None:
+            raise RuntimeError("the event hub is not running in this process")
+        return self._hub
 
     @cached_property
     def loaders(self) -> Loaders:

@@ -15,6 +15,7 @@ from app.graphql.accounts.queries import Query as AccountsQuery
 from app.graphql.customers.queries import Mutation as CustomersMutation
 from app.graphql.customers.queries import Query as CustomersQuery
 from app.graphql.errors import ErrorCodes, domain_error_of
+from app.graphql.events.subscriptions import Subscription
 from app.graphql.onboarding.mutations import Mutation as OnboardingMutation
 from app.graphql.onboarding.queries import Query as OnboardingQuery
 from app.settings import Settings, get_settings
@@ -45,7 +46,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         MaxTokensLimiter(max_token_count=s.max_tokens),
         ErrorCodes,
     ]
-    return LiftoffSchema(query=Query, mutation=Mutation, extensions=extensions)
+    return LiftoffSchema(
+        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+    )
 
 
 def export_sdl() -> str:

@@ -121,6 +121,7 @@ def structural_problems(template: TemplateDef) -> list[str]:
     for key in _duplicates(task.key for _, task in template.all_tasks()):
         problems.append(f"task key {key!r} is used more than once")
     stage_of = {task.key: index for index, task in template.all_tasks()}
+    optional = {task.key for _, task in template.all_tasks() if not task.required}
     for index, task in template.all_tasks():
         for dep in task.depends_on:
             if dep == task.key:
@@ -133,6 +134,10 @@ def structural_problems(template: TemplateDef) -> list[str]:
         for name in stage.unlock.tasks_completed:
             if name not in stage_of:
                 problems.append(f"stage {stage.key!r} waits for unknown task {name!r}")
+            elif name in optional:
+                problems.append(
+                    f"stage {stage.key!r} waits for optional task {name!r}, which may be skipped"
+                )
             elif stage_of[name] >= index:
                 problems.append(
                     f"stage {stage.key!r} waits for task {name!r}, which can only be done "

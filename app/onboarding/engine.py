@@ -221,6 +221,8 @@ def apply_stage_action(
             if task.stage_key == stage_key and task.status not in DONE:
                 task.status, task.completed_at, task.progress = TaskStatus.COMPLETED, now, 100
                 out.changed_tasks.add(task.key)
+                if task.points:
+                    _award_points(state, out, task.points, source=f"task:{task.key}")
         _complete_stage(state, stage, out, now=now)
     else:
         _reset_stage(state, stage, out)
@@ -252,11 +254,11 @@ def settle(state: WorkflowState, out: Outcome, *, now: datetime) -> None:
                 _unlock_stage(stage, out, now=now)
                 changed = True
         for task in sorted(state.tasks.values(), key=lambda t: t.position):
-            stage = state.stage(task.stage_key)
+            home = state.stage(task.stage_key)
             if (
                 task.status is TaskStatus.LOCKED
-                and stage is not None
-                and stage.status is not StageStatus.LOCKED
+                and home is not None
+                and home.status is not StageStatus.LOCKED
                 and not rules.unmet_dependencies(task, state.tasks)
             ):
                 task.status = TaskStatus.AVAILABLE

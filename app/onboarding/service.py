@@ -282,3 +282,33 @@ async def list_tasks(
     if stage_key:
         query = query.filter(stage__key=stage_key)
     return await query.order_by("position")
+
+
+_DUE_TIME_UNLOCKS = """SELECT DISTINCT w.organization_id, w.customer_id, w.last_activity_at
+FROM workflow_stage s
+JOIN workflow w ON w.id = s.workflow_id
+JOIN customer c ON c.id = w.customer_id
+WHERE s.status = 'LOCKED' AND w.status = 'ACTIVE' AND NOT w.paused
+  AND s.unlock->>'days_since_signup' IS NOT NULL
+  AND c.signed_up_at + make_interval(days => (s.unlock->>'days_since_signup')::int) <= $1
+  AND NOT EXISTS (SELECT 1 FROM workflow_stage p WHERE p.workflow_id = s.workflow_id
+                  AND p.position < s.position AND p.status <> 'COMPLETED')
+ORDER BY w.last_activity_at LIMIT $2"""
+
+
+async def due_time_unlocks(*, now: datetime, limit: int = 500) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """(organization, customer) pairs with a stage whose waiting time has passed."""
+    from tortoise.connection import get_connection
+
+    rows = await get_connection("default").execute_query_dict(_DUE_TIME_UNLOCKS, [now, limit])
+    return [(r["organization_id"], r["customer_id"]) for r in rows]
+
+
+async def settle_workflow(viewer: Viewer, customer_id: uuid.UUID, *, now: datetime) -> Outcome:
+    """Re-evaluate a workflow without any task move (time-based unlocks)."""
+    loaded = await load(viewer, customer_id, lock=True)
+    out = Outcome()
+    engine.settle(loaded.state, out, now=now)
+    if out.events:
+        await _persist(viewer, loaded, out, now)
+    return out

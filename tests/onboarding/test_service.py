@@ -125,7 +125,7 @@ async def test_admin_overrides_are_audited(tenant: Tenant) -> None:
             reason="migrated from the old tool",
         )
     assert stage.status == StageStatus.COMPLETED
-    assert change.workflow.points == 100
+    assert change.workflow.points == 30 + 20 + 10 + 100  # the stage's tasks and its reward
     audit = await StageOverride.get(stage_id=stage.id)
     assert (audit.action, audit.actor, audit.reason) == (
         "COMPLETE",

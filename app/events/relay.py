@@ -1,0 +1,92 @@
+"""The relay: publish committed outbox events in per-customer order, each claimed by one worker."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from tortoise.connection import get_connection
+
+from app.db import transaction
+from app.events.channels import Published
+from app.kit.clock import utcnow
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, str], Awaitable[None]]
+
+_CLAIM = """SELECT id, organization_id, customer_id, stream, sequence, type, payload, actor, created_at
+FROM outbox_event WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"""
+_FIRST_PENDING = """SELECT stream, min(id) AS first FROM outbox_event
+WHERE published_at IS NULL AND stream = ANY($1::uuid[]) GROUP BY stream"""
+_MARK = "UPDATE outbox_event SET published_at = $1 WHERE id = ANY($2::bigint[])"
+_PRUNE = """DELETE FROM outbox_event WHERE id IN (SELECT id FROM outbox_event
+WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)"""
+PRUNE_LOCK = 7_340_001
+
+
+def in_order(
+    rows: list[dict[str, object]], first_pending: dict[object, int]
+) -> list[dict[str, object]]:
+    """The claimed rows this worker may publish now: per stream, an unbroken run from its oldest pending event.
+
+    Rows of a stream whose older events another worker holds are left for later, so
+    subscribers always see a customer's events in sequence order.
+    """
+    by_stream: dict[object, list[dict[str, object]]] = defaultdict(list)
+    for row in rows:
+        by_stream[row["stream"]].append(row)
+    keep: list[dict[str, object]] = []
+    for stream, mine in by_stream.items():
+        mine.sort(key=lambda r: int(r["sequence"]))  # type: ignore[call-overload]
+        if int(mine[0]["id"]) != first_pending.get(stream):  # type: ignore[call-overload]
+            continue
+        keep.append(mine[0])
+        for prev, row in zip(mine, mine[1:], strict=False):
+            if int(row["sequence"]) != int(prev["sequence"]) + 1:  # type: ignore[call-overload]
+                break
+            keep.append(row)
+    keep.sort(key=lambda r: int(r["id"]))  # type: ignore[call-overload]
+    return keep
+
+
+async def relay_batch(publish: Publish, *, batch_size: int) -> int:
+    """Claim, publish and mark one batch in one transaction; return how many were published.
+
+    If publishing fails the transaction rolls back and the events stay pending, to be
+    published again when the broker is back; a crash mid-batch has the same effect.
+    """
+    async with transaction():
+        conn = get_connection("default")
+        rows = await conn.execute_query_dict(_CLAIM, [batch_size])
+        if not rows:
+            return 0
+        streams = list({r["stream"] for r in rows})
+        firsts = {
+            r["stream"]: int(r["first"])
+            for r in await conn.execute_query_dict(_FIRST_PENDING, [streams])
+        }
+        ready = in_order(rows, firsts)
+        for row in ready:
+            event = Published.of_row(row)
+            message = event.encode()
+            for channel in event.channels():
+                await publish(channel, message)
+        if ready:
+            await conn.execute_query(_MARK, [utcnow(), [int(r["id"]) for r in ready]])
+        return len(ready)
+
+
+async def prune(*, retention: timedelta, limit: int = 10_000) -> int:
+    """Delete published events older than the retention (one worker at a time)."""
+    async with transaction():
+        conn = get_connection("default")
+        locked = await conn.execute_query_dict(
+            "SELECT pg_try_advisory_xact_lock($1) AS ok", [PRUNE_LOCK]
+        )
+        if not locked[0]["ok"]:
+            return 0
+        count, _ = await conn.execute_query(_PRUNE, [utcnow() - retention, limit])
+        return int(count)
