@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -30,7 +30,7 @@ def main() -> None:
     cli()
 
 
-def _run(factory: Callable[[], Awaitable[T]]) -> T:
+def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(factory())
 
 
@@ -269,7 +269,7 @@ def create_org(
         bool, typer.Option("--no-template", help="Skip the default template.")
     ] = False,
 ) -> None:
-    """Create an organization with its first ADMIN (and the default template); print an admin token."""
+    """Create an organization with its first ADMIN and the default template; print a token."""
     from app.accounts.service import create_organization
     from app.accounts.viewer import Viewer
     from app.db import transaction

@@ -93,12 +93,13 @@ async def migrate(url: str) -> None:
 
 
 async def pending_model_changes(url: str) -> list[str]:
-    """Names of migrations the models would need beyond those in `migrations/` (empty when in sync)."""
+    """Migrations the models need beyond those in `migrations/` (empty when in sync)."""
     from tortoise.migrations.autodetector import MigrationAutodetector
 
     config = tortoise_config(url)
     ctx = await Tortoise.init(config=config, init_connections=False)
     try:
+        assert ctx.apps is not None
         writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
         return [w.name for w in writers]
     finally:
@@ -113,6 +114,7 @@ async def make_migrations(url: str, *, name: str | None = None) -> list[str]:
     config = tortoise_config(url)
     ctx = await Tortoise.init(config=config, init_connections=False)
     try:
+        assert ctx.apps is not None
         writers = await MigrationAutodetector(ctx.apps, config["apps"]).changes()
         paths = []
         for writer in writers:

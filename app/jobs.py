@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from tortoise.connection import get_connection
@@ -46,7 +47,5 @@ async def run_schedules(stop: asyncio.Event, *, every_seconds: float = 60.0) -> 
                 log.info("unlocked time-based stages in %d workflow(s)", changed)
         except Exception:
             log.exception("scheduled job failed")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every_seconds)
-        except TimeoutError:
-            pass

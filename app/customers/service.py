@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 
 from app.accounts.models import Role
 from app.accounts.service import check_email
@@ -119,7 +120,5 @@ async def list_customers(
     if where.workflow_status:
         query = query.filter(workflows__status=where.workflow_status.value)
     if where.search:
-        query = query.filter(name__icontains=where.search) | query.filter(
-            email__icontains=where.search
-        )
+        query = query.filter(Q(name__icontains=where.search) | Q(email__icontains=where.search))
     return await paginate(query, first=first, after=after)

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from broadcaster import Broadcast, Event
+from broadcaster._base import Unsubscribed
 
 from app.events.channels import Published
 from app.events.redis_backend import ResilientRedisBackend
@@ -45,8 +46,11 @@ class Hub:
         async with self.broadcast.subscribe(channel) as subscriber:
 
             async def events() -> AsyncIterator[Published | None]:
-                async for event in subscriber:
-                    assert event is not None
+                while True:
+                    try:
+                        event = await subscriber.get()
+                    except Unsubscribed:
+                        return
                     yield None if event.message == RESYNC else Published.decode(event.message)
 
             yield events()

@@ -12,7 +12,8 @@ from app.events.models import OutboxEvent
 
 NOTIFY_CHANNEL = "liftoff_outbox"
 
-_NEXT_SEQUENCE = """INSERT INTO event_stream (id, organization_id, last_sequence) VALUES ($1, $2, $3)
+_NEXT_SEQUENCE = """INSERT INTO event_stream (id, organization_id, last_sequence)
+VALUES ($1, $2, $3)
 ON CONFLICT (id) DO UPDATE SET last_sequence = event_stream.last_sequence + EXCLUDED.last_sequence
 WHERE event_stream.organization_id = EXCLUDED.organization_id
 RETURNING last_sequence

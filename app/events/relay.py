@@ -6,6 +6,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from itertools import pairwise
+from typing import Any
 
 from tortoise.connection import get_connection
 
@@ -17,7 +19,8 @@ log = logging.getLogger(__name__)
 
 Publish = Callable[[str, str], Awaitable[None]]
 
-_CLAIM = """SELECT id, organization_id, customer_id, stream, sequence, type, payload, actor, created_at
+_CLAIM = """SELECT id, organization_id, customer_id, stream, sequence, type, payload, actor,
+created_at
 FROM outbox_event WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"""
 _FIRST_PENDING = """SELECT stream, min(id) AS first FROM outbox_event
 WHERE published_at IS NULL AND stream = ANY($1::uuid[]) GROUP BY stream"""
@@ -27,28 +30,28 @@ WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)"""
 PRUNE_LOCK = 7_340_001
 
 
-def in_order(
-    rows: list[dict[str, object]], first_pending: dict[object, int]
-) -> list[dict[str, object]]:
-    """The claimed rows this worker may publish now: per stream, an unbroken run from its oldest pending event.
+def in_order(rows: list[dict[str, Any]], first_pending: dict[Any, int]) -> list[dict[str, Any]]:
+    """The claimed rows this worker may publish now.
+
+    Per stream: an unbroken run starting at the stream's oldest pending event.
 
     Rows of a stream whose older events another worker holds are left for later, so
     subscribers always see a customer's events in sequence order.
     """
-    by_stream: dict[object, list[dict[str, object]]] = defaultdict(list)
+    by_stream: dict[Any, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         by_stream[row["stream"]].append(row)
-    keep: list[dict[str, object]] = []
+    keep: list[dict[str, Any]] = []
     for stream, mine in by_stream.items():
-        mine.sort(key=lambda r: int(r["sequence"]))  # type: ignore[call-overload]
-        if int(mine[0]["id"]) != first_pending.get(stream):  # type: ignore[call-overload]
+        mine.sort(key=lambda r: int(r["sequence"]))
+        if int(mine[0]["id"]) != first_pending.get(stream):
             continue
         keep.append(mine[0])
-        for prev, row in zip(mine, mine[1:], strict=False):
-            if int(row["sequence"]) != int(prev["sequence"]) + 1:  # type: ignore[call-overload]
+        for prev, row in pairwise(mine):
+            if int(row["sequence"]) != int(prev["sequence"]) + 1:
                 break
             keep.append(row)
-    keep.sort(key=lambda r: int(r["id"]))  # type: ignore[call-overload]
+    keep.sort(key=lambda r: int(r["id"]))
     return keep
 
 

@@ -1,15 +1,17 @@
-"""The domain vocabularies, registered once as GraphQL enums."""
+"""The domain vocabularies, registered once as GraphQL enums (the classes stay the domain's)."""
 
 from __future__ import annotations
 
 import strawberry
 
-from app.accounts import models as accounts
-from app.onboarding import states
+from app.accounts.models import Role
+from app.onboarding.states import StageAction, StageStatus, TaskAction, TaskStatus, WorkflowStatus
 
-Role = strawberry.enum(accounts.Role, description="What a caller may do.")
-TaskStatus = strawberry.enum(states.TaskStatus, description="Where a task stands.")
-TaskAction = strawberry.enum(states.TaskAction, description="What a caller does to a task.")
-StageStatus = strawberry.enum(states.StageStatus, description="Where a stage stands.")
-StageAction = strawberry.enum(states.StageAction, description="An admin override on a stage.")
-WorkflowStatus = strawberry.enum(states.WorkflowStatus, description="Where a workflow stands.")
+strawberry.enum(Role, description="What a caller may do.")
+strawberry.enum(TaskStatus, description="Where a task stands.")
+strawberry.enum(TaskAction, description="What a caller does to a task.")
+strawberry.enum(StageStatus, description="Where a stage stands.")
+strawberry.enum(StageAction, description="An admin override on a stage.")
+strawberry.enum(WorkflowStatus, description="Where a workflow stands.")
+
+__all__ = ["Role", "StageAction", "StageStatus", "TaskAction", "TaskStatus", "WorkflowStatus"]

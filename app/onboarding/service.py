@@ -75,8 +75,8 @@ async def start_workflow(
     state = engine.initial_state(definition, signed_up_at=customer.signed_up_at, now=now)
     workflow, stage_rows, task_rows = new_rows(
         state,
-        organization_id=customer.organization_id,
-        customer_id=customer.id,  # type: ignore[attr-defined]
+        organization_id=customer.organization_id,  # type: ignore[attr-defined]
+        customer_id=customer.id,
         template_id=template.id,
         template=definition,
         now=now,

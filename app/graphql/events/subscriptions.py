@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncGenerator
 
 import strawberry
 
 from app.accounts.models import Role
+from app.errors import NotFound
 from app.events import feed
 from app.graphql.context import Context
 from app.graphql.events.types import ActivityEvent, CelebrationEvent, WorkflowEvent
@@ -28,7 +30,7 @@ class Subscription:
     ) -> AsyncGenerator[WorkflowEvent, None]:
         viewer = info.context.viewer
         cid = viewer.customer_scope(customer_id)
-        await info.context.loaders.customer.load(cid) or _not_found(cid)
+        await _ensure_customer(info, cid)
         async for event, replayed in feed.customer_events(
             info.context.hub, viewer.organization_id, cid, after=after_sequence
         ):
@@ -50,7 +52,7 @@ class Subscription:
                     yield CelebrationEvent.of(event)
             return
         cid = viewer.customer_scope(customer_id)
-        await info.context.loaders.customer.load(cid) or _not_found(cid)
+        await _ensure_customer(info, cid)
         async for event, _ in feed.customer_events(hub, org, cid, after=None):
             if event.type == "celebration":
                 yield CelebrationEvent.of(event)
@@ -63,7 +65,6 @@ class Subscription:
             yield ActivityEvent.of(event)
 
 
-def _not_found(customer_id: object) -> None:
-    from app.errors import NotFound
-
-    raise NotFound(f"No customer with id {customer_id}.")
+async def _ensure_customer(info: Info, customer_id: uuid.UUID) -> None:
+    if await info.context.loaders.customer.load(customer_id) is None:
+        raise NotFound(f"No customer with id {customer_id}.", customer=str(customer_id))

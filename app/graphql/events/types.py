@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -54,7 +54,7 @@ class WorkflowEvent:
             points=wf.get("points"),
             estimated_minutes_remaining=wf.get("minutesRemaining"),
             current_stage_key=wf.get("currentStage"),
-            payload=p,
+            payload=cast(JSON, p),
         )
 
 
@@ -109,7 +109,7 @@ class ActivityEvent:
             actor=e.actor,
             occurred_at=e.created_at,
             summary=summarize(e),
-            payload=e.payload,
+            payload=cast(JSON, e.payload),
         )
 
 

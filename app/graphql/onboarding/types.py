@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -174,14 +174,17 @@ class Stage:
         badge = self.row.reward_badge
         return Reward(points=self.row.reward_points, badge=Badge.of(badge) if badge else None)
 
-    @strawberry.field
-    async def tasks(self, info: Info) -> list[Task]:
+    async def _tasks(self, info: Info) -> list[Task]:
         everything = await tasks_of(info, self.row.workflow_id)  # type: ignore[attr-defined]
         return [t for t in everything if t.stage_key == self.key]
 
+    @strawberry.field
+    async def tasks(self, info: Info) -> list[Task]:
+        return await self._tasks(info)
+
     @strawberry.field(description="Share of this stage's counted tasks that are done, 0-1.")
     async def progress(self, info: Info) -> float:
-        tasks = await self.tasks(info)
+        tasks = await self._tasks(info)
         return rules.progress_fraction(task_state(t.row, self.key) for t in tasks)
 
     @classmethod
@@ -290,7 +293,7 @@ class WorkflowTemplateType:
 
     @strawberry.field(description="The definition as stored (the YAML/JSON shape, as JSON).")
     def definition(self) -> JSON:
-        return self.row.definition
+        return cast(JSON, self.row.definition)
 
     @strawberry.field
     def stage_count(self) -> int:
