@@ -93,6 +93,22 @@ class Outcome:
     def emit(self, kind: str, **payload: Any) -> None:
         self.events.append((kind, payload))
 
+    def then(self, later: Outcome) -> Outcome:
+        """This outcome followed by `later`, as one."""
+        return Outcome(
+            changed_tasks=self.changed_tasks | later.changed_tasks,
+            changed_stages=self.changed_stages | later.changed_stages,
+            unlocked_tasks=self.unlocked_tasks + later.unlocked_tasks,
+            unlocked_stages=self.unlocked_stages + later.unlocked_stages,
+            completed_stages=self.completed_stages + later.completed_stages,
+            points_awarded=self.points_awarded + later.points_awarded,
+            badges_awarded=self.badges_awarded + later.badges_awarded,
+            workflow_completed=self.workflow_completed or later.workflow_completed,
+            workflow_changed=self.workflow_changed or later.workflow_changed,
+            events=self.events + later.events,
+            celebrations=self.celebrations + later.celebrations,
+        )
+
 
 _TASK_EVENT = {
     TaskAction.START: "task.started",

@@ -186,8 +186,12 @@ async def update_task(
         raise NotFound(f"No task {key!r} in this workflow.", task=key)
     if loaded.state.paused:
         raise WorkflowPaused("This workflow is paused; resume it in its settings first.")
-    out = engine.apply_task_action(
-        loaded.state, key, action, now=now, progress=progress, reason=reason
+    due = Outcome()
+    engine.settle(loaded.state, due, now=now)  # time-based unlocks that came due since
+    out = due.then(
+        engine.apply_task_action(
+            loaded.state, key, action, now=now, progress=progress, reason=reason
+        )
     )
     await _persist(viewer, loaded, out, now)
     return Change(loaded, out), loaded.tasks[key]

@@ -141,3 +141,48 @@ async def test_admin_overrides_are_audited(tenant: Tenant) -> None:
             reason="redo",
         )
     assert stage.status == StageStatus.LOCKED and change.workflow.points == 0
+
+
+async def test_time_based_stage_unlocks_on_the_next_move_and_by_the_scheduler(
+    tenant: Tenant,
+) -> None:
+    from datetime import timedelta
+
+    from app.jobs import unlock_due_stages
+    from app.kit.clock import utcnow
+
+    done = [
+        "verify_email",
+        "complete_profile",
+        "connect_data_source",
+        "invite_team",
+        "create_first_project",
+        "add_client",
+        "build_report",
+    ]
+    early = utcnow() - timedelta(days=10)
+    for cid_holder in range(2):
+        customer = await tenant.customer(signed_up_at=early)
+        for key in done:
+            await act(
+                tenant,
+                customer.id,
+                key,
+                TaskAction.COMPLETE,
+                now=early + timedelta(hours=cid_holder),
+            )
+        stages = {s.key: s.status for s in await service.list_stages(tenant.csm, str(customer.id))}
+        assert (
+            stages["features"] == StageStatus.COMPLETED and stages["mastery"] == StageStatus.LOCKED
+        )
+        if cid_holder == 0:
+            # the wait passed long ago: the next move unlocks Mastery before applying itself
+            change, task = await act(tenant, customer.id, "set_up_integration", TaskAction.START)
+            assert task.status == TaskStatus.IN_PROGRESS
+            assert change.outcome.unlocked_stages == ["mastery"]
+        else:
+            assert await unlock_due_stages() >= 1
+            stages = {
+                s.key: s.status for s in await service.list_stages(tenant.csm, str(customer.id))
+            }
+            assert stages["mastery"] == StageStatus.UNLOCKED
