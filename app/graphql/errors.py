@@ -15,6 +15,11 @@ INTERNAL = "INTERNAL_SERVER_ERROR"
 INVALID_QUERY = "GRAPHQL_VALIDATION_FAILED"
 
 
+def is_callers_error(error: GraphQLError) -> bool:
+    """A syntax, validation or variable error: the request itself is wrong."""
+    return error.original_error is None or isinstance(error.original_error, GraphQLError)
+
+
 def domain_error_of(error: GraphQLError) -> DomainError | None:
     """The DomainError behind a GraphQL error, if that is what it is."""
     original = error.original_error
@@ -41,7 +46,7 @@ class ErrorCodes(MaskErrors):
                 path=error.path,
                 extensions={"code": domain.code, **_plain(domain.details)},
             )
-        if error.original_error is None:
+        if is_callers_error(error):
             code = (error.extensions or {}).get("code", INVALID_QUERY)
             return GraphQLError(
                 error.message,

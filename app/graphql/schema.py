@@ -14,7 +14,7 @@ from strawberry.types import ExecutionContext
 from app.graphql.accounts.queries import Query as AccountsQuery
 from app.graphql.customers.queries import Mutation as CustomersMutation
 from app.graphql.customers.queries import Query as CustomersQuery
-from app.graphql.errors import ErrorCodes, domain_error_of
+from app.graphql.errors import ErrorCodes, domain_error_of, is_callers_error
 from app.graphql.events.subscriptions import Subscription
 from app.graphql.onboarding.mutations import Mutation as OnboardingMutation
 from app.graphql.onboarding.queries import Query as OnboardingQuery
@@ -33,7 +33,7 @@ class LiftoffSchema(strawberry.Schema):
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         for error in errors:
-            if error.original_error is not None and domain_error_of(error) is None:
+            if not is_callers_error(error) and domain_error_of(error) is None:
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
 
 
@@ -41,9 +41,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """The schema with depth, alias and token limits and error codes."""
     s = settings or get_settings()
     extensions: list[Any] = [
-        QueryDepthLimiter(max_depth=s.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=s.max_aliases),
-        MaxTokensLimiter(max_token_count=s.max_tokens),
+        lambda: QueryDepthLimiter(max_depth=s.max_query_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=s.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
         ErrorCodes,
     ]
     return LiftoffSchema(
