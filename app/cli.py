@@ -6,6 +6,8 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
@@ -172,6 +174,9 @@ def serve(
             _seed_demo(get_settings(), demo_customers), f"http://{bind_host}:{bind_port}/graphql"
         )
     logging.basicConfig(level=settings.log_level)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through Python instead
+    # lets atexit stop the embedded PostgreSQL this process started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "app.asgi:create_app",
         factory=True,
@@ -186,7 +191,6 @@ def serve(
 @cli.command()
 def worker() -> None:
     """Drain the outbox to Redis and run scheduled jobs (run one or more next to the api)."""
-    import signal
 
     from app.runtime import Runtime
 

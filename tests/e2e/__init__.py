@@ -1,0 +1,1 @@
+"""End-to-end tests: real `liftoff` processes spoken to over HTTP."""

@@ -1,0 +1,109 @@
+"""The models and `migrations/` agree, and migrating an empty database builds every table.
+
+`pending_model_changes` and `migrate` call `Tortoise.init`/`close_connections`, which would
+re-initialise (and close) the session's own Tortoise context if run in the test's task.
+They run here in a fresh thread with its own event loop and an empty contextvars context,
+so the session's connection pool is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+from tortoise import Tortoise
+
+from app.db import close_db, migrate, pending_model_changes, tortoise_config
+from tests.conftest import create_database, drop_database
+
+T = TypeVar("T")
+
+
+def run_isolated(work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work()` to completion in a new thread, event loop and Tortoise context."""
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(work())  # type: ignore[arg-type]
+        except BaseException as exc:
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, name="isolated-tortoise")
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["value"]  # type: ignore[no-any-return]
+
+
+async def _model_tables(url: str) -> dict[str, set[str]]:
+    """Each table the models need, with the columns their fields map to."""
+    await Tortoise.init(config=tortoise_config(url), init_connections=False)
+    try:
+        tables: dict[str, set[str]] = {}
+        apps = Tortoise.apps
+        assert apps is not None
+        for model in apps.get_models_iterable():
+            meta = model._meta
+            if meta.abstract:
+                continue
+            tables[meta.db_table] = set(meta.fields_db_projection.values())
+            for name in meta.m2m_fields:
+                through = getattr(meta.fields_map[name], "through", name)
+                tables.setdefault(through, set())
+        return tables
+    finally:
+        await Tortoise.close_connections()
+
+
+async def _database_tables(url: str) -> dict[str, set[str]]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'public'"
+        )
+    finally:
+        await conn.close()
+    tables: dict[str, set[str]] = {}
+    for row in rows:
+        tables.setdefault(row["table_name"], set()).add(row["column_name"])
+    return tables
+
+
+def test_models_need_no_migration_beyond_the_committed_ones(database_url: str) -> None:
+    pending = run_isolated(lambda: pending_model_changes(database_url))
+    assert pending == [], (
+        f"The models changed without a migration (would write {pending}); "
+        "run `liftoff makemigrations --name <what-changed>` and commit the file."
+    )
+
+
+async def test_fresh_database_migrates_to_every_model_table(database_server_url: str) -> None:
+    url = run_isolated(lambda: create_database(database_server_url))  # creates and migrates
+    try:
+        expected = run_isolated(lambda: _model_tables(url))
+        actual = await _database_tables(url)
+        missing_tables = sorted(set(expected) - set(actual))
+        assert not missing_tables, f"tables not created by the migrations: {missing_tables}"
+        missing_columns = {
+            table: sorted(columns - actual[table])
+            for table, columns in expected.items()
+            if columns - actual[table]
+        }
+        assert not missing_columns, f"columns not created by the migrations: {missing_columns}"
+        assert len(expected) >= 9, sorted(expected)
+
+        # Migrating again is a no-op that leaves the same tables.
+        async def again() -> None:
+            await migrate(url)
+            await close_db()
+
+        run_isolated(again)
+        assert await _database_tables(url) == actual
+    finally:
+        await drop_database(database_server_url, url)
