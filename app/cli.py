@@ -161,6 +161,9 @@ def serve(
     import uvicorn
 
     settings = get_settings()
+    if workers > 1 and not settings.redis_url:
+        console.print("[red]Several api processes need REDIS_URL to share live events.[/red]")
+        raise typer.Exit(2)
     url = _resolved_url(settings)
     os.environ["DATABASE_URL"] = url
     if not os.environ.get("LIFTOFF_SECRET_KEY"):
