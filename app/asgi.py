@@ -36,8 +36,6 @@ class LiftoffGraphQL(GraphQL[Context, None]):
             build_schema(settings),
             graphql_ide="graphiql" if settings.graphiql else None,
             allow_queries_via_get=False,
-            keep_alive=True,
-            keep_alive_interval=settings.ws_keepalive_seconds,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=timedelta(seconds=settings.ws_connection_init_seconds),
             max_subscriptions_per_connection=settings.ws_max_subscriptions,

@@ -188,6 +188,8 @@ def serve(
         workers=workers,
         log_level=settings.log_level.lower(),
         ws="websockets-sansio",
+        ws_ping_interval=settings.ws_keepalive_seconds,
+        ws_ping_timeout=settings.ws_keepalive_seconds,
     )
 
 

@@ -66,9 +66,8 @@ async def customer_events(
                     last = event.sequence
         async for item in live:
             if item is None or item.sequence > last + 1:
-                for event in await history(organization_id, customer_id, after=last):
-                    if item is not None and event.sequence >= item.sequence:
-                        break
+                upto = None if item is None else item.sequence
+                async for event in _fill(organization_id, customer_id, after=last, upto=upto):
                     yield event, True
                     last = event.sequence
             if item is None or item.sequence <= last or item.organization_id != organization_id:
@@ -77,16 +76,49 @@ async def customer_events(
             last = item.sequence
 
 
+async def _fill(
+    organization_id: uuid.UUID, customer_id: uuid.UUID, *, after: int, upto: int | None
+) -> AsyncIterator[Published]:
+    """Committed events after `after` and before `upto` (all, when None), page by page."""
+    while batch := await history(organization_id, customer_id, after=after):
+        for event in batch:
+            if upto is not None and event.sequence >= upto:
+                return
+            yield event
+            after = event.sequence
+        if len(batch) < REPLAY_LIMIT:
+            return
+
+
 async def activity_events(hub: Hub, organization_id: uuid.UUID) -> AsyncIterator[Published]:
-    """The organization's live feed, each event once."""
+    """The organization's live feed, each event once; after a broker reconnect, catch up."""
     seen: dict[uuid.UUID | None, int] = {}
     async with hub.listen(activity_channel(organization_id)) as live:
+        latest = await OutboxEvent.filter(organization_id=organization_id).order_by("-id").first()
+        newest = latest.id if latest else 0
         async for item in live:
-            if item is None or item.organization_id != organization_id:
-                continue
-            if item.customer_id is not None and item.sequence <= seen.get(item.customer_id, 0):
-                continue
-            seen[item.customer_id] = item.sequence
-            if len(seen) > 100_000:
-                seen.clear()
-            yield item
+            batch = [item] if item is not None else await _published_since(organization_id, newest)
+            for event in batch:
+                if event.organization_id != organization_id:
+                    continue
+                if event.customer_id is not None and event.sequence <= seen.get(
+                    event.customer_id, 0
+                ):
+                    continue
+                seen[event.customer_id] = event.sequence
+                newest = max(newest, event.id)
+                if len(seen) > 100_000:
+                    seen.clear()
+                yield event
+
+
+async def _published_since(organization_id: uuid.UUID, event_id: int) -> list[Published]:
+    """Published events of the organization with an id above `event_id`, oldest first."""
+    rows = (
+        await OutboxEvent.filter(
+            organization_id=organization_id, id__gt=event_id, published_at__isnull=False
+        )
+        .order_by("id")
+        .limit(REPLAY_LIMIT)
+    )
+    return [_published(r) for r in rows]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +24,7 @@ class Hub:
     """Publish to and listen on tenant channels."""
 
     def __init__(self, redis_url: str | None) -> None:
+        self._locks = [asyncio.Lock() for _ in range(64)]
         self.redis: ResilientRedisBackend | None = None
         if redis_url:
             self.redis = ResilientRedisBackend(redis_url)
@@ -42,18 +45,30 @@ class Hub:
 
     @asynccontextmanager
     async def listen(self, channel: str) -> AsyncIterator[AsyncIterator[Published | None]]:
-        """Events of `channel` as they arrive; None means "you may have missed some"."""
-        async with self.broadcast.subscribe(channel) as subscriber:
+        """Events of `channel` as they arrive; None means "you may have missed some".
 
-            async def events() -> AsyncIterator[Published | None]:
-                while True:
-                    try:
-                        event = await subscriber.get()
-                    except Unsubscribed:
-                        return
-                    yield None if event.message == RESYNC else Published.decode(event.message)
+        broadcaster checks for local subscribers, awaits the broker, then assigns the
+        channel's queue set: two listens of one channel starting together would lose
+        one queue, so entering and leaving are serialized per channel (striped locks).
+        """
+        lock = self._locks[hash(channel) % len(self._locks)]
+        stack = contextlib.AsyncExitStack()
+        async with lock:
+            subscriber = await stack.enter_async_context(self.broadcast.subscribe(channel))
 
+        async def events() -> AsyncIterator[Published | None]:
+            while True:
+                try:
+                    event = await subscriber.get()
+                except Unsubscribed:
+                    return
+                yield None if event.message == RESYNC else Published.decode(event.message)
+
+        try:
             yield events()
+        finally:
+            async with lock:
+                await stack.aclose()
 
     async def _resync(self) -> None:
         # broadcaster keeps its local queues per channel; nudging them is the only way to

@@ -237,6 +237,7 @@ def apply_stage_action(
             if task.stage_key == stage_key and task.status not in DONE:
                 task.status, task.completed_at, task.progress = TaskStatus.COMPLETED, now, 100
                 out.changed_tasks.add(task.key)
+                out.emit("task.completed", task=task.key, stage=stage_key, status="COMPLETED")
                 if task.points:
                     _award_points(state, out, task.points, source=f"task:{task.key}")
         _complete_stage(state, stage, out, now=now)

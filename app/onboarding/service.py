@@ -216,7 +216,9 @@ async def update_stage(
     if stage is None:
         raise NotFound(f"No stage {stage_key!r} in this workflow.", stage=stage_key)
     out = engine.apply_stage_action(loaded.state, stage_key, action, now=now)
-    out.events[-1][1]["reason"] = why
+    for kind, payload in out.events:
+        if kind == "stage.overridden":
+            payload["reason"] = why
     await _persist(viewer, loaded, out, now)
     await StageOverride.create(
         organization_id=viewer.organization_id,

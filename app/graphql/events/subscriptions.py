@@ -34,8 +34,7 @@ class Subscription:
         async for event, replayed in feed.customer_events(
             info.context.hub, viewer.organization_id, cid, after=after_sequence
         ):
-            if event.type != "celebration":
-                yield WorkflowEvent.of(event, replayed=replayed)
+            yield WorkflowEvent.of(event, replayed=replayed)
 
     @strawberry.subscription(
         description="Stage completed, badge earned, workflow completed. Operators may omit "
