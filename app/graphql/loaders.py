@@ -23,6 +23,7 @@ class Loaders:
         self.stages = DataLoader(self._stages)
         self.tasks = DataLoader(self._tasks)
         self.template = DataLoader(self._templates)
+        self.memo: dict[tuple[str, object], object] = {}
 
     async def _customers(self, ids: Sequence[uuid.UUID]) -> list[Customer | None]:
         rows = {c.id: c for c in await scoped(Customer, self.tenant).filter(id__in=list(ids))}
@@ -57,6 +58,7 @@ class Loaders:
         self, workflow: Workflow, stages: Sequence[WorkflowStage], tasks: Sequence[WorkflowTask]
     ) -> None:
         """Seed the loaders with rows a mutation already holds."""
+        self.memo.clear()
         self.workflow_by_customer.prime(workflow.customer_id, workflow, force=True)  # type: ignore[attr-defined]
         self.stages.prime(workflow.id, sorted(stages, key=lambda s: s.position), force=True)
         self.tasks.prime(workflow.id, sorted(tasks, key=lambda t: t.position), force=True)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -37,13 +46,35 @@ class LiftoffSchema(strawberry.Schema):
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
 
 
+class DocumentCache(ParserCache):
+    """Strawberry's parser cache, except that a bad document is left to the normal parse
+    step, which reports it as the caller's error (with its code) instead of escaping."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
+
+
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    """The schema with depth, alias and token limits and error codes."""
+    """The schema with depth, alias and token limits, parse/validation caches and error codes.
+
+    The limit rules are built once so the validation cache (keyed by document and rules)
+    can hit; every extension is passed as a factory, so nothing is shared between requests.
+    """
     s = settings or get_settings()
+    rules = [
+        *QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules,
+    ]
     extensions: list[Any] = [
-        lambda: QueryDepthLimiter(max_depth=s.max_query_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=s.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
+        lambda: DocumentCache(maxsize=512),
+        lambda: AddValidationRules(rules),
+        lambda: ValidationCache(maxsize=512),
         ErrorCodes,
     ]
     return LiftoffSchema(

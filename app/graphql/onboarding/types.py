@@ -140,11 +140,16 @@ class Task:
 
 
 async def tasks_of(info: Info, workflow_id: uuid.UUID) -> list[Task]:
-    """Every task of a workflow with its stage key, from the request's loaders."""
-    stages = await info.context.loaders.stages.load(workflow_id)
-    keys = {s.id: s.key for s in stages}
-    rows = await info.context.loaders.tasks.load(workflow_id)
-    return [Task.of(r, keys[r.stage_id]) for r in rows]  # type: ignore[attr-defined]
+    """Every task of a workflow with its stage key, built once per request."""
+    loaders = info.context.loaders
+    memo = loaders.memo.get(("tasks", workflow_id))
+    if memo is None:
+        stages = await loaders.stages.load(workflow_id)
+        keys = {s.id: s.key for s in stages}
+        rows = await loaders.tasks.load(workflow_id)
+        memo = [Task.of(r, keys[r.stage_id]) for r in rows]  # type: ignore[attr-defined]
+        loaders.memo[("tasks", workflow_id)] = memo
+    return cast(list[Task], memo)
 
 
 @strawberry.type(description="One stage of a customer's workflow.")
