@@ -29,7 +29,15 @@ from app.onboarding.models import (
     WorkflowTemplate,
 )
 from app.onboarding.rules import validate_reason
-from app.onboarding.snapshot import Loaded, build_state, copy_back, new_rows
+from app.onboarding.snapshot import (
+    STAGE_FIELDS,
+    TASK_FIELDS,
+    WORKFLOW_FIELDS,
+    Loaded,
+    build_state,
+    copy_back,
+    new_rows,
+)
 from app.onboarding.states import StageAction, TaskAction, TaskStatus
 from app.onboarding.templates import definition_of
 
@@ -112,32 +120,11 @@ async def load(tenant: Tenant, customer_id: uuid.UUID, *, lock: bool) -> Loaded:
 async def _persist(viewer: Viewer, loaded: Loaded, out: Outcome, now: datetime) -> None:
     tasks, stages = copy_back(loaded, out.changed_tasks, out.changed_stages, now)
     wf = loaded.workflow
-    await wf.save(
-        update_fields=[
-            "status",
-            "points",
-            "badges",
-            "completed_at",
-            "paused",
-            "last_activity_at",
-            "version",
-        ]
-    )
+    await wf.save(update_fields=list(WORKFLOW_FIELDS))
     if tasks:
-        await WorkflowTask.bulk_update(
-            tasks,
-            fields=[
-                "status",
-                "progress",
-                "failure_reason",
-                "attempts",
-                "started_at",
-                "completed_at",
-                "updated_at",
-            ],
-        )
+        await WorkflowTask.bulk_update(tasks, fields=[*TASK_FIELDS, "updated_at"])
     if stages:
-        await WorkflowStage.bulk_update(stages, fields=["status", "unlocked_at", "completed_at"])
+        await WorkflowStage.bulk_update(stages, fields=list(STAGE_FIELDS))
     snapshot = figures(loaded)
     await outbox.record(
         organization_id=viewer.organization_id,

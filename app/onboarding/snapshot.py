@@ -14,6 +14,15 @@ from app.onboarding.states import StageStatus, TaskStatus, WorkflowStatus
 
 TASK_FIELDS = ("status", "progress", "failure_reason", "attempts", "started_at", "completed_at")
 STAGE_FIELDS = ("status", "unlocked_at", "completed_at")
+WORKFLOW_FIELDS = (
+    "status",
+    "points",
+    "badges",
+    "completed_at",
+    "paused",
+    "last_activity_at",
+    "version",
+)
 
 
 @dataclass
