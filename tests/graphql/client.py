@@ -16,7 +16,9 @@ import httpx
 from app.accounts.models import Role
 from app.accounts.tokens import mint_token
 from app.asgi import LiftoffGraphQL
+from app.customers.models import Customer
 from app.settings import Settings
+from tests.support.factories import Tenant
 
 SETTINGS = Settings(
     secret_key="liftoff-graphql-tests-" + "0123456789abcdef" * 4,
@@ -28,6 +30,10 @@ SETTINGS = Settings(
     max_tokens=2000,
 )
 """The settings of the app under test (explicit, so the environment cannot change them)."""
+
+SETTINGS_MUTATION = """mutation($input: WorkflowSettingsInput!) {
+  updateWorkflowSettings(input: $input) { id paused remindersEnabled version } }"""
+"""`updateWorkflowSettings` with the whole input as one variable, answering the new settings."""
 
 
 @lru_cache(maxsize=1)
@@ -53,6 +59,17 @@ def token(
         role=role,
         customer_id=customer_id,
     )
+
+
+def tokens_of(tenant: Tenant, customer: Customer) -> dict[Role, str]:
+    """A token per role in `tenant`: its admin, its CSM, and `customer` itself."""
+    return {
+        Role.ADMIN: token(tenant.id, Role.ADMIN, subject=tenant.admin.subject),
+        Role.CSM: token(tenant.id, Role.CSM, subject=tenant.csm.subject),
+        Role.CUSTOMER: token(
+            tenant.id, Role.CUSTOMER, customer_id=customer.id, subject=customer.email
+        ),
+    }
 
 
 async def post(body: Any, *, authorization: str | None = None) -> httpx.Response:
