@@ -10,7 +10,13 @@ from strawberry.dataloader import DataLoader
 
 from app.customers.models import Customer
 from app.kit.tenancy import Tenant, scoped
-from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask, WorkflowTemplate
+from app.onboarding.models import (
+    StageOverride,
+    Workflow,
+    WorkflowStage,
+    WorkflowTask,
+    WorkflowTemplate,
+)
 
 
 class Loaders:
@@ -23,6 +29,7 @@ class Loaders:
         self.stages = DataLoader(self._stages)
         self.tasks = DataLoader(self._tasks)
         self.template = DataLoader(self._templates)
+        self.overrides = DataLoader(self._overrides)
         self.memo: dict[tuple[str, object], object] = {}
 
     async def _customers(self, ids: Sequence[uuid.UUID]) -> list[Customer | None]:
@@ -45,6 +52,13 @@ class Loaders:
         grouped: dict[uuid.UUID, list[WorkflowTask]] = defaultdict(list)
         query = scoped(WorkflowTask, self.tenant).filter(workflow_id__in=list(workflow_ids))
         for row in await query.order_by("position"):
+            grouped[row.workflow_id].append(row)  # type: ignore[attr-defined]
+        return [grouped[i] for i in workflow_ids]
+
+    async def _overrides(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[StageOverride]]:
+        grouped: dict[uuid.UUID, list[StageOverride]] = defaultdict(list)
+        query = scoped(StageOverride, self.tenant).filter(workflow_id__in=list(workflow_ids))
+        for row in await query.order_by("created_at"):
             grouped[row.workflow_id].append(row)  # type: ignore[attr-defined]
         return [grouped[i] for i in workflow_ids]
 

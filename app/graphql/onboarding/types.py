@@ -11,7 +11,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.graphql.context import Context
-from app.graphql.enums import StageStatus, TaskStatus, WorkflowStatus
+from app.graphql.enums import StageAction, StageStatus, TaskStatus, WorkflowStatus
 from app.onboarding import rules
 from app.onboarding.engine import Celebration as CelebrationData
 from app.onboarding.models import Workflow as WorkflowRow
@@ -152,6 +152,15 @@ async def tasks_of(info: Info, workflow_id: uuid.UUID) -> list[Task]:
     return cast(list[Task], memo)
 
 
+@strawberry.type(description="An admin override of a stage: who, when, what and why.")
+class StageOverrideEntry:
+    action: StageAction
+    reason: str
+    actor: str
+    actor_role: str
+    created_at: datetime
+
+
 @strawberry.type(description="One stage of a customer's workflow.")
 class Stage:
     row: strawberry.Private[WorkflowStage]
@@ -186,6 +195,21 @@ class Stage:
     @strawberry.field
     async def tasks(self, info: Info) -> list[Task]:
         return await self._tasks(info)
+
+    @strawberry.field(description="Admin overrides of this stage, oldest first.")
+    async def overrides(self, info: Info) -> list[StageOverrideEntry]:
+        rows = await info.context.loaders.overrides.load(self.row.workflow_id)  # type: ignore[attr-defined]
+        return [
+            StageOverrideEntry(
+                action=StageAction(r.action),
+                reason=r.reason,
+                actor=r.actor,
+                actor_role=r.actor_role,
+                created_at=r.created_at,
+            )
+            for r in rows
+            if r.stage_id == self.row.id  # type: ignore[attr-defined]
+        ]
 
     @strawberry.field(description="Share of this stage's counted tasks that are done, 0-1.")
     async def progress(self, info: Info) -> float:
