@@ -190,6 +190,7 @@ def serve(
         ws="websockets-sansio",
         ws_ping_interval=settings.ws_keepalive_seconds,
         ws_ping_timeout=settings.ws_keepalive_seconds,
+        ws_per_message_deflate=settings.ws_compression,
     )
 
 

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     ws_max_subscriptions: int = 20
     ws_connection_init_seconds: float = 5.0
     ws_keepalive_seconds: float = 15.0
+    ws_compression: bool = False
 
     @property
     def embedded_database(self) -> bool:

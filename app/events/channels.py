@@ -6,6 +6,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 
@@ -55,7 +56,9 @@ class Published:
         )
 
     @classmethod
+    @lru_cache(maxsize=4096)
     def decode(cls, text: str) -> Published:
+        """The event of a wire message; the same object for every subscriber of it."""
         data = json.loads(text)
         return cls(
             id=int(data["id"]),

@@ -32,6 +32,10 @@ class ErrorCodes(MaskErrors):
     def __init__(self) -> None:
         super().__init__(error_message="Unexpected error; it has been logged.")
 
+    def _process_result(self, result: object) -> None:
+        if getattr(result, "errors", None):  # most results have none: skip the slow checks
+            super()._process_result(result)
+
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         return [self._shape(e) for e in errors]
 

@@ -17,6 +17,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -44,6 +45,17 @@ class LiftoffSchema(strawberry.Schema):
         for error in errors:
             if not is_callers_error(error) and domain_error_of(error) is None:
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+
+
+class FreshPerEvent(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core 3.3 copies one executor per subscription event but shares its field memo,
+    which gains an entry per event and never shrinks while the subscription lives; give each
+    event its own memo so long-lived subscriptions keep flat memory."""
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        executor = super().build_per_event_executor(payload)
+        executor._relevant_sub_fields = {}
+        return executor
 
 
 class DocumentCache(ParserCache):
@@ -78,7 +90,11 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         ErrorCodes,
     ]
     return LiftoffSchema(
-        query=Query, mutation=Mutation, subscription=Subscription, extensions=extensions
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=extensions,
+        execution_context_class=FreshPerEvent,
     )
 
 
