@@ -59,17 +59,27 @@ class LiftoffGraphQL(GraphQL[Context, None]):
         return {"role": viewer.role.value}
 
 
-async def health(_: Request) -> Response:
-    """Liveness and database reachability."""
-    try:
-        await get_connection("default").execute_query("SELECT 1")
-    except Exception as exc:
-        return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-    return JSONResponse({"status": "ok"})
+def health_endpoint(runtime: Runtime) -> Any:
+    """Liveness: the database must answer; Redis may be reconnecting (the outbox holds events)."""
+
+    async def health(_: Request) -> Response:
+        redis = runtime.hub.redis
+        broker = (
+            "memory" if redis is None else ("connected" if redis.is_connected else "reconnecting")
+        )
+        try:
+            await get_connection("default").execute_query("SELECT 1")
+        except Exception as exc:
+            body = {"status": "unavailable", "database": str(exc), "broker": broker}
+            return JSONResponse(body, status_code=503)
+        return JSONResponse({"status": "ok", "broker": broker})
+
+    return health
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    """Build the app; the lifespan opens the database (and, later, the event spine)."""
+    """Build the app; the lifespan opens the database and the event hub (and, without Redis,
+    runs the outbox worker in this process)."""
     s = settings or get_settings()
     runtime = Runtime(s, run_worker=s.runs_inline_worker)
     graphql = LiftoffGraphQL(s, runtime)
@@ -88,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/healthz", health),
+            Route("/healthz", health_endpoint(runtime)),
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
         ],

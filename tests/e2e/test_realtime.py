@@ -420,11 +420,15 @@ async def test_redis_restart_loses_nothing_and_needs_no_client_action(
             await move(http, stack.b, admin, x.id, "verify_email", "PROGRESS", progress=value)
         await asyncio.sleep(0.3)
         assert await pending_count(org.id) >= 3  # the worker cannot publish them now
+        health = await http.get(f"{stack.a.http_url}/healthz")
+        assert health.status_code == 200 and health.json()["broker"] == "reconnecting"
     finally:
         await asyncio.to_thread(stack.valkey.start)  # same port
     during = await last_sequence(x.id)
     for watch in (on_a, on_b):
         await watch.up_to(during, within=25)
+    health = await http.get(f"{stack.a.http_url}/healthz")
+    assert health.json() == {"status": "ok", "broker": "connected"}
 
     await asyncio.to_thread(stack.valkey.restart)  # and a restart with no pause at all
     await move(http, stack.a, admin, x.id, "verify_email", "PROGRESS", progress=80)

@@ -125,7 +125,7 @@ mutation($customerId: ID, $key: String!, $action: TaskAction!) {
 
 def test_health_and_graphiql(server: LiftoffServer) -> None:
     health = httpx.get(f"{server.url}/healthz", timeout=10)
-    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    assert health.status_code == 200 and health.json() == {"status": "ok", "broker": "memory"}
 
     page = httpx.get(server.graphql_url, headers={"Accept": "text/html"}, timeout=10)
     assert page.status_code == 200
