@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import TypeVar
 
 from strawberry.dataloader import DataLoader
+from tortoise.models import Model
 
 from app.customers.models import Customer
 from app.kit.tenancy import Tenant, scoped
@@ -17,6 +19,8 @@ from app.onboarding.models import (
     WorkflowTask,
     WorkflowTemplate,
 )
+
+M = TypeVar("M", bound=Model)
 
 
 class Loaders:
@@ -33,40 +37,40 @@ class Loaders:
         self.memo: dict[tuple[str, object], object] = {}
 
     async def _customers(self, ids: Sequence[uuid.UUID]) -> list[Customer | None]:
-        rows = {c.id: c for c in await scoped(Customer, self.tenant).filter(id__in=list(ids))}
-        return [rows.get(i) for i in ids]
+        return await self._by_key(Customer, "id", ids)
 
     async def _workflows_by_customer(self, ids: Sequence[uuid.UUID]) -> list[Workflow | None]:
-        rows = await scoped(Workflow, self.tenant).filter(customer_id__in=list(ids))
-        by_customer = {w.customer_id: w for w in rows}  # type: ignore[attr-defined]
-        return [by_customer.get(i) for i in ids]
-
-    async def _stages(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[WorkflowStage]]:
-        grouped: dict[uuid.UUID, list[WorkflowStage]] = defaultdict(list)
-        query = scoped(WorkflowStage, self.tenant).filter(workflow_id__in=list(workflow_ids))
-        for row in await query.order_by("position"):
-            grouped[row.workflow_id].append(row)  # type: ignore[attr-defined]
-        return [grouped[i] for i in workflow_ids]
-
-    async def _tasks(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[WorkflowTask]]:
-        grouped: dict[uuid.UUID, list[WorkflowTask]] = defaultdict(list)
-        query = scoped(WorkflowTask, self.tenant).filter(workflow_id__in=list(workflow_ids))
-        for row in await query.order_by("position"):
-            grouped[row.workflow_id].append(row)  # type: ignore[attr-defined]
-        return [grouped[i] for i in workflow_ids]
-
-    async def _overrides(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[StageOverride]]:
-        grouped: dict[uuid.UUID, list[StageOverride]] = defaultdict(list)
-        query = scoped(StageOverride, self.tenant).filter(workflow_id__in=list(workflow_ids))
-        for row in await query.order_by("created_at"):
-            grouped[row.workflow_id].append(row)  # type: ignore[attr-defined]
-        return [grouped[i] for i in workflow_ids]
+        return await self._by_key(Workflow, "customer_id", ids)
 
     async def _templates(self, ids: Sequence[uuid.UUID]) -> list[WorkflowTemplate | None]:
-        rows = {
-            t.id: t for t in await scoped(WorkflowTemplate, self.tenant).filter(id__in=list(ids))
-        }
-        return [rows.get(i) for i in ids]
+        return await self._by_key(WorkflowTemplate, "id", ids)
+
+    async def _stages(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[WorkflowStage]]:
+        return await self._by_workflow(WorkflowStage, workflow_ids, order="position")
+
+    async def _tasks(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[WorkflowTask]]:
+        return await self._by_workflow(WorkflowTask, workflow_ids, order="position")
+
+    async def _overrides(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[StageOverride]]:
+        return await self._by_workflow(StageOverride, workflow_ids, order="created_at")
+
+    async def _by_key(
+        self, model: type[M], field: str, keys: Sequence[uuid.UUID]
+    ) -> list[M | None]:
+        """One row per key (or None), in one query."""
+        rows = await scoped(model, self.tenant).filter(**{f"{field}__in": list(keys)})
+        found = {getattr(r, field): r for r in rows}
+        return [found.get(k) for k in keys]
+
+    async def _by_workflow(
+        self, model: type[M], workflow_ids: Sequence[uuid.UUID], *, order: str
+    ) -> list[list[M]]:
+        """Every row of each workflow, ordered, in one query."""
+        grouped: dict[uuid.UUID, list[M]] = defaultdict(list)
+        query = scoped(model, self.tenant).filter(workflow_id__in=list(workflow_ids))
+        for row in await query.order_by(order):
+            grouped[row.workflow_id].append(row)  # type: ignore[attr-defined]
+        return [grouped[i] for i in workflow_ids]
 
     def prime_workflow(
         self, workflow: Workflow, stages: Sequence[WorkflowStage], tasks: Sequence[WorkflowTask]
