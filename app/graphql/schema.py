@@ -25,7 +25,9 @@ from app.graphql.accounts.queries import Query as AccountsQuery
 from app.graphql.customers.queries import Mutation as CustomersMutation
 from app.graphql.customers.queries import Query as CustomersQuery
 from app.graphql.errors import ErrorCodes, domain_error_of, is_callers_error
+from app.graphql.events.sharing import shared_result
 from app.graphql.events.subscriptions import Subscription
+from app.graphql.events.types import SHAREABLE
 from app.graphql.onboarding.mutations import Mutation as OnboardingMutation
 from app.graphql.onboarding.queries import Query as OnboardingQuery
 from app.settings import Settings, get_settings
@@ -56,6 +58,18 @@ class FreshPerEvent(StrawberryGraphQLCoreExecutionContext):
         executor = super().build_per_event_executor(payload)
         executor._relevant_sub_fields = {}
         return executor
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        """Events of the shareable types run once per document and variables."""
+        payload = self.root_value
+        if not isinstance(payload, SHAREABLE):
+            return super().execute_operation(serially)
+        return shared_result(
+            payload,
+            self.operation,
+            self.variable_values.coerced,
+            lambda: super(FreshPerEvent, self).execute_operation(serially),
+        )
 
 
 class DocumentCache(ParserCache):

@@ -11,6 +11,7 @@ from app.accounts.models import Role
 from app.errors import NotFound
 from app.events import feed
 from app.graphql.context import Context
+from app.graphql.events.sharing import shared_payload
 from app.graphql.events.types import ActivityEvent, CelebrationEvent, WorkflowEvent
 
 Info = strawberry.Info[Context, None]
@@ -34,7 +35,9 @@ class Subscription:
         async for event, replayed in feed.customer_events(
             info.context.hub, viewer.organization_id, cid, after=after_sequence
         ):
-            yield WorkflowEvent.of(event, replayed=replayed)
+            yield shared_payload(
+                ("progress", event.id, replayed), WorkflowEvent.of, event, replayed=replayed
+            )
 
     @strawberry.subscription(
         description="Stage completed, badge earned, workflow completed. Operators may omit "
@@ -48,20 +51,20 @@ class Subscription:
         if viewer.is_operator and customer_id is None:
             async for event in feed.activity_events(hub, org):
                 if event.type == "celebration":
-                    yield CelebrationEvent.of(event)
+                    yield shared_payload(("celebration", event.id), CelebrationEvent.of, event)
             return
         cid = viewer.customer_scope(customer_id)
         await _ensure_customer(info, cid)
         async for event, _ in feed.customer_events(hub, org, cid, after=None):
             if event.type == "celebration":
-                yield CelebrationEvent.of(event)
+                yield shared_payload(("celebration", event.id), CelebrationEvent.of, event)
 
     @strawberry.subscription(description="The organization-wide activity feed (operators).")
     async def activity(self, info: Info) -> AsyncGenerator[ActivityEvent, None]:
         viewer = info.context.viewer
         viewer.require(Role.ADMIN, Role.CSM)
         async for event in feed.activity_events(info.context.hub, viewer.organization_id):
-            yield ActivityEvent.of(event)
+            yield shared_payload(("activity", event.id), ActivityEvent.of, event)
 
 
 async def _ensure_customer(info: Info, customer_id: uuid.UUID) -> None:

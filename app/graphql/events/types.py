@@ -125,3 +125,7 @@ def summarize(e: Published) -> str:
         return f"Badge earned: {(p.get('badge') or {}).get('name', '')}"
     verb = e.type.replace(".", " ").replace("_", " ")
     return f"{verb}: {subject}" if subject else verb
+
+
+SHAREABLE = (WorkflowEvent, CelebrationEvent, ActivityEvent)
+"""Payload types whose fields read only the payload: one execution serves all subscribers."""
