@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from app.accounts.models import Operator, Organization, Role
-from app.accounts.tokens import mint_token
+from app.accounts.tokens import token_for
 from app.settings import Settings, get_settings
 
 cli = typer.Typer(help="Liftoff: customer onboarding and success backend.", no_args_is_help=True)
@@ -50,27 +50,6 @@ async def _with_db(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
         return await work()
     finally:
         await close_db()
-
-
-def _token(
-    settings: Settings,
-    *,
-    subject: str,
-    org: uuid.UUID,
-    role: Role,
-    customer: uuid.UUID | None = None,
-    ttl_hours: int | None = None,
-) -> str:
-    return mint_token(
-        secret=settings.resolved_secret_key(),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        subject=subject,
-        organization_id=org,
-        role=role,
-        customer_id=customer,
-        ttl=timedelta(hours=ttl_hours or settings.token_ttl_hours),
-    )
 
 
 @cli.command()
@@ -111,14 +90,18 @@ def _seed_demo(settings: Settings, customers: int) -> dict[str, str]:
             )
         org = result.organization.id
         return {
-            "ADMIN": _token(settings, subject=result.admin.email, org=org, role=Role.ADMIN),
-            "CSM": _token(settings, subject=result.csm.email, org=org, role=Role.CSM),
-            "CUSTOMER": _token(
+            "ADMIN": token_for(
+                settings, subject=result.admin.email, organization_id=org, role=Role.ADMIN
+            ),
+            "CSM": token_for(
+                settings, subject=result.csm.email, organization_id=org, role=Role.CSM
+            ),
+            "CUSTOMER": token_for(
                 settings,
                 subject=result.sample_customer.email,
-                org=org,
+                organization_id=org,
                 role=Role.CUSTOMER,
-                customer=result.sample_customer.id,
+                customer_id=result.sample_customer.id,
             ),
             "customer_id": str(result.sample_customer.id),
         }
@@ -235,6 +218,8 @@ def token(
     """Mint a bearer token for development."""
     settings = get_settings()
 
+    ttl = timedelta(hours=ttl_hours) if ttl_hours else None
+
     async def go() -> str:
         found = await _find_org(org)
         cid = uuid.UUID(customer) if customer else None
@@ -244,17 +229,17 @@ def token(
             row = await Customer.get_or_none(id=cid, organization_id=found.id) if cid else None
             if row is None:
                 raise typer.BadParameter("--customer must name a customer of this organization")
-            return _token(
+            return token_for(
                 settings,
                 subject=subject or row.email,
-                org=found.id,
+                organization_id=found.id,
                 role=role,
-                customer=row.id,
-                ttl_hours=ttl_hours,
+                customer_id=row.id,
+                ttl=ttl,
             )
         operator = await Operator.filter(organization_id=found.id, role=role).first()
         name = subject or (operator.email if operator else f"{role.value.lower()}@{found.slug}")
-        return _token(settings, subject=name, org=found.id, role=role, ttl_hours=ttl_hours)
+        return token_for(settings, subject=name, organization_id=found.id, role=role, ttl=ttl)
 
     typer.echo(_run(lambda: _with_db(settings, go)))
 
@@ -298,7 +283,7 @@ def create_org(
                 await install_template(
                     viewer, definition=bundled_default(), make_default=True, created_by=admin.email
                 )
-        return _token(settings, subject=admin.email, org=org.id, role=Role.ADMIN)
+        return token_for(settings, subject=admin.email, organization_id=org.id, role=Role.ADMIN)
 
     try:
         tok = _run(lambda: _with_db(settings, go))

@@ -26,7 +26,7 @@ async def seed(url: str, secret: str, customers: int, *, label: str = "bench") -
     """Migrate; an org with the default template and customers whose first task is running."""
     from app.accounts.models import Role
     from app.accounts.service import create_organization
-    from app.accounts.tokens import mint_token
+    from app.accounts.tokens import token_for
     from app.accounts.viewer import Viewer
     from app.customers.service import NewCustomer, create_customer
     from app.db import close_db, init_db, migrate, transaction
@@ -40,10 +40,8 @@ async def seed(url: str, secret: str, customers: int, *, label: str = "bench") -
     settings = Settings(secret_key=secret)
 
     def token(subject: str, org: uuid.UUID, role: Role, customer: uuid.UUID | None = None) -> str:
-        return mint_token(
-            secret=secret,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
+        return token_for(
+            settings,
             subject=subject,
             organization_id=org,
             role=role,

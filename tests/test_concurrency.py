@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from app.accounts.models import Role
+from app.accounts.tokens import token_for
 from app.customers.models import Customer
 from app.events.models import OutboxEvent
 from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask
 from app.onboarding.states import StageStatus, TaskStatus
-from tests.graphql_shape import InProcessGraphQL, make_settings, token_for
+from tests.graphql_shape import InProcessGraphQL, make_settings
 from tests.support.factories import Tenant
 
 UPDATE_TASK = """

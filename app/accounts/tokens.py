@@ -11,6 +11,7 @@ from app.accounts.models import Role
 from app.accounts.viewer import Viewer
 from app.errors import Unauthenticated
 from app.kit.clock import utcnow
+from app.settings import Settings
 
 ALGORITHM = "HS256"
 
@@ -42,6 +43,28 @@ def mint_token(
     if customer_id is not None:
         claims["cid"] = str(customer_id)
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def token_for(
+    settings: Settings,
+    *,
+    subject: str,
+    organization_id: uuid.UUID,
+    role: Role,
+    customer_id: uuid.UUID | None = None,
+    ttl: timedelta | None = None,
+) -> str:
+    """A token signed and addressed as `settings` says; lifetime LIFTOFF_TOKEN_TTL_HOURS."""
+    return mint_token(
+        secret=settings.resolved_secret_key(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        subject=subject,
+        organization_id=organization_id,
+        role=role,
+        customer_id=customer_id,
+        ttl=ttl or timedelta(hours=settings.token_ttl_hours),
+    )
 
 
 def read_token(token: str, *, secret: str, issuer: str, audience: str) -> Viewer:

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from app.accounts.models import Role
-from app.accounts.tokens import mint_token
+from app.accounts.tokens import token_for
 from app.asgi import LiftoffGraphQL
 from app.customers.models import Customer
 from app.settings import Settings
@@ -50,10 +50,8 @@ def token(
     subject: str | None = None,
 ) -> str:
     """A valid bearer token for this identity, signed with the app's secret."""
-    return mint_token(
-        secret=SETTINGS.resolved_secret_key(),
-        issuer=SETTINGS.jwt_issuer,
-        audience=SETTINGS.jwt_audience,
+    return token_for(
+        SETTINGS,
         subject=subject or f"{role.value.lower()}-{uuid.uuid4().hex[:8]}@example.com",
         organization_id=organization_id,
         role=role,

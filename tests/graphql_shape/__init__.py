@@ -7,14 +7,10 @@ test's own event loop (Tortoise is already initialised by the `db` fixture).
 
 from __future__ import annotations
 
-import uuid
-from datetime import timedelta
 from typing import Any
 
 import httpx
 
-from app.accounts.models import Role
-from app.accounts.tokens import mint_token
 from app.asgi import LiftoffGraphQL
 from app.settings import Settings
 
@@ -24,27 +20,6 @@ TEST_SECRET = "graphql-shape-tests-secret-key-0123456789"
 def make_settings() -> Settings:
     """Settings with a fixed signing key, independent of the environment's."""
     return Settings(secret_key=TEST_SECRET)
-
-
-def token_for(
-    settings: Settings,
-    *,
-    organization_id: uuid.UUID,
-    role: Role,
-    customer_id: uuid.UUID | None = None,
-    subject: str = "tester@example.com",
-) -> str:
-    """A bearer token the in-process app accepts."""
-    return mint_token(
-        secret=settings.resolved_secret_key(),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        subject=subject,
-        organization_id=organization_id,
-        role=role,
-        customer_id=customer_id,
-        ttl=timedelta(hours=1),
-    )
 
 
 class InProcessGraphQL:

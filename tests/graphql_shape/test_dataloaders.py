@@ -16,12 +16,13 @@ from typing import Any
 
 from app.accounts.models import Role
 from app.accounts.service import create_organization
+from app.accounts.tokens import token_for
 from app.accounts.viewer import Viewer
 from app.customers.models import Customer
 from app.customers.service import NewCustomer, create_customer
 from app.db import transaction
 from app.onboarding.templates import install_template
-from tests.graphql_shape import InProcessGraphQL, make_settings, token_for
+from tests.graphql_shape import InProcessGraphQL, make_settings
 from tests.support.factories import Tenant
 
 FULL_WORKFLOW = """
@@ -153,7 +154,7 @@ async def _big_tenant() -> tuple[uuid.UUID, Customer]:
 async def _measure(
     gql: InProcessGraphQL, org_id: uuid.UUID, customer_id: uuid.UUID
 ) -> tuple[list[str], dict[str, Any]]:
-    token = token_for(gql.settings, organization_id=org_id, role=Role.CSM)
+    token = token_for(gql.settings, subject="csm@test", organization_id=org_id, role=Role.CSM)
     async with gql.client() as client:
         with counting_statements() as statements:
             body = await gql.execute(
@@ -167,7 +168,7 @@ async def test_workflow_query_statement_count_does_not_grow(tenant: Tenant) -> N
     gql = InProcessGraphQL(make_settings())
     small_customer = await tenant.customer()
     big_org, big_customer = await _big_tenant()
-    admin = token_for(gql.settings, organization_id=big_org, role=Role.ADMIN)
+    admin = token_for(gql.settings, subject="admin@test", organization_id=big_org, role=Role.ADMIN)
     for key in ("s0_t0", "s0_t1"):  # some progress, so statuses differ
         body = await gql.execute(
             COMPLETE, {"customerId": str(big_customer.id), "key": key}, token=admin
