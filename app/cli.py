@@ -308,7 +308,6 @@ def install_template_cmd(
     from app.accounts.viewer import Viewer
     from app.db import transaction
     from app.errors import DomainError
-    from app.onboarding.definitions import load_text
     from app.onboarding.templates import install_template
 
     settings = get_settings()
@@ -319,7 +318,7 @@ def install_template_cmd(
         async with transaction():
             return await install_template(
                 viewer,
-                definition=load_text(path.read_text()),
+                definition=path.read_text(),
                 make_default=default,
                 created_by="cli",
             )

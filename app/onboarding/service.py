@@ -228,7 +228,7 @@ async def update_settings(
 ) -> Workflow:
     """Pause or resume a workflow (operators), turn reminders on or off (anyone)."""
     cid = viewer.customer_scope(customer_id)
-    if paused is not None and not viewer.is_operator:
+    if paused is not None:
         viewer.require(Role.ADMIN, Role.CSM)
     loaded = await load(viewer, cid, lock=True)
     wf = loaded.workflow

@@ -9,6 +9,8 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
+from app.accounts.models import Role
+from app.accounts.viewer import Viewer
 from app.errors import Conflict, NotFound
 from app.kit.tenancy import Tenant, scoped
 from app.onboarding.definitions import TemplateDef, load_text, parse_definition
@@ -29,19 +31,21 @@ def bundled_default() -> dict[str, Any]:
 
 
 async def install_template(
-    tenant: Tenant, *, definition: Any, make_default: bool, created_by: str | None
+    viewer: Viewer, *, definition: Any, make_default: bool, created_by: str | None
 ) -> WorkflowTemplate:
-    """Validate `definition` and store it as the next version of its key."""
-    parsed = parse_definition(definition)
+    """Validate `definition` (plain data, or YAML/JSON text) and store it as the next version
+    of its key (ADMIN)."""
+    viewer.require(Role.ADMIN)
+    parsed = parse_definition(load_text(definition) if isinstance(definition, str) else definition)
     latest = (
-        await scoped(WorkflowTemplate, tenant).filter(key=parsed.key).order_by("-version").first()
+        await scoped(WorkflowTemplate, viewer).filter(key=parsed.key).order_by("-version").first()
     )
     version = (latest.version + 1) if latest else 1
     if make_default:
-        await scoped(WorkflowTemplate, tenant).filter(is_default=True).update(is_default=False)
+        await scoped(WorkflowTemplate, viewer).filter(is_default=True).update(is_default=False)
     try:
         return await WorkflowTemplate.create(
-            organization_id=tenant.organization_id,
+            organization_id=viewer.organization_id,
             key=parsed.key,
             version=version,
             name=parsed.name,
@@ -74,9 +78,10 @@ async def get_template(tenant: Tenant, template_id: uuid.UUID) -> WorkflowTempla
     return row
 
 
-async def list_templates(tenant: Tenant) -> list[WorkflowTemplate]:
-    """Every template version of the tenant, newest first per key."""
-    return await scoped(WorkflowTemplate, tenant).order_by("key", "-version")
+async def list_templates(viewer: Viewer) -> list[WorkflowTemplate]:
+    """Every template version of the organization, newest first per key (operators)."""
+    viewer.require(Role.ADMIN, Role.CSM)
+    return await scoped(WorkflowTemplate, viewer).order_by("key", "-version")
 
 
 def definition_of(row: WorkflowTemplate) -> TemplateDef:
