@@ -24,8 +24,9 @@ from app.accounts.tokens import mint_token
 from app.events.models import OutboxEvent
 from tests.support.factories import Tenant, make_tenant
 from tests.support.gqlws import Closed, GqlWsClient
+from tests.support.procs import free_port
 from tests.support.stack import ApiProcess, ServiceProcess, WorkerProcess, child_env
-from tests.support.valkey import ValkeyProcess, free_port
+from tests.support.valkey import ValkeyProcess
 
 pytestmark = pytest.mark.e2e
 

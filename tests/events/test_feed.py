@@ -24,7 +24,8 @@ from app.events.relay import relay_batch
 from app.onboarding import service
 from app.onboarding.states import TaskAction
 from tests.support.factories import Tenant
-from tests.support.valkey import ValkeyProcess, free_port
+from tests.support.procs import free_port
+from tests.support.valkey import ValkeyProcess
 
 WAIT = 5.0
 

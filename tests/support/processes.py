@@ -20,7 +20,7 @@ from types import TracebackType
 
 import httpx
 
-from tests.support.valkey import free_port
+from tests.support.procs import free_port, terminate
 
 ROOT = Path(__file__).resolve().parents[2]
 _SCRUBBED = ("DATABASE_URL", "REDIS_URL")
@@ -167,14 +167,8 @@ class LiftoffServer:
         process, self._process = self._process, None
         if process is None:
             return self.returncode
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                self.killed = True
-                process.kill()
-                process.wait()
+        if terminate(process, grace=self.stop_timeout):
+            self.killed = True
         self.returncode = process.returncode
         return self.returncode
 

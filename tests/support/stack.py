@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.support.valkey import free_port
+from tests.support.procs import free_port, terminate
 
 LIFTOFF = str(Path(sys.executable).with_name("liftoff"))
 """The `liftoff` console script of the virtualenv running the tests."""
@@ -105,13 +105,7 @@ class ServiceProcess:
         process, self._process = self._process, None
         if process is None:
             return None
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, grace=grace)
         return process.returncode
 
     def kill(self) -> None:

