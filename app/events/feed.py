@@ -12,17 +12,16 @@ from app.events.models import OutboxEvent
 REPLAY_LIMIT = 1000
 
 
-def _published(row: OutboxEvent) -> Published:
-    return Published(
-        id=row.id,
-        organization_id=row.organization_id,  # type: ignore[attr-defined]
-        customer_id=row.customer_id,
-        sequence=row.sequence,
-        type=row.type,
-        payload=row.payload,
-        actor=row.actor,
-        created_at=row.created_at,
-    )
+COLUMNS = (
+    "id",
+    "organization_id",
+    "customer_id",
+    "sequence",
+    "type",
+    "payload",
+    "actor",
+    "created_at",
+)
 
 
 async def history(
@@ -35,8 +34,9 @@ async def history(
         )
         .order_by("sequence")
         .limit(limit)
+        .values(*COLUMNS)
     )
-    return [_published(r) for r in rows]
+    return [Published.of_row(r) for r in rows]
 
 
 async def last_sequence(organization_id: uuid.UUID, customer_id: uuid.UUID) -> int:
@@ -60,10 +60,9 @@ async def customer_events(
     async with hub.listen(customer_channel(organization_id, customer_id)) as live:
         last = after if after is not None else await last_sequence(organization_id, customer_id)
         if after is not None:
-            while batch := await history(organization_id, customer_id, after=last):
-                for event in batch:
-                    yield event, True
-                    last = event.sequence
+            async for event in _fill(organization_id, customer_id, after=last, upto=None):
+                yield event, True
+                last = event.sequence
         async for item in live:
             if item is None or item.sequence > last + 1:
                 upto = None if item is None else item.sequence
@@ -120,5 +119,6 @@ async def _published_since(organization_id: uuid.UUID, event_id: int) -> list[Pu
         )
         .order_by("id")
         .limit(REPLAY_LIMIT)
+        .values(*COLUMNS)
     )
-    return [_published(r) for r in rows]
+    return [Published.of_row(r) for r in rows]

@@ -30,6 +30,11 @@ from tests.support.valkey import ValkeyProcess
 WAIT = 5.0
 
 
+def published(row: OutboxEvent) -> Published:
+    """The wire form of a stored event, as the relay would publish it."""
+    return Published.of_row({name: getattr(row, name) for name in feed.COLUMNS})
+
+
 @pytest.fixture(params=["memory", "valkey"])
 async def hub(request: pytest.FixtureRequest) -> AsyncIterator[Hub]:
     url = None if request.param == "memory" else request.getfixturevalue("redis_url")
@@ -159,7 +164,7 @@ async def test_a_missing_live_event_is_filled_from_the_outbox(hub: Hub, tenant: 
         await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=70)  # n + 2
         later = await OutboxEvent.get(customer_id=cid, sequence=n + 2)
         # n + 1 stays unpublished in the outbox; only n + 2 reaches the broker.
-        await hub.publish(customer_channel(tenant.id, cid), feed._published(later).encode())
+        await hub.publish(customer_channel(tenant.id, cid), published(later).encode())
 
         got = await watcher.take(2)
         assert summary(got) == [(n + 1, True), (n + 2, False)]
@@ -231,7 +236,7 @@ async def test_activity_feed_is_per_organization_and_deduplicated(
         await hub.publish(activity_channel(tenant.id), event.encode())
         forged = await OutboxEvent.filter(customer_id=stranger).order_by("-sequence").first()
         assert forged is not None
-        await hub.publish(activity_channel(tenant.id), feed._published(forged).encode())
+        await hub.publish(activity_channel(tenant.id), published(forged).encode())
         await watcher.nothing_more()
     finally:
         await watcher.stop()
@@ -329,7 +334,7 @@ async def test_a_gap_longer_than_one_history_page_is_filled_completely(tenant: T
                 events=[("test.tick", {"i": i}) for i in range(missing + 1)],
             )
         newest = await OutboxEvent.get(customer_id=cid, sequence=n + missing + 1)
-        await hub.publish(customer_channel(tenant.id, cid), feed._published(newest).encode())
+        await hub.publish(customer_channel(tenant.id, cid), published(newest).encode())
         first = await watcher.take(feed.REPLAY_LIMIT + 1)
         assert [s for s, _ in summary(first)] == list(range(n + 1, n + feed.REPLAY_LIMIT + 2))
         rest = await watcher.take(missing - feed.REPLAY_LIMIT)
