@@ -52,6 +52,19 @@ async def _with_db(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
         await close_db()
 
 
+def _run_or_exit(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work` with the database; a refusal is printed with its code and reasons, exit 2."""
+    from app.errors import DomainError
+
+    try:
+        return _run(lambda: _with_db(settings, work))
+    except DomainError as exc:
+        console.print(f"[red]{exc.code}[/red]: {exc.message}")
+        for reason in exc.details.get("reasons", []):
+            console.print(f"  - {reason}")
+        raise typer.Exit(2) from None
+
+
 @cli.command()
 def migrate() -> None:
     """Apply pending database migrations."""
@@ -265,31 +278,26 @@ def create_org(
     ] = False,
 ) -> None:
     """Create an organization with its first ADMIN and the default template; print a token."""
-    from app.accounts.service import create_organization
-    from app.accounts.viewer import Viewer
     from app.db import transaction
-    from app.errors import DomainError
-    from app.onboarding.templates import bundled_default, install_template
+    from app.onboarding.templates import open_organization
 
     settings = get_settings()
 
     async def go() -> str:
         async with transaction():
-            org, admin = await create_organization(
-                name=name, slug=slug, admin_email=admin_email, admin_name=admin_name
+            new = await open_organization(
+                name=name,
+                slug=slug,
+                admin_email=admin_email,
+                admin_name=admin_name,
+                created_by=admin_email,
+                template=not no_template,
             )
-            if not no_template:
-                viewer = Viewer(subject=admin.email, organization_id=org.id, role=Role.ADMIN)
-                await install_template(
-                    viewer, definition=bundled_default(), make_default=True, created_by=admin.email
-                )
-        return token_for(settings, subject=admin.email, organization_id=org.id, role=Role.ADMIN)
+        return token_for(
+            settings, subject=new.admin.email, organization_id=new.organization.id, role=Role.ADMIN
+        )
 
-    try:
-        tok = _run(lambda: _with_db(settings, go))
-    except DomainError as exc:
-        console.print(f"[red]{exc.code}[/red]: {exc.message}")
-        raise typer.Exit(2) from None
+    tok = _run_or_exit(settings, go)
     console.print(f"Organization {slug!r} created. Admin token:")
     typer.echo(tok)
 
@@ -307,7 +315,6 @@ def install_template_cmd(
     """Validate a template definition and install it as the next version of its key."""
     from app.accounts.viewer import Viewer
     from app.db import transaction
-    from app.errors import DomainError
     from app.onboarding.templates import install_template
 
     settings = get_settings()
@@ -323,13 +330,7 @@ def install_template_cmd(
                 created_by="cli",
             )
 
-    try:
-        row = _run(lambda: _with_db(settings, go))
-    except DomainError as exc:
-        console.print(f"[red]{exc.code}[/red]: {exc.message}")
-        for reason in exc.details.get("reasons", []):
-            console.print(f"  - {reason}")
-        raise typer.Exit(2) from None
+    row = _run_or_exit(settings, go)
     console.print(
         json.dumps(
             {"id": str(row.id), "key": row.key, "version": row.version, "default": row.is_default}

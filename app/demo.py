@@ -13,8 +13,6 @@ from tortoise.expressions import Subquery
 from tortoise.models import Model
 
 from app.accounts.models import Operator, Organization, Role
-from app.accounts.service import create_organization
-from app.accounts.viewer import Viewer
 from app.customers.models import Customer
 from app.db import transaction
 from app.errors import Conflict, ValidationFailed
@@ -26,7 +24,7 @@ from app.onboarding.engine import Outcome, WorkflowState
 from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask, WorkflowTemplate
 from app.onboarding.snapshot import new_rows
 from app.onboarding.states import StageStatus, TaskAction, TaskStatus, WorkflowStatus
-from app.onboarding.templates import bundled_default, definition_of, install_template
+from app.onboarding.templates import definition_of, open_organization
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -337,18 +335,17 @@ async def seed_demo(
     rng, now = random.Random(seed), utcnow()
     try:
         async with transaction():  # all or nothing: a half-seeded demo is never "existing"
-            org, admin = await create_organization(
+            new = await open_organization(
                 name="Acme Analytics",
                 slug=slug,
                 admin_email=f"admin@{slug}.example",
                 admin_name="Alex Rivera",
+                created_by="demo",
             )
+            org, template = new.organization, new.template
+            assert template is not None
             csm = await Operator.create(
                 organization=org, email=f"csm@{slug}.example", name="Casey Morgan", role=Role.CSM
-            )
-            viewer = Viewer(subject=admin.email, organization_id=org.id, role=Role.ADMIN)
-            template = await install_template(
-                viewer, definition=bundled_default(), make_default=True, created_by="demo"
             )
             seeder = _Seeder(rng, template, now, actor=f"csm:{csm.email}")
             people = _people(rng, customers)

@@ -25,14 +25,12 @@ class Seeded:
 async def seed(url: str, secret: str, customers: int, *, label: str = "bench") -> Seeded:
     """Migrate; an org with the default template and customers whose first task is running."""
     from app.accounts.models import Role
-    from app.accounts.service import create_organization
     from app.accounts.tokens import token_for
-    from app.accounts.viewer import Viewer
     from app.customers.service import NewCustomer, create_customer
     from app.db import close_db, init_db, migrate, transaction
     from app.onboarding import service as onboarding
     from app.onboarding.states import TaskAction
-    from app.onboarding.templates import bundled_default, install_template
+    from app.onboarding.templates import open_organization
     from app.settings import Settings
 
     await migrate(url)
@@ -53,13 +51,14 @@ async def seed(url: str, secret: str, customers: int, *, label: str = "bench") -
     try:
         slug = f"{label}-{uuid.uuid4().hex[:8]}"
         async with transaction():
-            org, admin = await create_organization(
-                name="Bench", slug=slug, admin_email=f"admin@{slug}.test", admin_name="Admin"
+            new = await open_organization(
+                name="Bench",
+                slug=slug,
+                admin_email=f"admin@{slug}.test",
+                admin_name="Admin",
+                created_by="bench",
             )
-            admin_viewer = Viewer(subject=admin.email, organization_id=org.id, role=Role.ADMIN)
-            await install_template(
-                admin_viewer, definition=bundled_default(), make_default=True, created_by="bench"
-            )
+        org, admin_viewer = new.organization, new.viewer
         made: list[tuple[str, str]] = []
         for i in range(customers):
             async with transaction():

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
-from app.accounts.models import Role
+from app.accounts.models import Operator, Organization, Role
+from app.accounts.service import create_organization
 from app.accounts.viewer import Viewer
 from app.errors import Conflict, NotFound
 from app.kit.tenancy import Tenant, scoped
@@ -87,3 +89,38 @@ async def list_templates(viewer: Viewer) -> list[WorkflowTemplate]:
 def definition_of(row: WorkflowTemplate) -> TemplateDef:
     """The stored definition, already validated when installed."""
     return TemplateDef.model_validate(row.definition)
+
+
+@dataclass(frozen=True)
+class NewOrganization:
+    """An organization ready to onboard customers."""
+
+    organization: Organization
+    admin: Operator
+    viewer: Viewer
+    template: WorkflowTemplate | None
+
+
+async def open_organization(
+    *,
+    name: str,
+    slug: str,
+    admin_email: str,
+    admin_name: str,
+    created_by: str,
+    template: bool = True,
+) -> NewOrganization:
+    """A new organization with its first ADMIN and (unless told not to) the bundled default
+    template as its default."""
+    org, admin = await create_organization(
+        name=name, slug=slug, admin_email=admin_email, admin_name=admin_name
+    )
+    viewer = Viewer(subject=admin.email, organization_id=org.id, role=Role.ADMIN)
+    row = (
+        await install_template(
+            viewer, definition=bundled_default(), make_default=True, created_by=created_by
+        )
+        if template
+        else None
+    )
+    return NewOrganization(organization=org, admin=admin, viewer=viewer, template=row)

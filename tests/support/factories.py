@@ -6,12 +6,11 @@ import uuid
 from dataclasses import dataclass
 
 from app.accounts.models import Operator, Organization, Role
-from app.accounts.service import create_organization
 from app.accounts.viewer import Viewer
 from app.customers.models import Customer
 from app.customers.service import NewCustomer, create_customer
 from app.db import transaction
-from app.onboarding.templates import bundled_default, install_template
+from app.onboarding.templates import open_organization
 
 
 @dataclass
@@ -49,16 +48,17 @@ async def make_tenant() -> Tenant:
     """A fresh organization with the default template installed."""
     slug = f"org-{uuid.uuid4().hex[:10]}"
     async with transaction():
-        org, admin = await create_organization(
-            name=f"Org {slug}", slug=slug, admin_email=f"admin@{slug}.test", admin_name="Admin"
+        new = await open_organization(
+            name=f"Org {slug}",
+            slug=slug,
+            admin_email=f"admin@{slug}.test",
+            admin_name="Admin",
+            created_by="test",
         )
-        admin_viewer = Viewer(subject=admin.email, organization_id=org.id, role=Role.ADMIN)
-        await install_template(
-            admin_viewer, definition=bundled_default(), make_default=True, created_by="test"
-        )
+    org = new.organization
     return Tenant(
         org=org,
-        admin_operator=admin,
-        admin=admin_viewer,
+        admin_operator=new.admin,
+        admin=new.viewer,
         csm=Viewer(subject=f"csm@{slug}.test", organization_id=org.id, role=Role.CSM),
     )
