@@ -45,11 +45,6 @@ class Settings(BaseSettings):
     ws_compression: bool = False
 
     @property
-    def embedded_database(self) -> bool:
-        """True when no external PostgreSQL is configured."""
-        return not self.database_url
-
-    @property
     def runs_inline_worker(self) -> bool:
         """Relay events inside the api process: by default only without Redis (embedded mode)."""
         return self.inline_worker if self.inline_worker is not None else not self.redis_url

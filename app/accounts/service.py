@@ -53,11 +53,3 @@ async def get_organization(organization_id: uuid.UUID) -> Organization:
     if org is None:
         raise NotFound("Your organization no longer exists.")
     return org
-
-
-async def organization_by_slug(slug: str) -> Organization:
-    """The organization with this slug, or NOT_FOUND."""
-    org = await Organization.get_or_none(slug=slug)
-    if org is None:
-        raise NotFound(f"No organization with slug {slug!r}.")
-    return org

@@ -31,7 +31,6 @@ class Worker:
         self.connect_kwargs = connect_kwargs
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
-        self.published = 0
 
     async def run(self) -> None:
         """Relay until `stop()`; errors back off and retry, nothing is dropped."""
@@ -43,7 +42,6 @@ class Worker:
                     count = await relay_batch(
                         self.hub.publish, batch_size=self.settings.outbox_batch_size
                     )
-                    self.published += count
                     failures = 0
                 except Exception as exc:
                     failures += 1

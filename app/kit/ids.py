@@ -7,11 +7,6 @@ import uuid
 from app.errors import NotFound
 
 
-def new_id() -> uuid.UUID:
-    """A fresh random identifier."""
-    return uuid.uuid4()
-
-
 def parse_id(value: str | uuid.UUID, *, what: str = "object") -> uuid.UUID:
     """Parse an incoming id; a malformed one is simply not found."""
     if isinstance(value, uuid.UUID):

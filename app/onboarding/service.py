@@ -98,11 +98,6 @@ async def start_workflow(
     return workflow, events
 
 
-async def workflow_for(tenant: Tenant, customer_id: uuid.UUID) -> Workflow | None:
-    """The customer's workflow, if it has one."""
-    return await scoped(Workflow, tenant).get_or_none(customer_id=customer_id)
-
-
 async def load(tenant: Tenant, customer_id: uuid.UUID, *, lock: bool) -> Loaded:
     """A customer's workflow with stages and tasks; `lock` holds its row until commit."""
     query = scoped(Workflow, tenant).filter(customer_id=customer_id)
