@@ -22,7 +22,7 @@ import pytest
 from app.accounts.models import Role
 from app.accounts.tokens import mint_token
 from app.events.models import OutboxEvent
-from tests.support.factories import Tenant, make_tenant
+from tests.support.factories import Tenant, last_sequence, make_tenant
 from tests.support.gqlws import Closed, GqlWsClient
 from tests.support.procs import free_port
 from tests.support.stack import ApiProcess, ServiceProcess, WorkerProcess, child_env
@@ -164,11 +164,6 @@ async def move(
     assert response.status_code == 200 and not body.get("errors"), body
     workflow: dict[str, Any] = body["data"]["updateTask"]["workflow"]
     return workflow
-
-
-async def last_sequence(customer_id: uuid.UUID) -> int:
-    row = await OutboxEvent.filter(customer_id=customer_id).order_by("-sequence").first()
-    return row.sequence if row else 0
 
 
 async def pending_count(organization_id: uuid.UUID) -> int:

@@ -21,9 +21,8 @@ from app.events.channels import Published, activity_channel, customer_channel
 from app.events.hub import RESYNC, Hub
 from app.events.models import OutboxEvent
 from app.events.relay import relay_batch
-from app.onboarding import service
 from app.onboarding.states import TaskAction
-from tests.support.factories import Tenant
+from tests.support.factories import Tenant, last_sequence
 from tests.support.procs import free_port
 from tests.support.valkey import ValkeyProcess
 
@@ -73,18 +72,6 @@ class Feed:
         await self._source.aclose()  # type: ignore[attr-defined]
 
 
-async def act(tenant: Tenant, customer_id: uuid.UUID, key: str, action: TaskAction, **kw: Any):  # type: ignore[no-untyped-def]
-    async with transaction():
-        return await service.update_task(
-            tenant.csm, customer_id=str(customer_id), task_key=key, action=action, **kw
-        )
-
-
-async def last_sequence(customer_id: uuid.UUID) -> int:
-    row = await OutboxEvent.filter(customer_id=customer_id).order_by("-sequence").first()
-    return row.sequence if row else 0
-
-
 async def relay_all(publish: Any) -> None:
     while await relay_batch(publish, batch_size=500):
         pass
@@ -101,8 +88,8 @@ def summary(items: list[tuple[Published, bool]]) -> list[tuple[int, bool]]:
 async def started_customer(tenant: Tenant) -> uuid.UUID:
     """A customer with a few committed (and already relayed) events."""
     customer = await tenant.customer()
-    await act(tenant, customer.id, "verify_email", TaskAction.START)
-    await act(tenant, customer.id, "verify_email", TaskAction.PROGRESS, progress=20)
+    await tenant.act(customer.id, "verify_email", TaskAction.START)
+    await tenant.act(customer.id, "verify_email", TaskAction.PROGRESS, progress=20)
     await relay_all(discard)
     return customer.id
 
@@ -118,7 +105,7 @@ async def test_replay_after_k_then_live_without_gap_or_duplicate(hub: Hub, tenan
         assert all(e.organization_id == tenant.id and e.customer_id == cid for e, _ in replayed)
 
         for value in (40, 60, 80):
-            await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=value)
+            await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=value)
         await relay_all(hub.publish)
         live = await watcher.take(3)
         assert summary(live) == [(n + 1, False), (n + 2, False), (n + 3, False)]
@@ -128,7 +115,7 @@ async def test_replay_after_k_then_live_without_gap_or_duplicate(hub: Hub, tenan
         # A re-delivery of something already seen (a relay retried after a crash) is dropped.
         for event, _ in live:
             await hub.publish(customer_channel(tenant.id, cid), event.encode())
-        await act(tenant, cid, "verify_email", TaskAction.COMPLETE)
+        await tenant.act(cid, "verify_email", TaskAction.COMPLETE)
         await relay_all(hub.publish)
         rest = await watcher.take(await last_sequence(cid) - (n + 3))
         assert [s for s, _ in summary(rest)] == list(range(n + 4, n + 4 + len(rest)))
@@ -145,7 +132,7 @@ async def test_without_after_only_new_events_come(hub: Hub, tenant: Tenant) -> N
     try:
         # Nothing to replay, so nothing shows when it is listening: give it a moment.
         await asyncio.sleep(0.3)
-        await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=50)
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=50)
         await relay_all(hub.publish)
         assert summary(await watcher.take(1)) == [(n + 1, False)]
         await watcher.nothing_more()
@@ -160,8 +147,8 @@ async def test_a_missing_live_event_is_filled_from_the_outbox(hub: Hub, tenant: 
     try:
         assert summary(await watcher.take(1)) == [(n, True)]  # listening from here on
 
-        await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=30)  # n + 1
-        await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=70)  # n + 2
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=30)  # n + 1
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=70)  # n + 2
         later = await OutboxEvent.get(customer_id=cid, sequence=n + 2)
         # n + 1 stays unpublished in the outbox; only n + 2 reaches the broker.
         await hub.publish(customer_channel(tenant.id, cid), published(later).encode())
@@ -183,13 +170,13 @@ async def test_the_resync_marker_fills_from_the_outbox(hub: Hub, tenant: Tenant)
     try:
         assert summary(await watcher.take(1)) == [(n, True)]
         for value in (10, 20, 30):  # committed, never published (as if Redis dropped them)
-            await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=value)
+            await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=value)
 
         await hub.publish(customer_channel(tenant.id, cid), RESYNC)
         got = await watcher.take(3)
         assert summary(got) == [(n + 1, True), (n + 2, True), (n + 3, True)]
 
-        await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=40)
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=40)
         await relay_all(hub.publish)  # n+1..n+3 again (dropped) and n+4 live
         assert summary(await watcher.take(1)) == [(n + 4, False)]
         await watcher.nothing_more()
@@ -209,8 +196,8 @@ async def test_replay_is_scoped_to_the_organization_and_customer(
     try:
         got = await mine.take(await last_sequence(cid))
         assert {e.customer_id for e, _ in got} == {cid}
-        await act(tenant, other, "verify_email", TaskAction.PROGRESS, progress=90)
-        await act(other_tenant, stranger, "verify_email", TaskAction.PROGRESS, progress=90)
+        await tenant.act(other, "verify_email", TaskAction.PROGRESS, progress=90)
+        await other_tenant.act(stranger, "verify_email", TaskAction.PROGRESS, progress=90)
         await relay_all(hub.publish)
         await mine.nothing_more()
         await wrong.nothing_more()
@@ -227,8 +214,8 @@ async def test_activity_feed_is_per_organization_and_deduplicated(
     watcher = Feed(feed.activity_events(hub, tenant.id))
     try:
         await asyncio.sleep(0.2)  # no replay on this feed: give the subscription time
-        await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=50)
-        await act(other_tenant, stranger, "verify_email", TaskAction.PROGRESS, progress=50)
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=50)
+        await other_tenant.act(stranger, "verify_email", TaskAction.PROGRESS, progress=50)
         await relay_all(hub.publish)
         [event] = await watcher.take(1)
         assert (event.customer_id, event.type) == (cid, "task.progressed")
@@ -260,7 +247,7 @@ async def test_a_real_redis_restart_fills_what_was_committed_meanwhile(
         assert summary(await watcher.take(1)) == [(n, True)]
         await asyncio.to_thread(own_valkey.stop)
         for value in (15, 25):  # committed while Redis is down; nobody publishes them
-            await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=value)
+            await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=value)
         with pytest.raises(Exception):  # noqa: B017 - the relay cannot publish now
             await relay_batch(hub.publish, batch_size=500)
         await asyncio.to_thread(own_valkey.start)
@@ -269,7 +256,7 @@ async def test_a_real_redis_restart_fills_what_was_committed_meanwhile(
         got = await watcher.take(2, within=15)
         assert summary(got) == [(n + 1, True), (n + 2, True)]
 
-        await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=35)
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=35)
         await relay_all(hub.publish)
         assert summary(await watcher.take(1)) == [(n + 3, False)]
         await watcher.nothing_more()
@@ -287,7 +274,7 @@ async def two_feeds_started_together(hub: Hub, tenant: Tenant) -> None:
     try:
         assert summary(await first.take(1)) == [(n, True)]
         assert summary(await second.take(1)) == [(n, True)]
-        await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=55)
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=55)
         await relay_all(hub.publish)
         assert summary(await second.take(1)) == [(n + 1, False)]
         assert summary(await first.take(1, within=2)) == [(n + 1, False)]

@@ -24,7 +24,7 @@ from app.events.models import EventStream, OutboxEvent
 from app.kit.clock import utcnow
 from app.onboarding import service
 from app.onboarding.states import StageAction, TaskAction
-from tests.support.factories import Tenant
+from tests.support.factories import Tenant, last_sequence
 
 FIGURES = {"workflowId", "status", "points", "progress", "minutesRemaining", "currentStage"}
 
@@ -38,26 +38,12 @@ async def events_of(customer_id: uuid.UUID, *, after: int = 0) -> list[OutboxEve
     )
 
 
-async def last_sequence(customer_id: uuid.UUID) -> int:
-    row = await OutboxEvent.filter(customer_id=customer_id).order_by("-sequence").first()
-    return row.sequence if row else 0
-
-
-async def act(
-    tenant: Tenant, customer_id: uuid.UUID, key: str, action: TaskAction, **kw: Any
-) -> None:
-    async with transaction():
-        await service.update_task(
-            tenant.csm, customer_id=str(customer_id), task_key=key, action=action, **kw
-        )
-
-
 async def step(
     tenant: Tenant, customer_id: uuid.UUID, key: str, action: TaskAction, **kw: Any
 ) -> list[OutboxEvent]:
     """Apply one task action in its own transaction; return the events it recorded."""
     before = await last_sequence(customer_id)
-    await act(tenant, customer_id, key, action, **kw)
+    await tenant.act(customer_id, key, action, **kw)
     return await events_of(customer_id, after=before)
 
 
@@ -152,7 +138,7 @@ async def test_finishing_a_stage_records_unlocks_points_badge_and_celebrations(
     tenant: Tenant,
 ) -> None:
     customer = await tenant.customer()
-    await act(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
+    await tenant.act(customer.id, "verify_email", TaskAction.COMPLETE)
     rows = await step(tenant, customer.id, "complete_profile", TaskAction.COMPLETE)
     kinds = types(rows)
     assert kinds[:2] == ["task.completed", "points.awarded"]
@@ -188,7 +174,7 @@ async def test_completing_the_workflow_records_it(tenant: Tenant) -> None:
         "set_up_integration",
     ]
     for key in required:
-        await act(tenant, customer.id, key, TaskAction.COMPLETE)
+        await tenant.act(customer.id, key, TaskAction.COMPLETE)
     rows = await step(tenant, customer.id, "schedule_review", TaskAction.COMPLETE)
     kinds = types(rows)
     assert "workflow.completed" in kinds
@@ -326,10 +312,10 @@ async def test_rolled_back_transaction_leaves_no_event_and_no_gap(tenant: Tenant
     assert stream.last_sequence == before
 
     with pytest.raises(TaskLocked):  # refused by the engine: nothing recorded either
-        await act(tenant, customer.id, "invite_team", TaskAction.START)
+        await tenant.act(customer.id, "invite_team", TaskAction.START)
     assert await events_of(customer.id, after=before) == []
 
-    await act(tenant, customer.id, "verify_email", TaskAction.START)
+    await tenant.act(customer.id, "verify_email", TaskAction.START)
     rows = await events_of(customer.id)
     assert [r.sequence for r in rows] == list(range(1, before + 2))
     assert rows[-1].type == "task.started"
@@ -350,7 +336,7 @@ async def test_notify_is_sent_on_commit_only(tenant: Tenant, db: str) -> None:
                     action=TaskAction.START,
                 )
                 raise RuntimeError("rolled back")
-        await act(tenant, customer.id, "verify_email", TaskAction.START)
+        await tenant.act(customer.id, "verify_email", TaskAction.START)
         payload = await asyncio.wait_for(received.get(), 5)
         assert payload == str(tenant.id)
         await asyncio.sleep(0.1)
@@ -361,11 +347,11 @@ async def test_notify_is_sent_on_commit_only(tenant: Tenant, db: str) -> None:
 
 async def test_concurrent_changes_get_gap_free_sequences(tenant: Tenant) -> None:
     customer = await tenant.customer()
-    await act(tenant, customer.id, "verify_email", TaskAction.START)
+    await tenant.act(customer.id, "verify_email", TaskAction.START)
     before = await last_sequence(customer.id)
 
     async def progress(value: int) -> None:
-        await act(tenant, customer.id, "verify_email", TaskAction.PROGRESS, progress=value)
+        await tenant.act(customer.id, "verify_email", TaskAction.PROGRESS, progress=value)
 
     await asyncio.gather(*(progress(v) for v in range(10, 90, 8)))
     rows = await events_of(customer.id, after=before)

@@ -137,22 +137,15 @@ async def all_of(organization_id: uuid.UUID) -> list[OutboxEvent]:
     return await OutboxEvent.filter(organization_id=organization_id).order_by("id").all()
 
 
-async def act(tenant: Tenant, customer_id: uuid.UUID, key: str, action: TaskAction, **kw: Any):  # type: ignore[no-untyped-def]
-    async with transaction():
-        return await service.update_task(
-            tenant.csm, customer_id=str(customer_id), task_key=key, action=action, **kw
-        )
-
-
 async def some_history(tenant: Tenant, customers: int = 2) -> list[uuid.UUID]:
     """Sign customers up and move a few tasks, interleaving the customers' transactions."""
     ids_ = [(await tenant.customer()).id for _ in range(customers)]
     for cid in ids_:
-        await act(tenant, cid, "verify_email", TaskAction.START)
+        await tenant.act(cid, "verify_email", TaskAction.START)
     for cid in ids_:
-        await act(tenant, cid, "verify_email", TaskAction.COMPLETE)
+        await tenant.act(cid, "verify_email", TaskAction.COMPLETE)
     for cid in ids_:
-        await act(tenant, cid, "complete_profile", TaskAction.COMPLETE)
+        await tenant.act(cid, "complete_profile", TaskAction.COMPLETE)
     return ids_
 
 
@@ -271,10 +264,10 @@ async def test_two_concurrent_relays_never_publish_an_event_twice(tenant: Tenant
     await drain(discard)
     customers = [(await tenant.customer()).id for _ in range(4)]
     for cid in customers:
-        await act(tenant, cid, "verify_email", TaskAction.START)
+        await tenant.act(cid, "verify_email", TaskAction.START)
 
     async def progress(cid: uuid.UUID, value: int) -> None:
-        await act(tenant, cid, "verify_email", TaskAction.PROGRESS, progress=value)
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=value)
 
     await asyncio.gather(*(progress(cid, v) for v in range(5, 95, 10) for cid in customers))
     rows = await all_of(tenant.id)
@@ -303,9 +296,9 @@ async def test_prune_deletes_only_published_events_older_than_the_retention(
     tenant: Tenant, db: str
 ) -> None:
     customer = await tenant.customer()
-    await act(tenant, customer.id, "verify_email", TaskAction.START)
+    await tenant.act(customer.id, "verify_email", TaskAction.START)
     await drain(discard)
-    await act(tenant, customer.id, "verify_email", TaskAction.COMPLETE)  # stays pending
+    await tenant.act(customer.id, "verify_email", TaskAction.COMPLETE)  # stays pending
     rows = await all_of(tenant.id)
     published = [r for r in rows if r.published_at is not None]
     pending = [r for r in rows if r.published_at is None]

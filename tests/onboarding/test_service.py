@@ -20,17 +20,6 @@ from app.onboarding.states import StageAction, StageStatus, TaskAction, TaskStat
 from tests.support.factories import Tenant
 
 
-async def act(tenant: Tenant, customer_id: object, key: str, action: TaskAction, **kw: object):  # type: ignore[no-untyped-def]
-    async with transaction():
-        return await service.update_task(
-            tenant.csm,
-            customer_id=str(customer_id),
-            task_key=key,
-            action=action,
-            **kw,  # type: ignore[arg-type]
-        )
-
-
 async def test_new_customer_gets_the_default_workflow(tenant: Tenant) -> None:
     customer = await tenant.customer()
     stages = await service.list_stages(tenant.csm, str(customer.id))
@@ -46,8 +35,8 @@ async def test_new_customer_gets_the_default_workflow(tenant: Tenant) -> None:
 
 async def test_stage_completion_awards_reward_and_unlocks_next(tenant: Tenant) -> None:
     customer = await tenant.customer()
-    await act(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
-    change, task = await act(tenant, customer.id, "complete_profile", TaskAction.COMPLETE)
+    await tenant.act(customer.id, "verify_email", TaskAction.COMPLETE)
+    change, task = await tenant.act(customer.id, "complete_profile", TaskAction.COMPLETE)
     assert task.status == TaskStatus.COMPLETED
     assert change.outcome.completed_stages == ["welcome"]
     assert change.outcome.unlocked_stages == ["setup"]
@@ -61,20 +50,20 @@ async def test_stage_completion_awards_reward_and_unlocks_next(tenant: Tenant) -
 async def test_refusals_carry_codes(tenant: Tenant) -> None:
     customer = await tenant.customer()
     with pytest.raises(TaskLocked):
-        await act(tenant, customer.id, "invite_team", TaskAction.START)
+        await tenant.act(customer.id, "invite_team", TaskAction.START)
     with pytest.raises(DependencyNotMet) as dep:
-        await act(tenant, customer.id, "complete_profile", TaskAction.START)
+        await tenant.act(customer.id, "complete_profile", TaskAction.START)
     assert dep.value.details["missing"] == ["verify_email"]
     with pytest.raises(TaskRequired):
-        await act(tenant, customer.id, "verify_email", TaskAction.SKIP)
+        await tenant.act(customer.id, "verify_email", TaskAction.SKIP)
     with pytest.raises(InvalidTransition):
-        await act(tenant, customer.id, "verify_email", TaskAction.FAIL, reason="x")
-    await act(tenant, customer.id, "verify_email", TaskAction.START)
-    _, failed = await act(tenant, customer.id, "verify_email", TaskAction.FAIL, reason="bounced")
+        await tenant.act(customer.id, "verify_email", TaskAction.FAIL, reason="x")
+    await tenant.act(customer.id, "verify_email", TaskAction.START)
+    _, failed = await tenant.act(customer.id, "verify_email", TaskAction.FAIL, reason="bounced")
     assert failed.status == TaskStatus.FAILED and failed.failure_reason == "bounced"
-    _, retried = await act(tenant, customer.id, "verify_email", TaskAction.RETRY)
+    _, retried = await tenant.act(customer.id, "verify_email", TaskAction.RETRY)
     assert retried.status == TaskStatus.IN_PROGRESS and retried.attempts == 1
-    _, skipped = await act(tenant, customer.id, "watch_intro", TaskAction.SKIP)
+    _, skipped = await tenant.act(customer.id, "watch_intro", TaskAction.SKIP)
     assert skipped.status == TaskStatus.SKIPPED
 
 
@@ -85,7 +74,7 @@ async def test_paused_workflow_refuses_moves(tenant: Tenant) -> None:
             tenant.csm, customer_id=str(customer.id), paused=True, reminders_enabled=None
         )
     with pytest.raises(WorkflowPaused):
-        await act(tenant, customer.id, "verify_email", TaskAction.START)
+        await tenant.act(customer.id, "verify_email", TaskAction.START)
 
 
 async def test_failed_unit_of_work_leaves_nothing(tenant: Tenant) -> None:
@@ -164,8 +153,7 @@ async def test_time_based_stage_unlocks_on_the_next_move_and_by_the_scheduler(
     for cid_holder in range(2):
         customer = await tenant.customer(signed_up_at=early)
         for key in done:
-            await act(
-                tenant,
+            await tenant.act(
                 customer.id,
                 key,
                 TaskAction.COMPLETE,
@@ -177,7 +165,7 @@ async def test_time_based_stage_unlocks_on_the_next_move_and_by_the_scheduler(
         )
         if cid_holder == 0:
             # the wait passed long ago: the next move unlocks Mastery before applying itself
-            change, task = await act(tenant, customer.id, "set_up_integration", TaskAction.START)
+            change, task = await tenant.act(customer.id, "set_up_integration", TaskAction.START)
             assert task.status == TaskStatus.IN_PROGRESS
             assert change.outcome.unlocked_stages == ["mastery"]
         else:

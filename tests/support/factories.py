@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from app.accounts.models import Operator, Organization, Role
 from app.accounts.viewer import Viewer
 from app.customers.models import Customer
 from app.customers.service import NewCustomer, create_customer
 from app.db import transaction
+from app.events.models import OutboxEvent
+from app.onboarding import service
+from app.onboarding.models import WorkflowTask
+from app.onboarding.service import Change
+from app.onboarding.states import TaskAction
 from app.onboarding.templates import open_organization
 
 
@@ -42,6 +48,21 @@ class Tenant:
         )  # type: ignore[arg-type]
         async with transaction():
             return await create_customer(self.admin, data)
+
+    async def act(
+        self, customer_id: object, key: str, action: TaskAction, **kw: Any
+    ) -> tuple[Change, WorkflowTask]:
+        """Move one of a customer's tasks as the CSM, in a transaction of its own."""
+        async with transaction():
+            return await service.update_task(
+                self.csm, customer_id=str(customer_id), task_key=key, action=action, **kw
+            )
+
+
+async def last_sequence(customer_id: uuid.UUID) -> int:
+    """The newest outbox sequence of a customer (0 when none)."""
+    row = await OutboxEvent.filter(customer_id=customer_id).order_by("-sequence").first()
+    return row.sequence if row else 0
 
 
 async def make_tenant() -> Tenant:
