@@ -16,6 +16,7 @@ MODEL_MODULES = [
     "app.customers.models",
     "app.onboarding.models",
     "app.events.models",
+    "app.usage.models",
 ]
 
 __all__ = ["APP_LABEL", "close_db", "database_url", "init_db", "tortoise_config", "transaction"]

@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     inline_worker: bool | None = None
     outbox_retention_hours: int = 72
+    event_retention_days: int = 400
     outbox_poll_seconds: float = 1.0
     outbox_batch_size: int = 500
     ws_max_subscriptions: int = 20

@@ -53,7 +53,10 @@ class ApiKey(Model):
     name = fields.CharField(max_length=200)
     prefix = fields.CharField(max_length=16)
     key_hash = fields.CharField(max_length=64, unique=True)
+    scopes: fields.Field[list[str]] = fields.JSONField(default=list)
+    created_by = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    last_used_at = fields.DatetimeField(null=True)
     revoked_at = fields.DatetimeField(null=True)
 
     class Meta:

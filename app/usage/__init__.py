@@ -1,0 +1,1 @@
+"""Usage events from the product: ingestion, storage, daily rollups, import."""

@@ -1,0 +1,154 @@
+"""Pure rules of usage ingestion: what makes an event acceptable, and how events roll up."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+MAX_BATCH = 1000
+MAX_PROPERTIES_BYTES = 8 * 1024
+MAX_DEPTH = 5
+MAX_KEY_LENGTH = 200
+FUTURE_TOLERANCE = timedelta(minutes=5)
+NAME = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+
+
+class ItemStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    DUPLICATE = "DUPLICATE"
+    REJECTED = "REJECTED"
+
+
+class Reject(StrEnum):
+    """Stable codes of a rejected item."""
+
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_CUSTOMER = "INVALID_CUSTOMER"
+    INVALID_NAME = "INVALID_NAME"
+    INVALID_IDEMPOTENCY_KEY = "INVALID_IDEMPOTENCY_KEY"
+    OCCURRED_IN_FUTURE = "OCCURRED_IN_FUTURE"
+    OUTSIDE_RETENTION = "OUTSIDE_RETENTION"
+    INVALID_PROPERTIES = "INVALID_PROPERTIES"
+    PROPERTIES_TOO_LARGE = "PROPERTIES_TOO_LARGE"
+    PROPERTIES_TOO_DEEP = "PROPERTIES_TOO_DEEP"
+
+
+@dataclass(frozen=True)
+class EventIn:
+    """One event as a caller sent it: a customer by our id or by the organization's own id."""
+
+    name: str
+    occurred_at: datetime
+    idempotency_key: str
+    customer_id: str | None = None
+    external_id: str | None = None
+    properties: Any = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why one item was refused."""
+
+    code: Reject
+    reason: str
+
+
+def depth(value: Any) -> int:
+    """How deeply objects and arrays nest in `value` (a scalar is 0, `{}` is 1)."""
+    if isinstance(value, dict):
+        return 1 + max((depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth(v) for v in value), default=0)
+    return 0
+
+
+def encode_properties(properties: Any) -> str | Rejection:
+    """The properties as compact JSON text, or why they are refused."""
+    if properties is None:
+        return "{}"
+    if not isinstance(properties, dict):
+        return Rejection(Reject.INVALID_PROPERTIES, "`properties` must be a JSON object.")
+    if depth(properties) > MAX_DEPTH:
+        return Rejection(
+            Reject.PROPERTIES_TOO_DEEP, f"`properties` nests deeper than {MAX_DEPTH} levels."
+        )
+    try:
+        text = json.dumps(properties, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return Rejection(Reject.INVALID_PROPERTIES, f"`properties` is not JSON: {exc}.")
+    size = len(text.encode())
+    if size > MAX_PROPERTIES_BYTES:
+        return Rejection(
+            Reject.PROPERTIES_TOO_LARGE,
+            f"`properties` is {size} bytes; the limit is {MAX_PROPERTIES_BYTES}.",
+        )
+    return text
+
+
+def check_event(event: EventIn, *, now: datetime, retention_days: int) -> Rejection | None:
+    """Why `event` cannot be stored (apart from its customer and properties), or None."""
+    if (event.customer_id is None) == (event.external_id is None):
+        return Rejection(
+            Reject.INVALID_CUSTOMER,
+            "Name the customer by `customerId` or `externalId`, one of them.",
+        )
+    if not NAME.match(event.name):
+        return Rejection(
+            Reject.INVALID_NAME,
+            f"Event name {event.name[:80]!r} must match [a-z][a-z0-9_.]{{0,63}}.",
+        )
+    key = event.idempotency_key
+    if not key or len(key) > MAX_KEY_LENGTH or key.strip() != key:
+        return Rejection(
+            Reject.INVALID_IDEMPOTENCY_KEY,
+            f"`idempotencyKey` must be 1-{MAX_KEY_LENGTH} characters without surrounding spaces.",
+        )
+    if event.occurred_at.tzinfo is None:
+        return Rejection(Reject.OUTSIDE_RETENTION, "`occurredAt` needs a time zone offset.")
+    if event.occurred_at > now + FUTURE_TOLERANCE:
+        return Rejection(
+            Reject.OCCURRED_IN_FUTURE, "`occurredAt` is more than 5 minutes in the future."
+        )
+    if event.occurred_at < retention_start(now=now, retention_days=retention_days):
+        return Rejection(
+            Reject.OUTSIDE_RETENTION,
+            f"`occurredAt` is older than the {retention_days}-day retention window.",
+        )
+    return None
+
+
+def retention_start(*, now: datetime, retention_days: int) -> datetime:
+    """The oldest `occurredAt` still kept."""
+    return now - timedelta(days=retention_days)
+
+
+@dataclass
+class DayCount:
+    """Running totals of one (customer, UTC day, event name)."""
+
+    count: int
+    first_at: datetime
+    last_at: datetime
+
+
+RollupKey = tuple[Any, date, str]
+
+
+def roll_up(events: Iterable[tuple[Any, str, datetime]]) -> dict[RollupKey, DayCount]:
+    """Counts per (customer, UTC day, name) of `(customer, name, occurred_at)` triples."""
+    days: dict[RollupKey, DayCount] = {}
+    for customer, name, at in events:
+        key = (customer, at.astimezone(UTC).date(), name)
+        found = days.get(key)
+        if found is None:
+            days[key] = DayCount(1, at, at)
+        else:
+            found.count += 1
+            found.first_at = min(found.first_at, at)
+            found.last_at = max(found.last_at, at)
+    return days

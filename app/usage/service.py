@@ -1,0 +1,181 @@
+"""Usage ingestion: validate each item, store each event once, roll it up, announce it.
+
+Callers open the transaction; every function here runs inside it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from app.customers.models import Customer
+from app.errors import ValidationFailed
+from app.events import outbox
+from app.kit.clock import utcnow
+from app.kit.tenancy import Tenant, scoped
+from app.usage import storage
+from app.usage.rules import (
+    MAX_BATCH,
+    EventIn,
+    ItemStatus,
+    Reject,
+    Rejection,
+    check_event,
+    encode_properties,
+    roll_up,
+)
+from app.usage.storage import EventRow
+
+INGESTED = "usage.event_ingested"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What happened to one item of a batch, in the order sent."""
+
+    index: int
+    status: ItemStatus
+    customer_id: uuid.UUID | None = None
+    code: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Ingested:
+    """The answer to one batch."""
+
+    items: list[ItemResult] = field(default_factory=list)
+
+    def count(self, status: ItemStatus) -> int:
+        return sum(1 for i in self.items if i.status is status)
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def resolve_customers(
+    tenant: Tenant, events: Sequence[EventIn]
+) -> tuple[set[uuid.UUID], dict[str, uuid.UUID]]:
+    """The tenant's customers the events name: by our id, and by the organization's own id."""
+    ids = {u for e in events if e.customer_id and (u := _uuid(e.customer_id))}
+    externals = {e.external_id for e in events if e.external_id}
+    known: set[uuid.UUID] = set()
+    by_external: dict[str, uuid.UUID] = {}
+    if ids:
+        found = await scoped(Customer, tenant).filter(id__in=ids).values_list("id", flat=True)
+        known = set(found)  # type: ignore[arg-type]
+    if externals:
+        rows = (
+            await scoped(Customer, tenant)
+            .filter(external_id__in=externals)
+            .values_list("external_id", "id")
+        )
+        by_external = {str(ext): cid for ext, cid in rows}
+    return known, by_external
+
+
+async def ingest_events(
+    tenant: Tenant,
+    *,
+    events: Sequence[EventIn],
+    actor: str,
+    retention_days: int,
+    now: datetime | None = None,
+) -> Ingested:
+    """Store a batch: each item ACCEPTED, DUPLICATE (key seen before) or REJECTED with a code."""
+    if len(events) > MAX_BATCH:
+        raise ValidationFailed(
+            f"A batch holds at most {MAX_BATCH} events; this one has {len(events)}.",
+            field="events",
+        )
+    now = now or utcnow()
+    known, by_external = await resolve_customers(tenant, events)
+    results: dict[int, ItemResult] = {}
+    pending: dict[str, tuple[int, EventRow]] = {}
+    for index, event in enumerate(events):
+        problem = check_event(event, now=now, retention_days=retention_days)
+        properties = encode_properties(event.properties) if problem is None else ""
+        if isinstance(properties, Rejection):
+            problem = properties
+        customer = _customer_of(event, known, by_external) if problem is None else None
+        if problem is None and customer is None:
+            problem = Rejection(
+                Reject.NOT_FOUND, f"No customer {_named(event)} in your organization."
+            )
+        if problem is not None:
+            results[index] = ItemResult(
+                index, ItemStatus.REJECTED, None, problem.code, problem.reason
+            )
+            continue
+        assert customer is not None and isinstance(properties, str)
+        if event.idempotency_key in pending:
+            results[index] = ItemResult(index, ItemStatus.DUPLICATE, customer)
+            continue
+        pending[event.idempotency_key] = (
+            index,
+            EventRow(customer, event.name, event.occurred_at, event.idempotency_key, properties),
+        )
+    fresh = await storage.claim_keys(tenant.organization_id, list(pending))
+    rows: list[EventRow] = []
+    for key, (index, row) in pending.items():
+        status = ItemStatus.ACCEPTED if key in fresh else ItemStatus.DUPLICATE
+        results[index] = ItemResult(index, status, row.customer_id)
+        if key in fresh:
+            rows.append(row)
+    await store(tenant.organization_id, rows, actor=actor)
+    return Ingested([results[i] for i in range(len(events))])
+
+
+async def store(organization_id: uuid.UUID, rows: Sequence[EventRow], *, actor: str) -> None:
+    """Write accepted rows, their rollups and one `usage.event_ingested` event for them."""
+    if not rows:
+        return
+    await storage.insert_events(organization_id, rows)
+    await storage.add_to_rollups(
+        organization_id, roll_up((r.customer_id, r.name, r.occurred_at) for r in rows)
+    )
+    await outbox.record(
+        organization_id=organization_id,
+        customer_id=None,
+        events=[(INGESTED, summary(rows))],
+        actor=actor,
+    )
+
+
+def summary(rows: Sequence[EventRow]) -> dict[str, Any]:
+    """The payload of one `usage.event_ingested`: counts per customer and event name."""
+    per: dict[uuid.UUID, dict[str, int]] = {}
+    last: dict[uuid.UUID, datetime] = {}
+    for r in rows:
+        names = per.setdefault(r.customer_id, {})
+        names[r.name] = names.get(r.name, 0) + 1
+        last[r.customer_id] = max(last.get(r.customer_id, r.occurred_at), r.occurred_at)
+    return {
+        "accepted": len(rows),
+        "customers": [
+            {"customerId": str(c), "names": names, "lastAt": last[c].isoformat()}
+            for c, names in per.items()
+        ],
+    }
+
+
+def _customer_of(
+    event: EventIn, known: set[uuid.UUID], by_external: dict[str, uuid.UUID]
+) -> uuid.UUID | None:
+    if event.external_id is not None:
+        return by_external.get(event.external_id)
+    parsed = _uuid(event.customer_id or "")
+    return parsed if parsed in known else None
+
+
+def _named(event: EventIn) -> str:
+    return (
+        f"with externalId {event.external_id!r}" if event.external_id else f"{event.customer_id!r}"
+    )
