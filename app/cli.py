@@ -92,7 +92,9 @@ def makemigrations(
     console.print("\n".join(paths) or "No changes detected.")
 
 
-def _seed_demo(settings: Settings, customers: int) -> dict[str, str]:
+def _seed_demo(settings: Settings, customers: int, base_url: str) -> dict[str, str]:
+    from app.accounts.signin import create_link
+    from app.db import transaction
     from app.demo import seed_demo
 
     async def go() -> dict[str, str]:
@@ -102,7 +104,18 @@ def _seed_demo(settings: Settings, customers: int) -> dict[str, str]:
                 customers=customers, progress=lambda done, total: bar.update(job, completed=done)
             )
         org = result.organization.id
+        links = {}
+        async with transaction():
+            for role, email in (
+                ("ADMIN", result.admin.email),
+                ("CUSTOMER", result.sample_customer.email),
+            ):
+                secret, _ = await create_link(
+                    organization=result.organization, email=email, created_by="demo"
+                )
+                links[f"{role}_link"] = f"{base_url}/signin#link={secret}"
         return {
+            **links,
             "ADMIN": token_for(
                 settings, subject=result.admin.email, organization_id=org, role=Role.ADMIN
             ),
@@ -127,7 +140,15 @@ def _print_tokens(tokens: dict[str, str], url: str) -> None:
     for role in ("ADMIN", "CSM", "CUSTOMER"):
         console.print(f"[bold]{role}[/bold] token:\n{tokens[role]}\n", soft_wrap=True)
     console.print(f"Sample customer id: {tokens['customer_id']}")
-    console.print(f"GraphiQL: {url}  (header: Authorization: Bearer <token>)")
+    console.print(f"GraphiQL: {url}/graphql  (header: Authorization: Bearer <token>)")
+    console.rule("Pages (each link signs one browser in once, within 15 minutes)")
+    console.print(f"Dashboard (ADMIN): {tokens['ADMIN_link']}", soft_wrap=True)
+    console.print(f"Checklist (sample customer): {tokens['CUSTOMER_link']}", soft_wrap=True)
+    console.print(
+        f"More links: liftoff login-link --org demo --email csm@demo.example  "
+        f"(sign-in page: {url}/signin)",
+        soft_wrap=True,
+    )
 
 
 @cli.command()
@@ -135,9 +156,8 @@ def demo(customers: Annotated[int, typer.Option(help="How many demo customers.")
     """Seed the demo organization (idempotent) and print its tokens."""
     settings = get_settings()
     migrate()
-    _print_tokens(
-        _seed_demo(settings, customers), f"http://{settings.host}:{settings.port}/graphql"
-    )
+    url = settings.base_url()
+    _print_tokens(_seed_demo(settings, customers, url), url)
 
 
 @cli.command()
@@ -169,9 +189,8 @@ def serve(
         migrate()
     bind_host, bind_port = host or settings.host, port or settings.port
     if with_demo:
-        _print_tokens(
-            _seed_demo(get_settings(), demo_customers), f"http://{bind_host}:{bind_port}/graphql"
-        )
+        url = get_settings().base_url(host=bind_host, port=bind_port)
+        _print_tokens(_seed_demo(get_settings(), demo_customers, url), url)
     logging.basicConfig(level=settings.log_level)
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through Python instead
     # lets atexit stop the embedded PostgreSQL this process started.
@@ -356,3 +375,13 @@ def export_schema(
         return
     output.write_text(sdl)
     console.print(f"Wrote {output}")
+
+
+def _register_account_commands() -> None:
+    from app.cli_accounts import login_link, operator_cli
+
+    cli.add_typer(operator_cli, name="operator")
+    cli.command("login-link")(login_link)
+
+
+_register_account_commands()

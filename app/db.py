@@ -17,6 +17,7 @@ MODEL_MODULES = [
     "app.onboarding.models",
     "app.events.models",
     "app.usage.models",
+    "app.accounts.credentials",
 ]
 
 __all__ = ["APP_LABEL", "close_db", "database_url", "init_db", "tortoise_config", "transaction"]

@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     ws_connection_init_seconds: float = 5.0
     ws_keepalive_seconds: float = 15.0
     ws_compression: bool = False
+    signin_ttl_minutes: int = 60
+    public_url: str | None = None
+    embed_frame_ancestors: str = "'none'"
+
+    def base_url(self, *, host: str | None = None, port: int | None = None) -> str:
+        """Where browsers reach the pages: LIFTOFF_PUBLIC_URL, else the bound host and port."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{host or self.host}:{port or self.port}"
 
     @property
     def runs_inline_worker(self) -> bool:

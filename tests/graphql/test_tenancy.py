@@ -17,7 +17,7 @@ from typing import Any
 import graphql
 import pytest
 
-from app.accounts.models import Role
+from app.accounts.models import Operator, Role
 from app.customers.models import Customer
 from app.events.models import OutboxEvent
 from app.graphql.schema import build_schema
@@ -241,6 +241,12 @@ async def installed_in_other_org(data: Any, w: World) -> None:
     assert (data["key"], data["version"], data["isDefault"]) == ("default", 2, True)
 
 
+async def operator_in_other_org(data: Any, w: World) -> None:
+    row = await Operator.get(id=data["id"])
+    assert row.organization_id == w.other.id  # type: ignore[attr-defined]
+    assert data["email"] == w.victim.admin_operator.email
+
+
 def for_both(outcome: Outcome) -> dict[str, Outcome]:
     return {OTHER_ADMIN: outcome, OTHER_CUSTOMER: outcome}
 
@@ -406,6 +412,28 @@ CASES: list[Case] = [
         f"makeDefault: true}}) {{ {TEMPLATE_FIELDS} }} }}",
         lambda w: {"d": bundled_default_text()},
         {OTHER_ADMIN: Own(installed_in_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+    ),
+    Case(
+        "Mutation.login",
+        "login as the victim's admin with a guessed password",
+        'mutation($e: String!) { login(email: $e, password: "guessed password") { token } }',
+        lambda w: {"e": w.victim.admin_operator.email},
+        for_both(Refused("UNAUTHENTICATED")),
+    ),
+    Case(
+        "Mutation.redeemSignInLink",
+        "redeemSignInLink with a made-up secret",
+        'mutation { redeemSignInLink(secret: "made-up-secret") { token } }',
+        lambda w: {},
+        for_both(Refused("UNAUTHENTICATED")),
+    ),
+    Case(
+        "Mutation.createOperator",
+        "createOperator with the victim admin's email",
+        'mutation($e: String!) { createOperator(input: {email: $e, name: "Twin", role: ADMIN}) '
+        "{ id email role } }",
+        lambda w: {"e": w.victim.admin_operator.email},
+        {OTHER_ADMIN: Own(operator_in_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
     ),
 ]
 
