@@ -24,6 +24,8 @@ from app.graphql.context import Context
 from app.graphql.schema import build_schema
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
+from app.web.assets import vendor_route
+from app.web.graphiql import graphiql_html
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,11 @@ class LiftoffGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=settings.ws_max_subscriptions,
         )
         self.settings = settings
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """GraphiQL with its assets served by this app, so it works without internet."""
+        return graphiql_html()
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -101,6 +108,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", health_endpoint(runtime)),
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
+            vendor_route(),
         ],
         lifespan=lifespan,
     )

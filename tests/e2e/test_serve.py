@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,6 +132,13 @@ def test_health_and_graphiql(server: LiftoffServer) -> None:
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert "graphiql" in page.text.lower()
+    # Every asset comes from this server, with a long cache lifetime.
+    assets = re.findall(r'(?:src|href)="(/static/vendor/[^"]+)"', page.text)
+    assert len(assets) >= 4 and "unpkg" not in page.text, page.text
+    for path in assets:
+        asset = httpx.get(f"{server.url}{path}", timeout=10)
+        assert asset.status_code == 200, path
+        assert "immutable" in asset.headers["cache-control"], asset.headers
 
 
 def test_requests_without_a_token_are_refused_with_a_code(server: LiftoffServer) -> None:
