@@ -18,6 +18,7 @@ MODEL_MODULES = [
     "app.events.models",
     "app.usage.models",
     "app.accounts.credentials",
+    "app.audit.models",
 ]
 
 __all__ = ["APP_LABEL", "close_db", "database_url", "init_db", "tortoise_config", "transaction"]

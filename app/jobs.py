@@ -1,10 +1,20 @@
-"""Scheduled jobs of the worker: each run is claimed by one process through an advisory lock."""
+"""Periodic jobs of the worker: each period's run is claimed by exactly one process.
+
+A job is a `Schedule` listed in `SCHEDULES`. Every worker (and the api's inline worker)
+ticks through the list; a run is claimed by an atomic update of the job's `schedule_run`
+row that only succeeds once its period has passed, so two workers never run the same
+period. A run that crashes is retried in the next period; jobs are written to be
+idempotent (each of their own transactions leaves a consistent state).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
 from tortoise.connection import get_connection
 
@@ -16,18 +26,55 @@ from app.onboarding import service as onboarding
 
 log = logging.getLogger(__name__)
 
-TIME_UNLOCK_LOCK = 7_340_002
+_CLAIM = """INSERT INTO schedule_run (name, last_started_at) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET last_started_at = EXCLUDED.last_started_at
+WHERE schedule_run.last_started_at IS NULL OR schedule_run.last_started_at <= $3
+RETURNING name"""
+_FINISH = "UPDATE schedule_run SET last_finished_at = $2, last_error = $3 WHERE name = $1"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A job run every `every_seconds` by one worker; `run` returns how much it changed."""
+
+    name: str
+    every_seconds: float
+    run: Callable[[], Awaitable[int | None]]
+
+
+async def claim(schedule: Schedule) -> bool:
+    """Claim this period's run of `schedule`; False when another process has it."""
+    now = utcnow()
+    # A little slack so workers ticking a moment apart do not skip a period.
+    due_before = now - timedelta(seconds=schedule.every_seconds * 0.95)
+    async with transaction():
+        rows = await get_connection("default").execute_query_dict(
+            _CLAIM, [schedule.name, now, due_before]
+        )
+    return bool(rows)
+
+
+async def run_once(schedule: Schedule) -> bool:
+    """Run `schedule` if this period's run is still unclaimed; True when it ran here."""
+    if not await claim(schedule):
+        return False
+    error: str | None = None
+    try:
+        changed = await schedule.run()
+        if changed:
+            log.info("scheduled job %s changed %d", schedule.name, changed)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        log.exception("scheduled job %s failed", schedule.name)
+    with contextlib.suppress(Exception):
+        await get_connection("default").execute_query(_FINISH, [schedule.name, utcnow(), error])
+    return True
 
 
 async def unlock_due_stages() -> int:
     """Unlock stages whose days-since-signup wait has passed; one transaction per workflow."""
     now = utcnow()
     async with transaction():
-        got = await get_connection("default").execute_query_dict(
-            "SELECT pg_try_advisory_xact_lock($1) AS ok", [TIME_UNLOCK_LOCK]
-        )
-        if not got[0]["ok"]:
-            return 0
         due = await onboarding.due_time_unlocks(now=now)
     changed = 0
     for organization_id, customer_id in due:
@@ -38,14 +85,23 @@ async def unlock_due_stages() -> int:
     return changed
 
 
-async def run_schedules(stop: asyncio.Event, *, every_seconds: float = 60.0) -> None:
-    """Run each scheduled job every `every_seconds` until `stop` is set."""
+SCHEDULES: list[Schedule] = [
+    Schedule("onboarding.time_unlocks", 60.0, unlock_due_stages),
+]
+
+
+async def run_schedules(
+    stop: asyncio.Event, *, schedules: Sequence[Schedule] | None = None, tick_seconds: float = 1.0
+) -> None:
+    """Run each due schedule until `stop` is set."""
+    jobs = SCHEDULES if schedules is None else schedules
     while not stop.is_set():
-        try:
-            changed = await unlock_due_stages()
-            if changed:
-                log.info("unlocked time-based stages in %d workflow(s)", changed)
-        except Exception:
-            log.exception("scheduled job failed")
+        for schedule in jobs:
+            if stop.is_set():
+                break
+            try:
+                await run_once(schedule)
+            except Exception as exc:
+                log.warning("could not claim scheduled job %s (%s)", schedule.name, exc)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every_seconds)
+            await asyncio.wait_for(stop.wait(), timeout=tick_seconds)

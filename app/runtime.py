@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from app.consumers import CONSUMERS
 from app.db import close_db, connect_kwargs, database_url, init_db
 from app.events.hub import Hub
 from app.events.worker import Worker
@@ -32,7 +33,10 @@ class Runtime:
         await self.hub.connect()
         if self.run_worker:
             self.worker = Worker(
-                hub=self.hub, settings=self.settings, connect_kwargs=connect_kwargs(url)
+                hub=self.hub,
+                settings=self.settings,
+                connect_kwargs=connect_kwargs(url),
+                consumers=CONSUMERS,
             )
             self._tasks = [
                 asyncio.create_task(self.worker.run(), name="outbox-worker"),

@@ -40,3 +40,49 @@ class EventStream(Model):
 
     class Meta:
         table = "event_stream"
+
+
+class ConsumerCheckpoint(Model):
+    """How far one consumer of the outbox got: every event below (last_tx, last_id) is done.
+
+    Events are read in (transaction id, event id) order and only from transactions older
+    than the oldest one still running, so an event committed late is never skipped.
+    """
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    last_tx = fields.BigIntField(default=0)
+    last_id = fields.BigIntField(default=0)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "consumer_checkpoint"
+
+
+class ConsumerFailure(Model):
+    """An event a consumer could not handle after its retries; it was skipped and kept here."""
+
+    id = fields.BigIntField(primary_key=True)
+    consumer = fields.CharField(max_length=64)
+    event_id = fields.BigIntField()
+    organization_id = fields.UUIDField()
+    event_type = fields.CharField(max_length=64)
+    error = fields.TextField()
+    attempts = fields.IntField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "consumer_failure"
+        unique_together = (("consumer", "event_id"),)
+
+
+class ScheduleRun(Model):
+    """When a periodic job last started and finished; claiming a run updates this row, so
+    each period's run happens in one worker however many run."""
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    last_started_at = fields.DatetimeField(null=True)
+    last_finished_at = fields.DatetimeField(null=True)
+    last_error = fields.TextField(null=True)
+
+    class Meta:
+        table = "schedule_run"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from itertools import pairwise
 from typing import Any
@@ -13,6 +13,7 @@ from tortoise.connection import get_connection
 
 from app.db import transaction
 from app.events.channels import Published
+from app.events.consumers import prune_floor_sql
 from app.kit.clock import utcnow
 
 log = logging.getLogger(__name__)
@@ -25,8 +26,8 @@ FROM outbox_event WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKI
 _FIRST_PENDING = """SELECT stream, min(id) AS first FROM outbox_event
 WHERE published_at IS NULL AND stream = ANY($1::uuid[]) GROUP BY stream"""
 _MARK = "UPDATE outbox_event SET published_at = $1 WHERE id = ANY($2::bigint[])"
-_PRUNE = """DELETE FROM outbox_event WHERE id IN (SELECT id FROM outbox_event
-WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)"""
+_PRUNE = f"""DELETE FROM outbox_event WHERE id IN (SELECT id FROM outbox_event
+WHERE published_at IS NOT NULL AND published_at < $1 AND tx < {prune_floor_sql(3)} LIMIT $2)"""
 PRUNE_LOCK = 7_340_001
 
 
@@ -82,8 +83,9 @@ async def relay_batch(publish: Publish, *, batch_size: int) -> int:
         return len(ready)
 
 
-async def prune(*, retention: timedelta, limit: int = 10_000) -> int:
-    """Delete published events older than the retention (one worker at a time)."""
+async def prune(*, retention: timedelta, consumers: Sequence[str] = (), limit: int = 10_000) -> int:
+    """Delete published events older than the retention that every consumer has handled
+    (one worker at a time)."""
     async with transaction():
         conn = get_connection("default")
         locked = await conn.execute_query_dict(
@@ -91,5 +93,5 @@ async def prune(*, retention: timedelta, limit: int = 10_000) -> int:
         )
         if not locked[0]["ok"]:
             return 0
-        count, _ = await conn.execute_query(_PRUNE, [utcnow() - retention, limit])
+        count, _ = await conn.execute_query(_PRUNE, [utcnow() - retention, limit, list(consumers)])
         return int(count)

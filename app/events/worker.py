@@ -7,11 +7,13 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 
+from app.events.consumers import Consumer, ensure_checkpoints, run_consumer
 from app.events.hub import Hub
 from app.events.outbox import NOTIFY_CHANNEL
 from app.events.relay import prune, relay_batch
@@ -23,18 +25,29 @@ PRUNE_EVERY_SECONDS = 300.0
 
 
 class Worker:
-    """Drains the outbox into the hub until stopped; safe to run in several processes."""
+    """Drains the outbox into the hub and its consumers until stopped; safe to run in
+    several processes."""
 
-    def __init__(self, *, hub: Hub, settings: Settings, connect_kwargs: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        hub: Hub,
+        settings: Settings,
+        connect_kwargs: dict[str, Any],
+        consumers: Sequence[Consumer] = (),
+    ) -> None:
         self.hub = hub
         self.settings = settings
         self.connect_kwargs = connect_kwargs
+        self.consumers = list(consumers)
         self.wake = asyncio.Event()
+        self.consumer_wakes = [asyncio.Event() for _ in self.consumers]
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
         """Relay until `stop()`; errors back off and retry, nothing is dropped."""
         listener = asyncio.create_task(self._listen(), name="outbox-listen")
+        consuming = asyncio.create_task(self._consume(), name="outbox-consumers")
         last_prune, failures = 0.0, 0
         try:
             while not self.stopping.is_set():
@@ -60,10 +73,36 @@ class Worker:
             listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listener
+            with contextlib.suppress(asyncio.CancelledError):
+                await consuming
+
+    async def _consume(self) -> None:
+        """Run every consumer in its own task until `stop()`."""
+        if not self.consumers:
+            return
+        while not self.stopping.is_set():
+            try:
+                await ensure_checkpoints(self.consumers)
+                break
+            except Exception as exc:
+                log.warning("consumer checkpoints not ready (%s); retrying", exc)
+                await self._sleep(2.0)
+        poll = self.settings.outbox_poll_seconds
+        await asyncio.gather(
+            *(
+                run_consumer(c, stop=self.stopping, wake=w, poll_seconds=poll)
+                for c, w in zip(self.consumers, self.consumer_wakes, strict=True)
+            )
+        )
+
+    def _notify(self) -> None:
+        self.wake.set()
+        for wake in self.consumer_wakes:
+            wake.set()
 
     def stop(self) -> None:
         self.stopping.set()
-        self.wake.set()
+        self._notify()
 
     async def _sleep(self, seconds: float, *, wake: bool = False) -> None:
         waiters = [asyncio.ensure_future(self.stopping.wait())]
@@ -77,7 +116,10 @@ class Worker:
 
     async def _prune(self) -> None:
         try:
-            removed = await prune(retention=timedelta(hours=self.settings.outbox_retention_hours))
+            removed = await prune(
+                retention=timedelta(hours=self.settings.outbox_retention_hours),
+                consumers=[c.name for c in self.consumers],
+            )
             if removed:
                 log.info("pruned %d published events", removed)
         except Exception:
@@ -89,8 +131,8 @@ class Worker:
             conn = None
             try:
                 conn = await asyncpg.connect(**self.connect_kwargs)
-                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self.wake.set())
-                self.wake.set()
+                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._notify())
+                self._notify()
                 while not conn.is_closed():
                     await asyncio.sleep(5)
                     await conn.execute("SELECT 1")

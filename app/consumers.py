@@ -1,0 +1,11 @@
+"""The outbox consumers every worker runs, one entry per domain that reacts to events.
+
+Each entry is an `app.events.consumers.Consumer`; its handler runs inside the consumer's
+transaction and sees each committed event exactly once.
+"""
+
+from __future__ import annotations
+
+from app.events.consumers import Consumer
+
+CONSUMERS: list[Consumer] = []
