@@ -72,7 +72,8 @@ class Migration(migrations.Migration):
         # the database fills it, so the ORM never writes it.
         ops.RunSQL(
             [
-                "ALTER TABLE outbox_event ADD COLUMN tx BIGINT NOT NULL DEFAULT txid_current()",
+                "ALTER TABLE outbox_event ADD COLUMN tx BIGINT NOT NULL"
+                " DEFAULT (pg_current_xact_id()::text::bigint)",
                 "CREATE INDEX outbox_event_tx_id ON outbox_event (tx, id)",
             ],
             reverse_sql=[

@@ -7,6 +7,8 @@ machine's); without them the embedded PostgreSQL and an embedded Valkey are star
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +18,22 @@ import pytest
 
 from app.db import close_db, init_db, migrate
 from tests.support.factories import Tenant, make_tenant
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Give each run a temporary folder of its own, so that test runs on one machine at the
+    same time never prune each other's (pytest's shared numbered folders do)."""
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="liftoff-pytest-")
+        config._liftoff_basetemp = config.option.basetemp  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's own temporary folder (set LIFTOFF_KEEP_TMP=1 to keep it)."""
+    made = getattr(config, "_liftoff_basetemp", None)
+    if made and not os.environ.get("LIFTOFF_KEEP_TMP"):
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

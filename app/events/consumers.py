@@ -1,10 +1,13 @@
 """Consumers of the outbox: every committed event handled exactly once by each consumer.
 
 A consumer (milestones, health, automation, analytics, ...) reads the outbox in
-(transaction id, event id) order, but only events of transactions older than the oldest
-transaction still running (the snapshot's xmin). Every transaction below that horizon has
-ended, so the set of events it can see never grows behind its checkpoint: an event
-committed late by a long transaction is read when that transaction ends, never skipped.
+(transaction id, event id) order, but only events of transactions below a horizon: the
+oldest write transaction of this database that is still running (or, with none, the next
+transaction id), and never past the consumer's own transaction. Every transaction below
+that horizon has ended, so the set of events it can see never grows behind its checkpoint:
+an event committed late by a long transaction is read when that transaction ends, never
+skipped. Transactions of other databases on the same server do not hold it back; a long
+write transaction in this database does (bulk jobs commit in chunks for that reason).
 
 Each batch runs in one transaction that locks the consumer's checkpoint row
 (`FOR UPDATE SKIP LOCKED`, so one worker at a time per consumer), calls the handler, and
@@ -44,7 +47,15 @@ MAX_ATTEMPTS = 8
 SINGLE_AFTER = 3
 NO_LIMIT_TX = 2**63 - 1
 
-_HORIZON = "SELECT txid_snapshot_xmin(txid_current_snapshot()) AS horizon"
+_HORIZON = """SELECT LEAST(
+  pg_snapshot_xmax(q.s),
+  pg_current_xact_id(),
+  (SELECT min(x) FROM pg_snapshot_xip(q.s) AS x WHERE xid(x) IN (
+     SELECT backend_xid FROM pg_stat_activity
+     WHERE backend_xid IS NOT NULL
+       AND datid = (SELECT oid FROM pg_database WHERE datname = current_database())))
+)::text::bigint AS horizon
+FROM (SELECT pg_current_snapshot() AS s) AS q"""
 _ENSURE = """INSERT INTO consumer_checkpoint (name, last_tx, last_id, updated_at)
 VALUES ($1, $2, 0, now()) ON CONFLICT (name) DO NOTHING"""
 _LOCK = """SELECT last_tx, last_id FROM consumer_checkpoint WHERE name = $1
