@@ -357,6 +357,36 @@ def install_template_cmd(
     )
 
 
+analytics_cli = typer.Typer(help="Analytics rollups.", no_args_is_help=True)
+cli.add_typer(analytics_cli, name="analytics")
+
+
+@analytics_cli.command("rebuild")
+def analytics_rebuild(
+    org: Annotated[str, typer.Option(help="Organization slug or id.")],
+) -> None:
+    """Recompute an organization's analytics rollups from its customers' current state."""
+    from app.analytics.maintain import rebuild
+    from app.db import transaction
+    from app.kit.clock import utcnow
+
+    settings = get_settings()
+
+    async def go() -> int:
+        found = await _find_org(org)
+        with Progress(console=console, transient=False) as bar:
+            job = bar.add_task(f"Rebuilding analytics of {found.slug}", total=None)
+
+            def step(done: int, total: int) -> None:
+                bar.update(job, completed=done, total=total)
+
+            async with transaction():
+                return await rebuild(found.id, now=utcnow(), progress=step)
+
+    count = _run_or_exit(settings, go)
+    console.print(f"[green]Rebuilt the analytics of {count} customers.[/green]")
+
+
 @cli.command("export-schema")
 def export_schema(
     output: Annotated[Path, typer.Option(help="Where to write the SDL.")] = Path("schema.graphql"),

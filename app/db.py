@@ -19,6 +19,7 @@ MODEL_MODULES = [
     "app.usage.models",
     "app.accounts.credentials",
     "app.audit.models",
+    "app.analytics.models",
 ]
 
 __all__ = ["APP_LABEL", "close_db", "database_url", "init_db", "tortoise_config", "transaction"]

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
+from tortoise.expressions import Q, RawSQL
 
 from app.accounts.models import Role
 from app.accounts.service import check_email
 from app.accounts.viewer import Viewer
+from app.analytics.rules import OUTCOMES, StepOutcome
 from app.customers.models import Customer
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events import outbox
@@ -39,12 +41,20 @@ class NewCustomer:
 
 @dataclass(frozen=True)
 class CustomerFilter:
-    """Filters of the customers list."""
+    """Filters of the customers list; analytics figures hand theirs out as drill-downs."""
 
     user_type: str | None = None
     acquisition_channel: str | None = None
     workflow_status: WorkflowStatus | None = None
     search: str | None = None
+    signed_up_from: date | None = None
+    signed_up_to: date | None = None
+    template_version: int | None = None
+    stage_key: str | None = None
+    task_key: str | None = None
+    outcome: StepOutcome | None = None
+    completed_within_weeks: int | None = None
+    active: bool | None = None
 
 
 def _label(value: str, field: str) -> str:
@@ -121,4 +131,44 @@ async def list_customers(
         query = query.filter(workflows__status=where.workflow_status.value)
     if where.search:
         query = query.filter(Q(name__icontains=where.search) | Q(email__icontains=where.search))
+    if where.signed_up_from:
+        query = query.filter(signed_up_at__gte=datetime.combine(where.signed_up_from, time(), UTC))
+    if where.signed_up_to:
+        end = datetime.combine(where.signed_up_to + timedelta(days=1), time(), UTC)
+        query = query.filter(signed_up_at__lt=end)
+    if where.template_version is not None:
+        query = query.filter(workflows__template__version=where.template_version)
+    condition = _analytics_condition(where)
+    if condition:
+        query = query.annotate(in_figure=RawSQL(condition)).filter(in_figure=True)
     return await paginate(query, first=first, after=after)
+
+
+_KEY = re.compile(r"^[a-z0-9_-]{0,80}$")
+
+
+def _analytics_condition(where: CustomerFilter) -> str | None:
+    """SQL over the customer's analytics contribution, so a drill-down lists exactly the
+    customers its figure counted."""
+    parts = []
+    if where.outcome is not None:
+        stage, task = where.stage_key or "", where.task_key or ""
+        if not (_KEY.match(stage) and _KEY.match(task)) or not stage:
+            raise ValidationFailed("Pass the `stageKey` (and `taskKey`) of a funnel step.")
+        parts.append(
+            "EXISTS (SELECT 1 FROM jsonb_array_elements(a.contribution->'steps') e"
+            f" WHERE e->>0 = '{stage}' AND e->>1 = '{task}'"
+            f" AND (e->3->>{OUTCOMES.index(where.outcome)})::int = 1)"
+        )
+    if where.active is not None:
+        parts.append(f"(a.contribution->'cohort'->>2)::int = {int(where.active)}")
+    if where.completed_within_weeks is not None:
+        weeks = int(where.completed_within_weeks)
+        parts.append(f"(a.contribution->'cohort'->>6)::int BETWEEN 0 AND {weeks}")
+    if not parts:
+        return None
+    return (
+        "EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = customer.id AND "
+        + " AND ".join(parts)
+        + ")"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from app.accounts.models import Role
+from app.analytics.rules import StepOutcome
 from app.onboarding.states import StageAction, StageStatus, TaskAction, TaskStatus, WorkflowStatus
 
 strawberry.enum(Role, description="What a caller may do.")
@@ -13,5 +14,20 @@ strawberry.enum(TaskAction, description="What a caller does to a task.")
 strawberry.enum(StageStatus, description="Where a stage stands.")
 strawberry.enum(StageAction, description="An admin override on a stage.")
 strawberry.enum(WorkflowStatus, description="Where a workflow stands.")
+strawberry.enum(
+    StepOutcome,
+    description=(
+        "Where a customer stands on a funnel step: reached it, completed, skipped or failed it"
+        " (at least once), is there and active, or is there and idle for 7 days or more."
+    ),
+)
 
-__all__ = ["Role", "StageAction", "StageStatus", "TaskAction", "TaskStatus", "WorkflowStatus"]
+__all__ = [
+    "Role",
+    "StageAction",
+    "StageStatus",
+    "StepOutcome",
+    "TaskAction",
+    "TaskStatus",
+    "WorkflowStatus",
+]

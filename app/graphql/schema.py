@@ -23,6 +23,7 @@ from strawberry.types import ExecutionContext
 
 from app.graphql.accounts.queries import Query as AccountsQuery
 from app.graphql.accounts.signin import Mutation as SignInMutation
+from app.graphql.analytics.queries import Query as AnalyticsQuery
 from app.graphql.customers.queries import Mutation as CustomersMutation
 from app.graphql.customers.queries import Query as CustomersQuery
 from app.graphql.errors import ErrorCodes, domain_error_of, is_callers_error
@@ -35,7 +36,7 @@ from app.settings import Settings, get_settings
 
 log = logging.getLogger("app.graphql")
 
-Query = merge_types("Query", (AccountsQuery, CustomersQuery, OnboardingQuery))
+Query = merge_types("Query", (AccountsQuery, CustomersQuery, OnboardingQuery, AnalyticsQuery))
 Mutation = merge_types("Mutation", (CustomersMutation, OnboardingMutation, SignInMutation))
 
 

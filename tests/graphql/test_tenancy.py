@@ -18,9 +18,13 @@ import graphql
 import pytest
 
 from app.accounts.models import Operator, Role
+from app.analytics import maintain
+from app.analytics.models import AnalyticsCustomer
 from app.customers.models import Customer
+from app.db import transaction
 from app.events.models import OutboxEvent
 from app.graphql.schema import build_schema
+from app.kit.clock import utcnow
 from app.kit.pagination import encode_cursor
 from app.onboarding.models import (
     StageOverride,
@@ -72,7 +76,7 @@ class World:
         own |= {str(self.workflow_id)} | {str(i) for i in self.stage_ids.values()}
         own |= {str(i) for i in self.task_ids.values()}
         if attacker == OTHER_ADMIN:
-            own |= {str(self.victim.id), self.victim.org.slug}
+            own |= {str(self.victim.id), self.victim.org.slug, c.user_type, c.acquisition_channel}
             own |= {str(i) for i in self.template_ids}
         return own
 
@@ -96,6 +100,15 @@ async def make_world(tenant: Tenant, other_tenant: Tenant) -> World:
         token=token(tenant.id, Role.CUSTOMER, customer_id=customer.id),
     )
     assert body == {"data": {"updateTask": {"task": {"status": "COMPLETED"}, "pointsAwarded": 10}}}
+    async with (
+        transaction()
+    ):  # the analytics rollups of both organizations, as the worker keeps them
+        await maintain.refresh(
+            await Customer.filter(organization_id__in=[tenant.id, other_tenant.id]).values_list(
+                "id", flat=True
+            ),
+            now=utcnow(),
+        )
     workflow = await Workflow.get(customer_id=customer.id)
     stages = await WorkflowStage.filter(workflow_id=workflow.id)
     tasks = await WorkflowTask.filter(workflow_id=workflow.id)
@@ -247,12 +260,47 @@ async def operator_in_other_org(data: Any, w: World) -> None:
     assert data["email"] == w.victim.admin_operator.email
 
 
+async def analytics_of_other_org(data: Any, w: World) -> None:
+    counted = await AnalyticsCustomer.filter(organization_id=w.other.id).count()
+    assert counted >= 1 and data["overview"]["customers"] == counted
+    labels = {
+        f["label"] for f in data["cohorts"]["byUserType"] + data["cohorts"]["byAcquisitionChannel"]
+    }
+    assert labels and w.customer.user_type not in labels
+    assert w.customer.acquisition_channel not in labels
+    reached = data["funnel"]["stages"][0]["reached"]
+    assert reached == counted
+
+
 def for_both(outcome: Outcome) -> dict[str, Outcome]:
     return {OTHER_ADMIN: outcome, OTHER_CUSTOMER: outcome}
 
 
 def victim(w: World) -> dict[str, Any]:
     return {"cid": str(w.customer.id)}
+
+
+DRILL = "drillDown { userType acquisitionChannel signedUpFrom stageKey taskKey outcome }"
+ANALYTICS_DOCUMENT = (
+    "{ analytics { generatedAt filter { from to } overview { customers completed completionRate "
+    f"activeLast7Days medianHoursToComplete pointsAwarded {DRILL} }} "
+    f"funnel {{ stages {{ stageKey name reached dropped {DRILL} "
+    "tasks { taskKey name reached } } "
+    "stallTasks { taskKey dropped } } "
+    f"cohorts {{ byUserType {{ label customers {DRILL} }} "
+    "byAcquisitionChannel { label customers } "
+    "bySignupWeek { week customers completedByWeek } } "
+    "trends(granularity: WEEK) { points { start signups completions } "
+    "changes { metric current } } "
+    "forecast { inFlight probabilityWithin30Days method curve { days stillOnboarding } } "
+    "recommendations { message } automationPerformance { runs } "
+    "healthDistribution { segment } milestoneAchievements { key } } }"
+)
+
+
+async def _no_customers(data: Any) -> None:
+    assert data["overview"] == {"customers": 0, "completed": 0}
+    assert all(s["reached"] == 0 for s in data["funnel"]["stages"])
 
 
 CASES: list[Case] = [
@@ -301,6 +349,45 @@ CASES: list[Case] = [
             }
         },
         {OTHER_ADMIN: Empty(), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+    ),
+    Case(
+        "Query.customers",
+        "customers at the victim's funnel step",
+        "query($f: CustomerFilter) { customers(first: 100, filter: $f) { totalCount "
+        "edges { node { id } } } }",
+        lambda w: {
+            "f": {
+                "stageKey": "welcome",
+                "taskKey": "verify_email",
+                "outcome": "COMPLETED",
+                "active": True,
+                "signedUpFrom": "2000-01-01",
+            }
+        },
+        {OTHER_ADMIN: Empty(), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+    ),
+    Case(
+        "Query.analytics",
+        "analytics, every section",
+        ANALYTICS_DOCUMENT,
+        lambda w: {},
+        {OTHER_ADMIN: Own(analytics_of_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+    ),
+    Case(
+        "Query.analytics",
+        "analytics filtered to the victim's segment",
+        "query($f: AnalyticsFilter) { analytics(filter: $f) { overview { customers completed } "
+        "funnel { stages { reached } } } }",
+        lambda w: {
+            "f": {
+                "userType": w.customer.user_type,
+                "acquisitionChannel": w.customer.acquisition_channel,
+            }
+        },
+        {
+            OTHER_ADMIN: Own(lambda data, w: _no_customers(data)),
+            OTHER_CUSTOMER: Refused("FORBIDDEN"),
+        },
     ),
     Case(
         "Query.workflow",

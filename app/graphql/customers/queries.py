@@ -41,6 +41,14 @@ class Query:
                 acquisition_channel=f.acquisition_channel,
                 workflow_status=WorkflowStatus(f.workflow_status) if f.workflow_status else None,
                 search=f.search,
+                signed_up_from=f.signed_up_from,
+                signed_up_to=f.signed_up_to,
+                template_version=f.template_version,
+                stage_key=f.stage_key,
+                task_key=f.task_key,
+                outcome=f.outcome,
+                completed_within_weeks=f.completed_within_weeks,
+                active=f.active,
             ),
         )
         return CustomerConnection.of(page)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
 from app.customers.models import Customer as CustomerRow
 from app.graphql.context import Context
-from app.graphql.enums import WorkflowStatus
+from app.graphql.enums import StepOutcome, WorkflowStatus
 from app.kit.pagination import Page, encode_cursor
 
 if TYPE_CHECKING:
@@ -92,12 +92,30 @@ class CustomerConnection:
         )
 
 
-@strawberry.input
+@strawberry.input(
+    description="Which customers to list; analytics figures hand out theirs as `drillDown`."
+)
 class CustomerFilter:
     user_type: str | None = None
     acquisition_channel: str | None = None
     workflow_status: WorkflowStatus | None = None
     search: str | None = None
+    signed_up_from: date | None = strawberry.field(default=None, description="First signup day.")
+    signed_up_to: date | None = strawberry.field(default=None, description="Last signup day.")
+    template_version: int | None = None
+    stage_key: str | None = strawberry.field(default=None, description="With `outcome`.")
+    task_key: str | None = strawberry.field(
+        default=None, description="With `outcome`; omit for the stage itself."
+    )
+    outcome: StepOutcome | None = strawberry.field(
+        default=None, description="Where the customer stands on the step `stageKey`/`taskKey`."
+    )
+    completed_within_weeks: int | None = strawberry.field(
+        default=None, description="Completed by the end of week W+k after its signup week W."
+    )
+    active: bool | None = strawberry.field(
+        default=None, description="Activity within the last 7 days (as analytics counts it)."
+    )
 
 
 @strawberry.input

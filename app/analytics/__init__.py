@@ -1,0 +1,1 @@
+"""Onboarding analytics: rollups maintained from the event spine, reports, exports."""

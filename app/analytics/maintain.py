@@ -1,0 +1,245 @@
+"""Keeping the rollups equal to the sum of every customer's contribution.
+
+`refresh` recomputes the contribution of some customers from their current rows, subtracts
+what each contributed before and adds the difference to the rollup rows, in the caller's
+transaction. The consumer calls it for the customers its events touch, the aging job for
+customers who just went idle, and `rebuild` starts an organization over from scratch.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.connection import get_connection
+
+from app.analytics import rules
+from app.analytics.rules import COHORT, COMPLETION, LAYOUT, STEP, CustomerFacts, Delta
+
+NOTIFY_CHANNEL = "liftoff_analytics"
+_LOCK_SPACE = 7_340_012
+
+KEYS: dict[str, tuple[str, ...]] = {
+    COHORT: ("day", "user_type", "channel", "template_version"),
+    STEP: ("day", "user_type", "channel", "template_version", "stage_key", "task_key", "position"),
+    COMPLETION: ("day", "user_type", "channel", "template_version", "signup_week"),
+}
+TABLES = {COHORT: "analytics_cohort", STEP: "analytics_step", COMPLETION: "analytics_completion"}
+
+
+def _upsert_sql(kind: str) -> str:
+    table, keys = TABLES[kind], KEYS[kind]
+    scalars, arrays = LAYOUT[kind]
+    columns = ["organization_id", *keys, *scalars, *(name for name, _ in arrays)]
+    params = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    sets = [f"{c} = {table}.{c} + EXCLUDED.{c}" for c in scalars] + [
+        f"{a} = ARRAY(SELECT x + y FROM unnest({table}.{a}, EXCLUDED.{a})"
+        f" WITH ORDINALITY AS u(x, y, n) ORDER BY n)"
+        for a, _ in arrays
+    ]
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({params})"
+        f" ON CONFLICT (organization_id, {', '.join(keys)}) DO UPDATE SET {', '.join(sets)}"
+    )
+
+
+UPSERT = {kind: _upsert_sql(kind) for kind in TABLES}
+
+_FACTS = """SELECT c.id, c.organization_id, c.signed_up_at, c.user_type, c.acquisition_channel,
+  t.version, w.id AS workflow_id, w.status, w.completed_at, w.points,
+  jsonb_array_length(w.badges) AS badges, w.last_activity_at
+FROM customer c
+JOIN workflow w ON w.customer_id = c.id AND w.organization_id = c.organization_id
+JOIN workflow_template t ON t.id = w.template_id
+WHERE c.id = ANY($1::uuid[])"""
+_STAGES = """SELECT workflow_id, key, position, status, unlocked_at, completed_at
+FROM workflow_stage WHERE workflow_id = ANY($1::uuid[])"""
+_TASKS = """SELECT t.workflow_id, t.key, s.key AS stage_key, t.position, t.status, t.attempts,
+  t.started_at, t.completed_at
+FROM workflow_task t JOIN workflow_stage s ON s.id = t.stage_id
+WHERE t.workflow_id = ANY($1::uuid[])"""
+_OLD = """SELECT id, contribution FROM analytics_customer WHERE id = ANY($1::uuid[])
+ORDER BY id FOR UPDATE"""
+_SAVE = """INSERT INTO analytics_customer
+  (id, organization_id, contribution, active, last_activity_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (id) DO UPDATE SET contribution = EXCLUDED.contribution,
+  active = EXCLUDED.active, last_activity_at = EXCLUDED.last_activity_at,
+  updated_at = EXCLUDED.updated_at"""
+
+
+def _conn() -> BaseDBAsyncClient:
+    return get_connection("default")
+
+
+async def load_facts(
+    customer_ids: Sequence[uuid.UUID],
+) -> dict[uuid.UUID, tuple[uuid.UUID, CustomerFacts]]:
+    """The current facts of these customers (with their organization), read in three queries."""
+    conn = _conn()
+    heads = await conn.execute_query_dict(_FACTS, [list(customer_ids)])
+    workflows = [r["workflow_id"] for r in heads]
+    stages: dict[uuid.UUID, list[rules.StageFacts]] = {w: [] for w in workflows}
+    tasks: dict[uuid.UUID, list[rules.TaskFacts]] = {w: [] for w in workflows}
+    for r in await conn.execute_query_dict(_STAGES, [workflows]):
+        stages[r["workflow_id"]].append(
+            rules.StageFacts(
+                r["key"], r["position"], r["status"], r["unlocked_at"], r["completed_at"]
+            )
+        )
+    for r in await conn.execute_query_dict(_TASKS, [workflows]):
+        tasks[r["workflow_id"]].append(
+            rules.TaskFacts(
+                r["key"],
+                r["stage_key"],
+                r["position"],
+                r["status"],
+                r["attempts"],
+                r["started_at"],
+                r["completed_at"],
+            )
+        )
+    return {
+        r["id"]: (
+            r["organization_id"],
+            CustomerFacts(
+                signed_up_at=r["signed_up_at"],
+                user_type=r["user_type"],
+                channel=r["acquisition_channel"],
+                template_version=r["version"],
+                status=r["status"],
+                completed_at=r["completed_at"],
+                points=r["points"],
+                badges=r["badges"] or 0,
+                last_activity_at=r["last_activity_at"],
+                stages=tuple(stages[r["workflow_id"]]),
+                tasks=tuple(tasks[r["workflow_id"]]),
+            ),
+        )
+        for r in heads
+    }
+
+
+async def lock_organizations(organization_ids: Iterable[uuid.UUID], *, exclusive: bool) -> None:
+    """Shared for incremental work, exclusive for a rebuild (until the transaction ends)."""
+    fn = "pg_advisory_xact_lock" if exclusive else "pg_advisory_xact_lock_shared"
+    for org in sorted(set(organization_ids)):
+        await _conn().execute_query(f"SELECT {fn}($1, hashtext($2))", [_LOCK_SPACE, str(org)])
+
+
+async def apply(organization_id: uuid.UUID, delta: Delta) -> None:
+    """Add an organization's dense deltas to its rollup rows, in key order (so concurrent
+    writers cannot deadlock)."""
+    conn = _conn()
+    for kind in (COHORT, STEP, COMPLETION):
+        scalars, arrays = LAYOUT[kind]
+        rows = []
+        for (_, key), values in sorted(
+            ((k, v) for k, v in delta.items() if k[0] == kind), key=lambda item: item[0][1]
+        ):
+            cut = len(scalars)
+            parts: list[Any] = [organization_id, *key, *values[:cut]]
+            for _, size in arrays:
+                parts.append(values[cut : cut + size])
+                cut += size
+            rows.append(parts)
+        if rows:
+            await conn.execute_many(UPSERT[kind], rows)
+
+
+async def refresh(customer_ids: Iterable[uuid.UUID], *, now: datetime) -> set[uuid.UUID]:
+    """Bring these customers' contributions up to date; return the organizations touched."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return set()
+    conn = _conn()
+    facts = await load_facts(ids)
+    organizations = sorted({org for org, _ in facts.values()})
+    await lock_organizations(organizations, exclusive=False)
+    old = {r["id"]: _json(r["contribution"]) for r in await conn.execute_query_dict(_OLD, [ids])}
+    pairs: dict[uuid.UUID, list[tuple[dict[str, Any] | None, dict[str, Any]]]] = {}
+    saves = []
+    for cid in ids:
+        if cid not in facts:
+            continue
+        org, f = facts[cid]
+        new = rules.entries(f, now=now)
+        pairs.setdefault(org, []).append((old.get(cid), new))
+        saves.append([cid, org, json.dumps(new), rules.is_active(f, now), f.last_activity_at, now])
+    changed = set()
+    for org in organizations:
+        delta = rules.diff(pairs.get(org, []))
+        if delta:
+            await apply(org, delta)
+            changed.add(org)
+    if saves:
+        await conn.execute_many(_SAVE, saves)
+    for org in sorted(changed):
+        await conn.execute_query("SELECT pg_notify($1, $2)", [NOTIFY_CHANNEL, str(org)])
+    return set(organizations)
+
+
+def _json(value: Any) -> dict[str, Any]:
+    return json.loads(value) if isinstance(value, str) else dict(value)
+
+
+_GONE_IDLE = """SELECT id FROM analytics_customer
+WHERE active AND last_activity_at < $1 ORDER BY last_activity_at LIMIT $2"""
+
+
+async def age(*, now: datetime, limit: int = 1000) -> int:
+    """Refresh customers who were active and have now been idle for IDLE_DAYS days."""
+    cutoff = now - timedelta(days=rules.IDLE_DAYS)
+    rows = await _conn().execute_query_dict(_GONE_IDLE, [cutoff, limit])
+    await refresh([r["id"] for r in rows], now=now)
+    return len(rows)
+
+
+_PAGE = """SELECT id FROM customer WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"""
+
+
+async def rebuild(
+    organization_id: uuid.UUID,
+    *,
+    now: datetime,
+    chunk: int = 2000,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Recompute an organization's rollups from its current rows (caller's transaction)."""
+    conn = _conn()
+    await lock_organizations([organization_id], exclusive=True)
+    for table in (*TABLES.values(), "analytics_customer"):
+        await conn.execute_query(
+            f"DELETE FROM {table} WHERE organization_id = $1", [organization_id]
+        )
+    total_rows = await conn.execute_query_dict(
+        "SELECT count(*) AS n FROM customer WHERE organization_id = $1", [organization_id]
+    )
+    total, done = int(total_rows[0]["n"]), 0
+    delta: Delta = {}
+    after = uuid.UUID(int=0)
+    while True:
+        page = [
+            r["id"] for r in await conn.execute_query_dict(_PAGE, [organization_id, after, chunk])
+        ]
+        if not page:
+            break
+        after = page[-1]
+        saves = []
+        for cid, (org, f) in (await load_facts(page)).items():
+            new = rules.entries(f, now=now)
+            rules.expand(new, 1, delta)
+            saves.append(
+                [cid, org, json.dumps(new), rules.is_active(f, now), f.last_activity_at, now]
+            )
+        if saves:
+            await conn.execute_many(_SAVE, saves)
+        done += len(page)
+        if progress:
+            progress(done, total)
+    await apply(organization_id, delta)
+    return done

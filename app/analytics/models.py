@@ -1,0 +1,140 @@
+"""Rollups of onboarding analytics, each customer's last contribution, and export jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import fields
+from tortoise.contrib.postgres.fields import ArrayField
+from tortoise.models import Model
+
+
+class AnalyticsCustomer(Model):
+    """What one customer currently contributes to the rollups (to subtract on its next change)."""
+
+    id = fields.UUIDField(primary_key=True, description="The customer's id.")
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_customers", on_delete=fields.CASCADE
+    )
+    contribution: fields.Field[dict[str, Any]] = fields.JSONField()
+    active = fields.BooleanField()
+    last_activity_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "analytics_customer"
+        indexes = (
+            ("organization_id", "active", "last_activity_at"),
+            ("active", "last_activity_at"),
+        )
+
+
+class CohortRollup(Model):
+    """Customers who signed up on one day in one segment: headline counts and histograms."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_cohorts", on_delete=fields.CASCADE
+    )
+    day = fields.DateField(description="Signup day (UTC).")
+    user_type = fields.CharField(max_length=64)
+    channel = fields.CharField(max_length=64)
+    template_version = fields.IntField()
+    customers = fields.IntField(default=0)
+    started = fields.IntField(default=0)
+    completed = fields.IntField(default=0)
+    active = fields.IntField(default=0)
+    points = fields.BigIntField(default=0)
+    badges = fields.IntField(default=0)
+    done_hist = ArrayField("int", description="Time from signup to completion, by bucket.")
+    done_weeks = ArrayField("int", description="Completions by weeks after the signup week.")
+
+    class Meta:
+        table = "analytics_cohort"
+        unique_together = (("organization_id", "day", "user_type", "channel", "template_version"),)
+
+
+class StepRollup(Model):
+    """Funnel counts of one stage (task_key '') or task for one signup day and segment."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_steps", on_delete=fields.CASCADE
+    )
+    day = fields.DateField(description="Signup day (UTC).")
+    user_type = fields.CharField(max_length=64)
+    channel = fields.CharField(max_length=64)
+    template_version = fields.IntField()
+    stage_key = fields.CharField(max_length=80)
+    task_key = fields.CharField(max_length=80)
+    position = fields.IntField()
+    reached = fields.IntField(default=0)
+    completed = fields.IntField(default=0)
+    skipped = fields.IntField(default=0)
+    failed = fields.IntField(default=0)
+    here = fields.IntField(default=0)
+    dropped = fields.IntField(default=0)
+    time_hist = ArrayField("int", description="Time spent until completed, by bucket.")
+
+    class Meta:
+        table = "analytics_step"
+        unique_together = (
+            (
+                "organization_id",
+                "day",
+                "user_type",
+                "channel",
+                "template_version",
+                "stage_key",
+                "task_key",
+                "position",
+            ),
+        )
+
+
+class CompletionRollup(Model):
+    """Workflows completed on one day, by segment and signup week, with their durations."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_completions", on_delete=fields.CASCADE
+    )
+    day = fields.DateField(description="Completion day (UTC).")
+    user_type = fields.CharField(max_length=64)
+    channel = fields.CharField(max_length=64)
+    template_version = fields.IntField()
+    signup_week = fields.DateField()
+    completions = fields.IntField(default=0)
+    done_hist = ArrayField("int")
+
+    class Meta:
+        table = "analytics_completion"
+        unique_together = (
+            ("organization_id", "day", "user_type", "channel", "template_version", "signup_week"),
+        )
+
+
+class ExportJob(Model):
+    """An analytics export: what was asked, by whom, how far it got, and its file."""
+
+    id = fields.UUIDField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_exports", on_delete=fields.CASCADE
+    )
+    requested_by = fields.CharField(max_length=200)
+    format = fields.CharField(max_length=8)
+    sections: fields.Field[list[str]] = fields.JSONField()
+    criteria: fields.Field[dict[str, Any]] = fields.JSONField(description="The analytics filter.")
+    status = fields.CharField(max_length=16, default="PENDING")
+    progress = fields.FloatField(default=0.0)
+    row_count = fields.BigIntField(default=0)
+    content = fields.BinaryField(null=True)
+    filename = fields.CharField(max_length=200, default="")
+    content_type = fields.CharField(max_length=100, default="")
+    error = fields.TextField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "analytics_export"
+        indexes = (("status", "created_at"),)

@@ -1,0 +1,171 @@
+"""Reading the rollups for a filter: three grouped queries whose cost follows the period and
+the number of segments, never the number of customers."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import Any
+
+from tortoise.connection import get_connection
+
+from app.analytics.histogram import BUCKETS, WEEKS
+from app.analytics.rules import COHORT_COLUMNS, STEP_COLUMNS
+from app.errors import ValidationFailed
+
+DEFAULT_DAYS = 90
+MAX_DAYS = 731
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The customers a report covers: signed up within [start, end] in the given segment."""
+
+    organization_id: uuid.UUID
+    start: date
+    end: date
+    user_type: str | None = None
+    channel: str | None = None
+    signup_cohort: date | None = None
+    template_version: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        organization_id: uuid.UUID,
+        *,
+        today: date,
+        start: date | None = None,
+        end: date | None = None,
+        user_type: str | None = None,
+        channel: str | None = None,
+        signup_cohort: date | None = None,
+        template_version: int | None = None,
+    ) -> Scope:
+        """A checked scope; the period defaults to the last 90 days up to today."""
+        end = end or today
+        start = start or end - timedelta(days=DEFAULT_DAYS - 1)
+        if start > end:
+            raise ValidationFailed("`from` must not be after `to`.", field="from")
+        if (end - start).days >= MAX_DAYS:
+            raise ValidationFailed(f"A period covers at most {MAX_DAYS} days.", field="from")
+        week = signup_cohort - timedelta(days=signup_cohort.weekday()) if signup_cohort else None
+        return cls(
+            organization_id=organization_id,
+            start=start,
+            end=end,
+            user_type=user_type.strip().lower() if user_type else None,
+            channel=channel.strip().lower() if channel else None,
+            signup_cohort=week,
+            template_version=template_version,
+        )
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def previous(self) -> Scope:
+        """The period of the same length just before this one."""
+        return replace(
+            self, start=self.start - timedelta(days=self.days), end=self.start - timedelta(days=1)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "userType": self.user_type,
+            "acquisitionChannel": self.channel,
+            "signupCohort": self.signup_cohort.isoformat() if self.signup_cohort else None,
+            "templateVersion": self.template_version,
+        }
+
+
+def _sums(columns: tuple[str, ...], arrays: tuple[tuple[str, int], ...]) -> str:
+    parts = [f"sum({c})::bigint" for c in columns]
+    for name, size in arrays:
+        parts += [f"coalesce(sum({name}[{i}]), 0)::bigint" for i in range(1, size + 1)]
+    return ", ".join(f"{p} AS v{i}" for i, p in enumerate(parts))
+
+
+def _where(scope: Scope, start: date, *, signup: str) -> tuple[str, list[Any]]:
+    clauses = ["organization_id = $1", "day BETWEEN $2 AND $3"]
+    params: list[Any] = [scope.organization_id, start, scope.end]
+    for column, value in (
+        ("user_type", scope.user_type),
+        ("channel", scope.channel),
+        ("template_version", scope.template_version),
+    ):
+        if value is not None:
+            params.append(value)
+            clauses.append(f"{column} = ${len(params)}")
+    if scope.signup_cohort is not None:
+        params.append(scope.signup_cohort)
+        n = len(params)
+        clauses.append(
+            f"{signup} = ${n}" if signup == "signup_week" else f"day BETWEEN ${n} AND ${n} + 6"
+        )
+    return " AND ".join(clauses), params
+
+
+COHORT_SUMS = _sums(COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS)))
+STEP_SUMS = _sums(STEP_COLUMNS, (("time_hist", BUCKETS),))
+COMPLETION_SUMS = _sums(("completions",), (("done_hist", BUCKETS),))
+
+
+def _values(row: dict[str, Any], skip: int) -> list[int]:
+    return [int(v) for v in list(row.values())[skip:]]
+
+
+async def cohort_rows(scope: Scope) -> list[tuple[date, str, str, list[int]]]:
+    """Signup-day cells of this period and the previous one: (day, user type, channel, sums)."""
+    where, params = _where(scope, scope.previous().start, signup="day")
+    sql = (
+        f"SELECT day, user_type, channel, {COHORT_SUMS} FROM analytics_cohort"
+        f" WHERE {where} GROUP BY day, user_type, channel"
+    )
+    rows = await get_connection("default").execute_query_dict(sql, params)
+    return [(r["day"], r["user_type"], r["channel"], _values(r, 3)) for r in rows]
+
+
+async def step_rows(scope: Scope) -> list[tuple[str, str, str, str, int, list[int]]]:
+    """Funnel sums per (user type, channel, stage, task) for the period."""
+    where, params = _where(scope, scope.start, signup="day")
+    sql = (
+        f"SELECT user_type, channel, stage_key, task_key, min(position) AS position, {STEP_SUMS}"
+        f" FROM analytics_step WHERE {where} GROUP BY user_type, channel, stage_key, task_key"
+    )
+    rows = await get_connection("default").execute_query_dict(sql, params)
+    return [
+        (r["user_type"], r["channel"], r["stage_key"], r["task_key"], r["position"], _values(r, 5))
+        for r in rows
+    ]
+
+
+async def completion_rows(scope: Scope) -> list[tuple[date, list[int]]]:
+    """Completions per completion day over this period and the previous one."""
+    where, params = _where(scope, scope.previous().start, signup="signup_week")
+    sql = f"SELECT day, {COMPLETION_SUMS} FROM analytics_completion WHERE {where} GROUP BY day"
+    rows = await get_connection("default").execute_query_dict(sql, params)
+    return [(r["day"], _values(r, 1)) for r in rows]
+
+
+async def names(organization_id: uuid.UUID) -> dict[tuple[str, str], str]:
+    """Display names of stages (stage, '') and tasks (stage, task) over the template versions."""
+    rows = await get_connection("default").execute_query_dict(
+        "SELECT definition FROM workflow_template WHERE organization_id = $1 ORDER BY version",
+        [organization_id],
+    )
+    out: dict[tuple[str, str], str] = {}
+    for r in rows:
+        definition = r["definition"]
+        if isinstance(definition, str):
+            import json
+
+            definition = json.loads(definition)
+        for stage in definition.get("stages", []):
+            out[(stage["key"], "")] = stage.get("name", stage["key"])
+            for task in stage.get("tasks", []):
+                out[(stage["key"], task["key"])] = task.get("title", task["key"])
+    return out

@@ -1,0 +1,225 @@
+"""What one customer contributes to the rollups: a pure function of its current state.
+
+The consumer keeps each customer's last contribution; on every change it subtracts the old
+one and adds the new one, so the rollups always equal the sum over customers, which is
+exactly what a rebuild computes from scratch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from app.analytics.histogram import BUCKETS, WEEKS, bucket_of
+
+
+class StepOutcome(StrEnum):
+    """Where a customer stands on a funnel step (the order of a step's flags)."""
+
+    REACHED = "REACHED"
+    COMPLETED = "COMPLETED"
+    SKIPPED = "SKIPPED"
+    FAILED = "FAILED"
+    ACTIVE_HERE = "ACTIVE_HERE"
+    DROPPED = "DROPPED"
+
+
+OUTCOMES = tuple(StepOutcome)
+
+IDLE_DAYS = 7
+"""A customer idle this long is not active; an unfinished one idle this long has dropped off."""
+
+COHORT = "cohort"
+STEP = "step"
+COMPLETION = "completion"
+
+COHORT_COLUMNS = ("customers", "started", "completed", "active", "points", "badges")
+STEP_COLUMNS = ("reached", "completed", "skipped", "failed", "here", "dropped")
+COMPLETION_COLUMNS = ("completions",)
+LAYOUT: dict[str, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {
+    COHORT: (COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS))),
+    STEP: (STEP_COLUMNS, (("time_hist", BUCKETS),)),
+    COMPLETION: (COMPLETION_COLUMNS, (("done_hist", BUCKETS),)),
+}
+"""Per rollup table: its scalar counters, then its histogram arrays with their lengths."""
+
+Key = tuple[str, tuple[Any, ...]]
+Delta = dict[Key, list[int]]
+
+_DONE = ("COMPLETED", "SKIPPED")
+_MOVED = ("IN_PROGRESS", "COMPLETED", "SKIPPED", "FAILED")
+
+
+def width(table: str) -> int:
+    scalars, arrays = LAYOUT[table]
+    return len(scalars) + sum(n for _, n in arrays)
+
+
+def week_of(day: date) -> date:
+    """The Monday starting `day`'s week."""
+    return day - timedelta(days=day.weekday())
+
+
+@dataclass(frozen=True, slots=True)
+class StageFacts:
+    key: str
+    position: int
+    status: str
+    unlocked_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFacts:
+    key: str
+    stage_key: str
+    position: int
+    status: str
+    attempts: int
+    started_at: datetime | None
+    completed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerFacts:
+    """A customer's segment and workflow state, as the rollups need them."""
+
+    signed_up_at: datetime
+    user_type: str
+    channel: str
+    template_version: int
+    status: str
+    completed_at: datetime | None
+    points: int
+    badges: int
+    last_activity_at: datetime
+    stages: tuple[StageFacts, ...]
+    tasks: tuple[TaskFacts, ...]
+
+
+def is_active(facts: CustomerFacts, now: datetime) -> bool:
+    """Active: some activity within the last IDLE_DAYS days."""
+    return facts.last_activity_at >= now - timedelta(days=IDLE_DAYS)
+
+
+def _position(facts: CustomerFacts) -> tuple[str, str] | None:
+    """Where an unfinished customer stands: its current stage and first open task there."""
+    if facts.status == "COMPLETED":
+        return None
+    stage = next(
+        (s for s in sorted(facts.stages, key=lambda s: s.position) if s.status != "COMPLETED"),
+        None,
+    )
+    if stage is None:
+        return None
+    task = next(
+        (
+            t
+            for t in sorted(facts.tasks, key=lambda t: t.position)
+            if t.stage_key == stage.key and t.status not in _DONE
+        ),
+        None,
+    )
+    return stage.key, task.key if task else ""
+
+
+def entries(facts: CustomerFacts, *, now: datetime) -> dict[str, Any]:
+    """The compact contribution of one customer (kept per customer, JSON-serializable)."""
+    day = facts.signed_up_at.date()
+    cell = [day.isoformat(), facts.user_type, facts.channel, facts.template_version]
+    active = is_active(facts, now)
+    done_bucket = done_week = -1
+    completion: list[Any] = []
+    if facts.status == "COMPLETED" and facts.completed_at is not None:
+        done_bucket = bucket_of((facts.completed_at - facts.signed_up_at).total_seconds())
+        finished = facts.completed_at.date()
+        done_week = min((week_of(finished) - week_of(day)).days // 7, WEEKS - 1)
+        completion = [finished.isoformat(), week_of(day).isoformat(), done_bucket]
+    started = any(t.status in _MOVED or t.started_at for t in facts.tasks)
+    cohort = [int(started), int(facts.status == "COMPLETED"), int(active)]
+    cohort += [facts.points, facts.badges, done_bucket, done_week]
+    where = _position(facts)
+    unlocked = {s.key: s.unlocked_at for s in facts.stages}
+    steps: list[list[Any]] = []
+    for s in facts.stages:
+        tasks = [t for t in facts.tasks if t.stage_key == s.key]
+        here = where is not None and where[0] == s.key
+        spent = (
+            bucket_of((s.completed_at - s.unlocked_at).total_seconds())
+            if s.status == "COMPLETED" and s.completed_at and s.unlocked_at
+            else -1
+        )
+        flags = [
+            s.status != "LOCKED",
+            s.status == "COMPLETED",
+            any(t.status == "SKIPPED" for t in tasks),
+            any(t.status == "FAILED" or t.attempts > 0 for t in tasks),
+            here and active,
+            here and not active,
+        ]
+        steps.append([s.key, "", s.position * 1000 - 1, [int(f) for f in flags], spent])
+    for t in facts.tasks:
+        here = where is not None and where[1] == t.key
+        since = t.started_at or unlocked.get(t.stage_key)
+        spent = (
+            bucket_of((t.completed_at - since).total_seconds())
+            if t.status == "COMPLETED" and t.completed_at and since
+            else -1
+        )
+        flags = [
+            t.status != "LOCKED",
+            t.status == "COMPLETED",
+            t.status == "SKIPPED",
+            t.status == "FAILED" or t.attempts > 0,
+            here and active,
+            here and not active,
+        ]
+        steps.append([t.stage_key, t.key, t.position, [int(f) for f in flags], spent])
+    return {"cell": cell, "cohort": cohort, "steps": steps, "completion": completion}
+
+
+def expand(contribution: dict[str, Any], sign: int, into: Delta) -> None:
+    """Add (sign=1) or subtract (sign=-1) a compact contribution to dense per-row deltas."""
+
+    def row(table: str, key: tuple[Any, ...]) -> list[int]:
+        found = into.get((table, key))
+        if found is None:
+            found = into[(table, key)] = [0] * width(table)
+        return found
+
+    day = date.fromisoformat(contribution["cell"][0])
+    cell = (day, *contribution["cell"][1:])
+    started, completed, active, points, badges, done_bucket, done_week = contribution["cohort"]
+    r = row(COHORT, cell)
+    for i, value in enumerate((1, started, completed, active, points, badges)):
+        r[i] += sign * value
+    base = len(COHORT_COLUMNS)
+    if done_bucket >= 0:
+        r[base + done_bucket] += sign
+        r[base + BUCKETS + done_week] += sign
+    for stage_key, task_key, position, flags, spent in contribution["steps"]:
+        r = row(STEP, (*cell, stage_key, task_key, position))
+        for i, value in enumerate(flags):
+            r[i] += sign * value
+        if spent >= 0:
+            r[len(STEP_COLUMNS) + spent] += sign
+    if contribution["completion"]:
+        finished, signup_week, bucket = contribution["completion"]
+        key = (date.fromisoformat(finished), *cell[1:], date.fromisoformat(signup_week))
+        r = row(COMPLETION, key)
+        r[0] += sign
+        r[1 + bucket] += sign
+
+
+def diff(pairs: Iterable[tuple[dict[str, Any] | None, dict[str, Any] | None]]) -> Delta:
+    """The rollup change of customers moving from their old to their new contribution."""
+    delta: Delta = {}
+    for old, new in pairs:
+        if old is not None:
+            expand(old, -1, delta)
+        if new is not None:
+            expand(new, 1, delta)
+    return {k: v for k, v in delta.items() if any(v)}

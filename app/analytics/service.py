@@ -1,0 +1,147 @@
+"""Analytics use cases: one report per request, sections computed on demand from the rollups."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time
+from typing import Any, TypeVar
+
+from app.accounts.models import Role
+from app.accounts.viewer import Viewer
+from app.analytics import forecast as forecasting
+from app.analytics import query, recommend, report
+from app.analytics.query import Scope
+from app.analytics.report import Cohorts, Figures, Funnel, StepFigures, Trends
+from app.kit.clock import utcnow
+
+T = TypeVar("T")
+GRANULARITIES = ("DAY", "WEEK")
+
+
+class Report:
+    """The sections of one analytics query; each rollup read happens at most once."""
+
+    def __init__(self, scope: Scope, *, now: datetime) -> None:
+        self.scope = scope
+        self.now = now
+        self._memo: dict[str, asyncio.Future[Any]] = {}
+
+    async def _once(self, key: str, make: Callable[[], Awaitable[T]]) -> T:
+        if key not in self._memo:
+            self._memo[key] = asyncio.ensure_future(make())
+        result: T = await self._memo[key]
+        return result
+
+    async def cohort_rows(self) -> list[report.CohortRow]:
+        return await self._once("cohort", lambda: query.cohort_rows(self.scope))
+
+    async def step_rows(self) -> list[report.StepRow]:
+        return await self._once("steps", lambda: query.step_rows(self.scope))
+
+    async def completion_rows(self) -> list[tuple[date, list[int]]]:
+        return await self._once("completions", lambda: query.completion_rows(self.scope))
+
+    async def names(self) -> dict[tuple[str, str], str]:
+        return await self._once("names", lambda: query.names(self.scope.organization_id))
+
+    async def overview(self) -> Figures:
+        return report.overview(self.scope, await self.cohort_rows())
+
+    async def funnel(self) -> Funnel:
+        customers = (await self.overview()).totals.customers
+        return report.funnel(self.scope, customers, await self.step_rows(), await self.names())
+
+    async def cohorts(self) -> Cohorts:
+        return report.cohorts(self.scope, await self.cohort_rows())
+
+    async def trends(self, granularity: str = "DAY") -> Trends:
+        if granularity not in GRANULARITIES:
+            granularity = "DAY"
+        return report.trends(
+            self.scope, granularity, await self.cohort_rows(), await self.completion_rows()
+        )
+
+    async def forecast(self) -> forecasting.Forecast:
+        rows = report.within(self.scope, await self.cohort_rows())
+        done = report.totals(rows).done_hist
+        ages: dict[date, int] = {}
+        for day, _, _, values in rows:
+            ages[day] = ages.get(day, 0) + values[0] - values[2]
+        noon = time(12, tzinfo=UTC)
+        return forecasting.forecast(
+            done,
+            [
+                (max(0.0, (self.now - datetime.combine(d, noon)).total_seconds()), n)
+                for d, n in sorted(ages.items())
+                if n > 0
+            ],
+        )
+
+    async def _stall_by(self, index: int) -> dict[str, StepFigures]:
+        names = await self.names()
+        groups: dict[str, list[report.StepRow]] = {}
+        for r in await self.step_rows():
+            if r[3]:
+                groups.setdefault(str(r[index]), []).append(r)
+        out = {}
+        for label, rows in groups.items():
+            worst = _worst_task(rows, names)
+            if worst is not None:
+                out[label] = worst
+        return out
+
+    async def recommendations(self) -> list[recommend.Recommendation]:
+        cohorts = await self.cohorts()
+        trends = await self.trends()
+        rows = await self.cohort_rows()
+        now_t = report.totals(report.within(self.scope, rows))
+        before = report.totals(report.within(self.scope.previous(), rows))
+        return recommend.recommendations(
+            base=report.base_drill(self.scope),
+            funnel=await self.funnel(),
+            by_user_type=cohorts.by_user_type,
+            by_channel=cohorts.by_channel,
+            stall_by_user_type=await self._stall_by(0),
+            stall_by_channel=await self._stall_by(1),
+            changes=trends.changes,
+            current=(now_t.completed, now_t.customers),
+            previous=(before.completed, before.customers),
+        )
+
+
+def _worst_task(
+    rows: list[report.StepRow], names: dict[tuple[str, str], str]
+) -> StepFigures | None:
+    by_task: dict[tuple[str, str], list[report.StepRow]] = {}
+    for r in rows:
+        by_task.setdefault((r[2], r[3]), []).append(r)
+    steps = [report.step_of(v, k, names.get(k, k[1])) for k, v in by_task.items()]
+    return max(steps, key=lambda s: (s.dropped, -s.position), default=None)
+
+
+def analytics(
+    viewer: Viewer,
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    user_type: str | None = None,
+    channel: str | None = None,
+    signup_cohort: date | None = None,
+    template_version: int | None = None,
+    now: datetime | None = None,
+) -> Report:
+    """The analytics of the viewer's organization for a filter (operators only)."""
+    viewer.require(Role.ADMIN, Role.CSM)
+    now = now or utcnow()
+    scope = Scope.of(
+        viewer.organization_id,
+        today=now.date(),
+        start=start,
+        end=end,
+        user_type=user_type,
+        channel=channel,
+        signup_cohort=signup_cohort,
+        template_version=template_version,
+    )
+    return Report(scope, now=now)
