@@ -54,7 +54,10 @@ class LiftoffGraphQL(GraphQL[Context, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         hub = self.runtime.hub if self.runtime else None
-        return Context(request=request, response=response, settings=self.settings, hub=hub)
+        live = self.runtime.live if self.runtime else None
+        return Context(
+            request=request, response=response, settings=self.settings, hub=hub, live=live
+        )
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params or {}

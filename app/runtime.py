@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from app.analytics.live import LiveMetrics
 from app.consumers import CONSUMERS
 from app.db import close_db, connect_kwargs, database_url, init_db
 from app.events.hub import Hub
@@ -23,6 +24,7 @@ class Runtime:
         self.settings = settings
         self.run_worker = run_worker
         self.hub = Hub(settings.redis_url)
+        self.live = LiveMetrics(None)
         self.worker: Worker | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -31,6 +33,7 @@ class Runtime:
         url = database_url(self.settings)
         await init_db(url, pool_min=self.settings.db_pool_min, pool_max=self.settings.db_pool_max)
         await self.hub.connect()
+        self.live.connect_kwargs = connect_kwargs(url)
         if self.run_worker:
             self.worker = Worker(
                 hub=self.hub,
@@ -50,5 +53,6 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 await asyncio.wait_for(task, timeout=10)
+        await self.live.close()
         await self.hub.disconnect()
         await close_db()

@@ -11,6 +11,7 @@ from starlette.websockets import WebSocket
 
 from app.accounts.tokens import bearer, read_token
 from app.accounts.viewer import Viewer
+from app.analytics.live import LiveMetrics
 from app.errors import Unauthenticated
 from app.events.hub import Hub
 from app.graphql.loaders import Loaders
@@ -27,8 +28,10 @@ class Context:
         response: Response | WebSocket | None,
         settings: Settings,
         hub: Hub | None = None,
+        live: LiveMetrics | None = None,
     ) -> None:
         self._hub = hub
+        self._live = live
         self.request = request
         self.response = response
         self.settings = settings
@@ -68,6 +71,13 @@ class Context:
         if self._hub is None:
             raise RuntimeError("the event hub is not running in this process")
         return self._hub
+
+    @property
+    def live(self) -> LiveMetrics:
+        """The shared dashboard feeds of this process (subscriptions only)."""
+        if self._live is None:
+            raise RuntimeError("live metrics are not running in this process")
+        return self._live
 
     @cached_property
     def loaders(self) -> Loaders:

@@ -24,11 +24,12 @@ from strawberry.types import ExecutionContext
 from app.graphql.accounts.queries import Query as AccountsQuery
 from app.graphql.accounts.signin import Mutation as SignInMutation
 from app.graphql.analytics.queries import Query as AnalyticsQuery
+from app.graphql.analytics.subscriptions import Subscription as AnalyticsSubscription
 from app.graphql.customers.queries import Mutation as CustomersMutation
 from app.graphql.customers.queries import Query as CustomersQuery
 from app.graphql.errors import ErrorCodes, domain_error_of, is_callers_error
 from app.graphql.events.sharing import shared_result
-from app.graphql.events.subscriptions import Subscription
+from app.graphql.events.subscriptions import Subscription as EventsSubscription
 from app.graphql.events.types import SHAREABLE
 from app.graphql.onboarding.mutations import Mutation as OnboardingMutation
 from app.graphql.onboarding.queries import Query as OnboardingQuery
@@ -37,6 +38,7 @@ from app.settings import Settings, get_settings
 log = logging.getLogger("app.graphql")
 
 Query = merge_types("Query", (AccountsQuery, CustomersQuery, OnboardingQuery, AnalyticsQuery))
+Subscription = merge_types("Subscription", (EventsSubscription, AnalyticsSubscription))
 Mutation = merge_types("Mutation", (CustomersMutation, OnboardingMutation, SignInMutation))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import strawberry
 
@@ -44,6 +45,19 @@ class AnalyticsFilter:
         default=None, description="Any day of the signup week to keep (weeks start on Monday)."
     )
     template_version: int | None = None
+
+
+def filter_args(f: AnalyticsFilter | None) -> dict[str, Any]:
+    """The keyword arguments of `service.analytics` for a GraphQL filter."""
+    f = f or AnalyticsFilter()
+    return {
+        "start": f.from_,
+        "end": f.to,
+        "user_type": f.user_type,
+        "channel": f.acquisition_channel,
+        "signup_cohort": f.signup_cohort,
+        "template_version": f.template_version,
+    }
 
 
 @strawberry.type(description="The filter a report was computed for, with defaults resolved.")
