@@ -128,11 +128,15 @@ class ExportJob(Model):
     status = fields.CharField(max_length=16, default="PENDING")
     progress = fields.FloatField(default=0.0)
     row_count = fields.BigIntField(default=0)
+    payload: fields.Field[dict[str, Any] | None] = fields.JSONField(
+        null=True, description="The sections' data, as the analytics query returned it."
+    )
     content = fields.BinaryField(null=True)
     filename = fields.CharField(max_length=200, default="")
     content_type = fields.CharField(max_length=100, default="")
     error = fields.TextField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    claimed_at = fields.DatetimeField(null=True)
     finished_at = fields.DatetimeField(null=True)
 
     class Meta:

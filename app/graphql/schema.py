@@ -23,6 +23,8 @@ from strawberry.types import ExecutionContext
 
 from app.graphql.accounts.queries import Query as AccountsQuery
 from app.graphql.accounts.signin import Mutation as SignInMutation
+from app.graphql.analytics.exports import Mutation as ExportMutation
+from app.graphql.analytics.exports import Query as ExportQuery
 from app.graphql.analytics.queries import Query as AnalyticsQuery
 from app.graphql.analytics.subscriptions import Subscription as AnalyticsSubscription
 from app.graphql.customers.queries import Mutation as CustomersMutation
@@ -37,9 +39,13 @@ from app.settings import Settings, get_settings
 
 log = logging.getLogger("app.graphql")
 
-Query = merge_types("Query", (AccountsQuery, CustomersQuery, OnboardingQuery, AnalyticsQuery))
+Query = merge_types(
+    "Query", (AccountsQuery, CustomersQuery, OnboardingQuery, AnalyticsQuery, ExportQuery)
+)
 Subscription = merge_types("Subscription", (EventsSubscription, AnalyticsSubscription))
-Mutation = merge_types("Mutation", (CustomersMutation, OnboardingMutation, SignInMutation))
+Mutation = merge_types(
+    "Mutation", (CustomersMutation, OnboardingMutation, SignInMutation, ExportMutation)
+)
 
 
 class LiftoffSchema(strawberry.Schema):
