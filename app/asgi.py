@@ -25,6 +25,7 @@ from app.graphql.schema import build_schema
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.web.assets import vendor_route
+from app.web.exports import download_endpoint
 from app.web.graphiql import graphiql_html
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return Starlette(
         routes=[
             Route("/healthz", health_endpoint(runtime)),
+            Route("/exports/{job_id}/download", download_endpoint(s)),
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             vendor_route(),

@@ -7,7 +7,7 @@ import asyncio
 import concurrent.futures
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import jwt
@@ -203,6 +203,20 @@ async def job_for_download(*, secret: str, job_id: str, token: str) -> ExportJob
     if job.status != "DONE":
         raise NotFound("This export has not finished yet.")
     return job
+
+
+def scope_of(job: ExportJob) -> Scope:
+    """The scope an export was asked for."""
+    c = job.criteria
+    return Scope(
+        organization_id=job.organization_id,  # type: ignore[attr-defined]
+        start=date.fromisoformat(c["from"]),
+        end=date.fromisoformat(c["to"]),
+        user_type=c.get("userType"),
+        channel=c.get("acquisitionChannel"),
+        signup_cohort=date.fromisoformat(c["signupCohort"]) if c.get("signupCohort") else None,
+        template_version=c.get("templateVersion"),
+    )
 
 
 def _customer_sql(scope: Scope, *, count: bool) -> tuple[str, list[Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import AsyncIterator
+
 from app.analytics import maintain, service
 from app.analytics.live import LiveMetrics, Metrics, compute
 from app.analytics.query import Scope

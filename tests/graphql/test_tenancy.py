@@ -18,8 +18,8 @@ import graphql
 import pytest
 
 from app.accounts.models import Operator, Role
-from app.analytics import maintain
-from app.analytics.models import AnalyticsCustomer
+from app.analytics import exports, maintain, service
+from app.analytics.models import AnalyticsCustomer, ExportJob
 from app.customers.models import Customer
 from app.db import transaction
 from app.events.models import OutboxEvent
@@ -61,6 +61,7 @@ class World:
     other: Tenant
     other_customer: Customer
     peer: Customer
+    export_id: uuid.UUID
 
     def token(self, attacker: str) -> str:
         if attacker == OTHER_ADMIN:
@@ -73,7 +74,8 @@ class World:
         """Strings of the victim that must never reach this attacker."""
         c = self.customer
         own = {str(c.id), c.email, c.name, str(c.external_id), str(c.company)}
-        own |= {str(self.workflow_id)} | {str(i) for i in self.stage_ids.values()}
+        own |= {str(self.workflow_id), str(self.export_id)}
+        own |= {str(i) for i in self.stage_ids.values()}
         own |= {str(i) for i in self.task_ids.values()}
         if attacker == OTHER_ADMIN:
             own |= {str(self.victim.id), self.victim.org.slug, c.user_type, c.acquisition_channel}
@@ -109,6 +111,15 @@ async def make_world(tenant: Tenant, other_tenant: Tenant) -> World:
             ),
             now=utcnow(),
         )
+    async with transaction():
+        export = await exports.create(
+            tenant.admin,
+            format="JSON",
+            sections=["RECOMMENDATIONS"],
+            scope=service.analytics(tenant.admin).scope,
+            data={"recommendations": []},
+            now=utcnow(),
+        )
     workflow = await Workflow.get(customer_id=customer.id)
     stages = await WorkflowStage.filter(workflow_id=workflow.id)
     tasks = await WorkflowTask.filter(workflow_id=workflow.id)
@@ -123,6 +134,7 @@ async def make_world(tenant: Tenant, other_tenant: Tenant) -> World:
         other=other_tenant,
         other_customer=other_customer,
         peer=peer,
+        export_id=export.id,
     )
 
 
@@ -260,6 +272,15 @@ async def operator_in_other_org(data: Any, w: World) -> None:
     assert data["email"] == w.victim.admin_operator.email
 
 
+async def exported_in_other_org(data: Any, w: World) -> None:
+    row = await ExportJob.get(id=data["id"])
+    assert row.organization_id == w.other.id  # type: ignore[attr-defined]
+    customers = await AnalyticsCustomer.filter(organization_id=w.other.id).count()
+    assert row.payload is not None and row.payload["overview"]["customers"] == customers
+    assert row.row_count == data["rowCount"] and data["status"] == "DONE"
+    assert f"/exports/{data['id']}/download?token=" in data["downloadUrl"]
+
+
 async def analytics_of_other_org(data: Any, w: World) -> None:
     counted = await AnalyticsCustomer.filter(organization_id=w.other.id).count()
     assert counted >= 1 and data["overview"]["customers"] == counted
@@ -388,6 +409,22 @@ CASES: list[Case] = [
             OTHER_ADMIN: Own(lambda data, w: _no_customers(data)),
             OTHER_CUSTOMER: Refused("FORBIDDEN"),
         },
+    ),
+    Case(
+        "Query.exportJob",
+        "exportJob by the victim's id",
+        "query($id: ID!) { exportJob(id: $id) { id status rowCount downloadUrl } }",
+        lambda w: {"id": str(w.export_id)},
+        {OTHER_ADMIN: Refused("NOT_FOUND"), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+    ),
+    Case(
+        "Mutation.exportAnalytics",
+        "exportAnalytics of every section",
+        "mutation { exportAnalytics(input: {format: JSON, sections: [OVERVIEW, FUNNEL, "
+        "COHORTS, TRENDS, FORECAST, RECOMMENDATIONS, CUSTOMERS]}) "
+        "{ id status rowCount downloadUrl } }",
+        lambda w: {},
+        {OTHER_ADMIN: Own(exported_in_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
     ),
     Case(
         "Query.workflow",
