@@ -6,6 +6,9 @@ transaction and sees each committed event exactly once.
 
 from __future__ import annotations
 
+from app.analytics import consumer as analytics
 from app.events.consumers import Consumer
 
-CONSUMERS: list[Consumer] = []
+CONSUMERS: list[Consumer] = [
+    Consumer(analytics.NAME, analytics.handle, types=analytics.TYPES, batch_size=500),
+]

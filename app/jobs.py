@@ -20,6 +20,8 @@ from tortoise.connection import get_connection
 
 from app.accounts.models import Role
 from app.accounts.viewer import Viewer
+from app.analytics import exports as analytics_exports
+from app.analytics import maintain as analytics_maintain
 from app.db import transaction
 from app.kit.clock import utcnow
 from app.onboarding import service as onboarding
@@ -85,8 +87,21 @@ async def unlock_due_stages() -> int:
     return changed
 
 
+async def analytics_idle() -> int:
+    """Refresh the analytics of customers who just went idle, a thousand per transaction."""
+    changed = 0
+    while True:
+        async with transaction():
+            done = await analytics_maintain.age(now=utcnow())
+        changed += done
+        if done < analytics_maintain.AGE_BATCH:
+            return changed
+
+
 SCHEDULES: list[Schedule] = [
     Schedule("onboarding.time_unlocks", 60.0, unlock_due_stages),
+    Schedule("analytics.idle", 300.0, analytics_idle),
+    Schedule("analytics.exports", 2.0, analytics_exports.run_pending),
 ]
 
 

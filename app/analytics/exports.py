@@ -18,6 +18,7 @@ from app.accounts.viewer import Viewer
 from app.analytics import pdf, render
 from app.analytics.models import ExportJob
 from app.analytics.query import Scope
+from app.audit import service as audit
 from app.db import transaction
 from app.errors import Forbidden, NotFound, ValidationFailed
 from app.kit.clock import utcnow
@@ -86,6 +87,13 @@ async def create(
         job.content = _stored_content(job)
         job.status, job.progress, job.finished_at = "DONE", 100.0, now
     await job.save(force_create=True)
+    await audit.record(
+        viewer=viewer,
+        action="analytics.export",
+        target_type="analytics_export",
+        target_id=job.id,
+        after={"format": format, "sections": sections, "filter": job.criteria, "rowCount": rows},
+    )
     return job
 
 

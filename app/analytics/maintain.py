@@ -191,7 +191,10 @@ _GONE_IDLE = """SELECT id FROM analytics_customer
 WHERE active AND last_activity_at < $1 ORDER BY last_activity_at LIMIT $2"""
 
 
-async def age(*, now: datetime, limit: int = 1000) -> int:
+AGE_BATCH = 1000
+
+
+async def age(*, now: datetime, limit: int = AGE_BATCH) -> int:
     """Refresh customers who were active and have now been idle for IDLE_DAYS days."""
     cutoff = now - timedelta(days=rules.IDLE_DAYS)
     rows = await _conn().execute_query_dict(_GONE_IDLE, [cutoff, limit])

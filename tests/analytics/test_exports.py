@@ -17,6 +17,7 @@ from starlette.routing import Route
 from app.accounts.models import Role
 from app.analytics import exports
 from app.analytics.models import ExportJob
+from app.audit.models import AuditEntry
 from app.kit.clock import utcnow
 from app.onboarding.states import TaskAction
 from app.web.exports import download_endpoint
@@ -47,7 +48,8 @@ async def _download(url: str) -> httpx.Response:
 
 
 async def _export(tenant: Tenant, input: dict[str, Any]) -> dict[str, Any]:
-    body = await gql(EXPORT, {"input": input}, token=token(tenant.id, Role.ADMIN))
+    admin = token(tenant.id, Role.ADMIN, subject=tenant.admin.subject)
+    body = await gql(EXPORT, {"input": input}, token=admin)
     assert "errors" not in body, body
     job: dict[str, Any] = body["data"]["exportAnalytics"]
     return job
@@ -74,6 +76,15 @@ async def test_csv_export_is_one_file_per_section_zipped_and_formula_safe(tenant
     assert ",=hyperlink" not in cohorts and ",+referral" not in cohorts
     rows = sum(len(archive.read(n).decode().splitlines()) - 1 for n in archive.namelist())
     assert job["rowCount"] == rows
+    [entry] = await AuditEntry.filter(organization_id=tenant.id, action="analytics.export")
+    assert (entry.actor, entry.actor_role, entry.target_id) == (
+        tenant.admin.subject,
+        "ADMIN",
+        job["id"],
+    )
+    assert entry.after["rowCount"] == rows and entry.after["format"] == "CSV"
+    assert entry.after["sections"] == ["OVERVIEW", "FUNNEL", "COHORTS"]
+    assert entry.after["filter"]["from"] and entry.created_at
 
 
 async def test_json_export_is_the_query_with_filter_and_time(tenant: Tenant) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.analytics import maintain
+from app.analytics import consumer, maintain
+from app.consumers import CONSUMERS
 from app.db import transaction
+from app.events.consumers import consume_batch, ensure_checkpoints
 from app.kit.clock import utcnow
 from tests.analytics.support import drain, dump, random_history
 from tests.support.factories import Tenant
@@ -47,3 +50,19 @@ async def test_handling_the_same_state_twice_changes_nothing(tenant: Tenant) -> 
     once = await dump(tenant)
     await drain(tenant)
     assert await dump(tenant) == once
+
+
+async def test_the_registered_consumer_keeps_the_rollups(tenant: Tenant) -> None:
+    """The consumer as the worker runs it (checkpoint, transaction, batches) over new events."""
+    [registered] = [c for c in CONSUMERS if c.name == consumer.NAME]
+    fresh = dataclasses.replace(registered, name=f"analytics-test-{tenant.id}", start="now")
+    await ensure_checkpoints([fresh])
+    await random_history(
+        tenant, random.Random(5), customers=4, moves=25, start=utcnow() - timedelta(days=40)
+    )
+    while await consume_batch(fresh):
+        pass
+    kept = await dump(tenant)
+    async with transaction():
+        await maintain.rebuild(tenant.id, now=utcnow())
+    assert kept == await dump(tenant) and kept["analytics_cohort"]
