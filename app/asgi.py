@@ -27,6 +27,7 @@ from app.settings import Settings, get_settings
 from app.web.assets import vendor_route
 from app.web.exports import download_endpoint
 from app.web.graphiql import graphiql_html
+from app.web.pages import page_routes
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             vendor_route(),
+            *page_routes(s),
         ],
         lifespan=lifespan,
     )

@@ -193,6 +193,23 @@ def _operator_session(operator: Operator, organization: Organization) -> SignedI
     return SignedIn(viewer=viewer, organization=organization)
 
 
+async def customer_session(viewer: Viewer, *, customer_id: str) -> SignedIn:
+    """A CUSTOMER sign-in for one of the organization's customers, e.g. for an embedded
+    checklist (ADMIN only: the company's server asks, then hands the token to its page)."""
+    from app.customers.service import get_customer
+
+    viewer.require(Role.ADMIN)
+    customer = await get_customer(viewer, customer_id)
+    organization = await Organization.get(id=viewer.organization_id)
+    session = Viewer(
+        subject=customer.email,
+        organization_id=organization.id,
+        role=Role.CUSTOMER,
+        customer_id=customer.id,
+    )
+    return SignedIn(viewer=session, organization=organization)
+
+
 async def create_link(
     *, organization: Organization, email: str, created_by: str, ttl: timedelta = LINK_TTL
 ) -> tuple[str, Role]:

@@ -552,6 +552,13 @@ CASES: list[Case] = [
         for_both(Refused("UNAUTHENTICATED")),
     ),
     Case(
+        "Mutation.issueCustomerToken",
+        "issueCustomerToken for the victim",
+        "mutation($cid: ID!) { issueCustomerToken(customerId: $cid) { token customerId } }",
+        victim,
+        {OTHER_ADMIN: Refused("NOT_FOUND"), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+    ),
+    Case(
         "Mutation.createOperator",
         "createOperator with the victim admin's email",
         'mutation($e: String!) { createOperator(input: {email: $e, name: "Twin", role: ADMIN}) '

@@ -10,6 +10,7 @@ from app.accounts import signin
 from app.accounts.models import Operator as OperatorRow
 from app.accounts.tokens import token_for
 from app.db import transaction
+from app.errors import ValidationFailed
 from app.graphql.accounts.types import Organization
 from app.graphql.customers.types import Info
 from app.graphql.enums import Role
@@ -60,10 +61,10 @@ def _address(info: Info) -> str:
     return client.host if client else "unknown"
 
 
-def _payload(info: Info, outcome: signin.Outcome) -> SignInPayload:
+def _payload(info: Info, outcome: signin.Outcome, *, minutes: int | None = None) -> SignInPayload:
     done = outcome.unwrap()
     viewer, settings = done.viewer, info.context.settings
-    ttl = timedelta(minutes=settings.signin_ttl_minutes)
+    ttl = timedelta(minutes=minutes or settings.signin_ttl_minutes)
     return SignInPayload(
         token=token_for(
             settings,
@@ -103,6 +104,18 @@ class Mutation:
         async with transaction():
             outcome = await signin.redeem_link(secret=secret, address=_address(info))
         return _payload(info, outcome)
+
+    @strawberry.mutation(
+        description="A short-lived CUSTOMER token for one customer (admin), for the company's "
+        "server to hand to an embedded checklist (`/checklist#token=…`)."
+    )
+    async def issue_customer_token(
+        self, info: Info, customer_id: strawberry.ID, ttl_minutes: int = 60
+    ) -> SignInPayload:
+        if not 1 <= ttl_minutes <= 1440:
+            raise ValidationFailed("ttlMinutes must be 1-1440.", field="ttlMinutes")
+        done = await signin.customer_session(info.context.viewer, customer_id=customer_id)
+        return _payload(info, signin.Outcome(signed_in=done), minutes=ttl_minutes)
 
     @strawberry.mutation(description="Add an ADMIN or CSM to the organization (admin).")
     async def create_operator(self, info: Info, input: CreateOperatorInput) -> Operator:

@@ -1,0 +1,362 @@
+"""The dashboard and the checklist in real Chromium against a real `liftoff serve --demo`.
+
+Screenshots of every page land in `.artifacts/screenshots/` (or `$LIFTOFF_TEST_ARTIFACTS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import create_database, drop_database
+from tests.support.browser import OFFLINE_ARGS, chromium_path
+from tests.support.processes import ROOT, LiftoffServer, liftoff_env, parse_demo_tokens, run_liftoff
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "pages-browser-test-secret-long-enough-for-hs256"
+PASSWORD = "a long demo password"
+ARTIFACTS = Path(os.environ.get("LIFTOFF_TEST_ARTIFACTS", ROOT / ".artifacts")) / "screenshots"
+LAPTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+
+@dataclass
+class Demo:
+    server: LiftoffServer
+    env: dict[str, str]
+    tokens: dict[str, str]
+    links: dict[str, str]
+
+    async def gql(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        role: str = "ADMIN",
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.post(
+                self.server.graphql_url,
+                json={"query": query, "variables": variables or {}},
+                headers={"Authorization": f"Bearer {token or self.tokens[role]}"},
+            )
+        body: dict[str, Any] = response.json()
+        return body
+
+    def link(self, email: str) -> str:
+        done = run_liftoff(
+            "login-link",
+            "--org",
+            "demo",
+            "--email",
+            email,
+            "--port",
+            str(self.server.port),
+            env=self.env,
+        )
+        return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+async def demo(
+    database_server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Demo]:
+    url = await create_database(database_server_url)
+    data = tmp_path_factory.mktemp("pages")
+    env = liftoff_env(
+        {"DATABASE_URL": url, "LIFTOFF_SECRET_KEY": SECRET, "LIFTOFF_DATA_DIR": str(data)}
+    )
+    server = LiftoffServer(
+        env=env, log_path=data / "serve.log", args=["--demo", "--demo-customers", "120"]
+    )
+    await asyncio.to_thread(server.start)
+    try:
+        out = server.output()
+        links = dict(re.findall(r"(Dashboard|Checklist) \([^)]*\): (\S+)", out))
+        assert set(links) == {"Dashboard", "Checklist"}, out[-3000:]
+        yield Demo(server=server, env=env, tokens=parse_demo_tokens(out), links=links)
+    finally:
+        await asyncio.to_thread(server.stop)
+        await drop_database(database_server_url, url)
+
+
+@dataclass
+class Browser:
+    chromium: Any
+    problems: list[str] = field(default_factory=list)
+    pages: list[Any] = field(default_factory=list)
+
+    async def page(self, viewport: dict[str, int] = LAPTOP) -> Any:
+        context = await self.chromium.new_context(viewport=viewport)
+        page = await context.new_page()
+        self.pages.append(page)
+        page.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}"))
+        page.on(
+            "console",
+            lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None,
+        )
+        return page
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    executable = chromium_path()
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=executable, args=list(OFFLINE_ARGS))
+        found = Browser(chromium)
+        try:
+            yield found
+        finally:
+            for n, page in enumerate(found.pages):
+                await shot(page, f"last-{n}")
+            await chromium.close()
+        assert found.problems == [], found.problems
+
+
+async def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def signed_in_admin(demo: Demo, browser: Browser, viewport: dict[str, int] = LAPTOP) -> Any:
+    page = await browser.page(viewport)
+    await page.goto(demo.link("admin@demo.example"))
+    await page.wait_for_url("**/dashboard")
+    return page
+
+
+async def test_a_link_signs_in_once_and_a_used_link_says_so(demo: Demo, browser: Browser) -> None:
+    page = await browser.page()
+    await page.goto(demo.links["Dashboard"])
+    await page.wait_for_url("**/dashboard")
+    await page.get_by_text("admin@demo.example · ADMIN").wait_for()
+    again = await browser.page()
+    await again.goto(demo.links["Dashboard"])
+    alert = again.get_by_role("alert")
+    await alert.wait_for()
+    assert await alert.inner_text() == "This sign-in link has already been used; ask for a new one."
+    assert again.url.endswith("/signin")
+    await shot(again, "signin-used-link")
+
+
+async def test_password_sign_in_and_a_wrong_password(demo: Demo, browser: Browser) -> None:
+    run_liftoff(
+        "operator",
+        "set-password",
+        "--org",
+        "demo",
+        "--email",
+        "csm@demo.example",
+        "--password",
+        PASSWORD,
+        env=demo.env,
+    )
+    page = await browser.page()
+    await page.goto(f"{demo.server.url}/signin")
+    await page.get_by_label("Email").fill("csm@demo.example")
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+    alert = page.get_by_role("alert")
+    await alert.wait_for()
+    assert await alert.inner_text() == "Wrong email or password."
+    await shot(page, "signin-wrong-password")
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url("**/dashboard")
+    await page.get_by_text("csm@demo.example · CSM").wait_for()
+    # CSMs see the table but not the admin-only CSV download.
+    await page.get_by_role("link", name="Customers").click()
+    await page.locator("#result-count").get_by_text("customers match").wait_for()
+    assert await page.get_by_role("button", name="Download CSV of this view").count() == 0
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url("**/signin?signed-out")
+    await page.goto(f"{demo.server.url}/dashboard")
+    await page.wait_for_url("**/signin?next=*")
+
+
+async def kpi(page: Any, name: str) -> str:
+    text: str = await page.locator(f"[data-kpi={name}] .kpi-value").inner_text()
+    return text
+
+
+async def test_the_overview_shows_the_apis_numbers(demo: Demo, browser: Browser) -> None:
+    page = await signed_in_admin(demo, browser)
+    await (
+        page.locator("[data-kpi=customers] .kpi-value")
+        .filter(has_text=re.compile(r"\d"))
+        .wait_for()
+    )
+    body = await demo.gql(
+        "{ all: customers(first: 1) { totalCount } "
+        "active: customers(first: 1, filter: {workflowStatus: ACTIVE}) { totalCount } "
+        "done: customers(first: 1, filter: {workflowStatus: COMPLETED}) { totalCount } }"
+    )
+    counts = {k: v["totalCount"] for k, v in body["data"].items()}
+    assert await kpi(page, "customers") == f"{counts['all']:,}"
+    assert await kpi(page, "in-onboarding") == f"{counts['active']:,}"
+    assert await kpi(page, "completed") == f"{counts['done']:,}"
+    assert await kpi(page, "completion-rate") == f"{round(100 * counts['done'] / counts['all'])} %"
+    await shot(page, "dashboard-overview")
+    phone = await signed_in_admin(demo, browser, PHONE)
+    await (
+        phone.locator("[data-kpi=customers] .kpi-value")
+        .filter(has_text=re.compile(r"\d"))
+        .wait_for()
+    )
+    await shot(phone, "dashboard-overview-phone")
+
+
+async def test_filtering_the_customer_table(demo: Demo, browser: Browser) -> None:
+    page = await signed_in_admin(demo, browser)
+    await page.get_by_role("link", name="Customers").click()
+    await page.locator("#result-count").get_by_text("customers match").wait_for()
+    body = await demo.gql(
+        '{ customers(first: 1, filter: {acquisitionChannel: "referral", workflowStatus: ACTIVE}) '
+        "{ totalCount } }"
+    )
+    expected = body["data"]["customers"]["totalCount"]
+    assert expected > 0
+    await page.get_by_label("Channel").fill("referral")
+    await page.get_by_label("Workflow").select_option("ACTIVE")
+    count = page.locator("#result-count")
+    await count.get_by_text(f"{expected} customers match").wait_for()
+    channels = await page.locator("table.customers tbody tr td:nth-child(3)").all_inner_texts()
+    assert channels and set(channels) == {"referral"}
+    statuses = await page.locator(
+        "table.customers tbody tr td:nth-child(4) .status"
+    ).all_inner_texts()
+    assert {s.split(" ")[0] for s in statuses} == {"ACTIVE"}
+    await shot(page, "dashboard-customers")
+
+
+async def new_customer(demo: Demo) -> tuple[str, str]:
+    email = f"live-{uuid.uuid4().hex[:6]}@example.com"
+    body = await demo.gql(
+        "mutation($e: String!) { createCustomer(input: "
+        '{email: $e, name: "Robin Live", company: "Live Co"}) { id } }',
+        {"e": email},
+    )
+    customer_id: str = body["data"]["createCustomer"]["id"]
+    await move(demo, customer_id, "verify_email")
+    return customer_id, email
+
+
+async def move(demo: Demo, customer_id: str, key: str, action: str = "COMPLETE") -> dict[str, Any]:
+    body = await demo.gql(
+        "mutation($c: ID, $k: String!, $a: TaskAction!) { updateTask(input: "
+        "{customerId: $c, taskKey: $k, action: $a}) { task { status } celebrations { title } } }",
+        {"c": customer_id, "k": key, "a": action},
+    )
+    assert "errors" not in body, body
+    return body
+
+
+async def test_a_task_done_through_the_api_shows_live_on_both_pages(
+    demo: Demo, browser: Browser
+) -> None:
+    customer_id, _ = await new_customer(demo)
+    dashboard = await signed_in_admin(demo, browser)
+    await dashboard.goto(f"{demo.server.url}/dashboard#/customers/{customer_id}")
+    await dashboard.locator("[data-task=complete_profile][data-status=AVAILABLE]").wait_for()
+    # The checklist as a company embeds it: its server asks for a short-lived CUSTOMER token
+    # and its page puts it in the fragment.
+    issued = await demo.gql(
+        "mutation($c: ID!) { issueCustomerToken(customerId: $c, ttlMinutes: 10) { token } }",
+        {"c": customer_id},
+    )
+    token = issued["data"]["issueCustomerToken"]["token"]
+    checklist = await browser.page()
+    await checklist.goto(f"{demo.server.url}/checklist#token={token}")
+    await checklist.locator("[data-task=complete_profile][data-status=AVAILABLE]").wait_for()
+    assert "#token" not in checklist.url
+    await shot(checklist, "checklist-before")
+    await asyncio.sleep(1.0)  # both pages' subscriptions are open
+
+    started = time.monotonic()
+    done = await move(demo, customer_id, "complete_profile")
+    assert [c["title"] for c in done["data"]["updateTask"]["celebrations"]], done
+    await asyncio.gather(
+        *(
+            page.locator(selector).wait_for(timeout=2000)
+            for page in (dashboard, checklist)
+            for selector in (
+                "[data-task=complete_profile][data-status=COMPLETED]",
+                ".celebration-banner",
+            )
+        )
+    )
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, elapsed
+    assert "Welcome" in await checklist.locator(".celebration-banner").inner_text()
+    assert await checklist.locator("canvas.confetti").count() == 1
+    await shot(checklist, "checklist-celebration")
+    await dashboard.locator(".timeline li[data-type='stage.completed']").wait_for()
+    await shot(dashboard, "dashboard-customer")
+
+    # Buttons on the checklist call updateTask: start, then complete, the next task.
+    card = checklist.locator("[data-task=connect_data_source]")
+    await card.get_by_role("button", name="Start: Connect a data source").click()
+    await checklist.locator("[data-task=connect_data_source][data-status=IN_PROGRESS]").wait_for()
+    await card.get_by_role("button", name="Mark complete: Connect a data source").click()
+    await checklist.locator("[data-task=connect_data_source][data-status=COMPLETED]").wait_for()
+    locked = checklist.locator("[data-task=configure_notifications] .locked-reason")
+    assert await locked.inner_text() == "Unlocks when “Invite your teammates” is done."
+
+
+async def test_an_admin_overrides_a_stage_from_the_page(demo: Demo, browser: Browser) -> None:
+    customer_id, _ = await new_customer(demo)
+    page = await signed_in_admin(demo, browser)
+    await page.goto(f"{demo.server.url}/dashboard#/customers/{customer_id}")
+    form = page.locator("form.override")
+    await form.get_by_label("Stage").select_option("setup")
+    await form.get_by_label("Action").select_option("COMPLETE")
+    await form.get_by_role("button", name="Apply override").click()
+    refusal = form.get_by_role("alert")
+    await refusal.wait_for()
+    assert "VALIDATION_FAILED" in await refusal.inner_text()
+    await form.get_by_label("Reason").fill("Set up on a call with the customer")
+    await form.get_by_role("button", name="Apply override").click()
+    await form.get_by_text("Setup is now Completed.").wait_for()
+    await page.locator("[data-stage=setup] h3 .status").get_by_text("Completed").wait_for()
+    body = await demo.gql(
+        "query($c: ID) { stages(customerId: $c) { key status } }", {"c": customer_id}
+    )
+    assert {s["key"]: s["status"] for s in body["data"]["stages"]}["setup"] == "COMPLETED"
+
+
+async def test_a_customer_cannot_open_the_dashboard(demo: Demo, browser: Browser) -> None:
+    page = await browser.page()
+    await page.goto(demo.links["Checklist"])
+    await page.wait_for_url("**/checklist")
+    await page.locator("[data-stage=welcome]").wait_for()
+    await page.goto(f"{demo.server.url}/dashboard")
+    refused = page.get_by_role("alert")
+    await refused.wait_for()
+    assert "needs an ADMIN or CSM sign-in" in await refused.inner_text()
+    await shot(page, "dashboard-refused-customer")
+    body = await demo.gql("{ customers(first: 1) { totalCount } }", role="CUSTOMER")
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_graphiql_opens_with_the_operators_token(demo: Demo, browser: Browser) -> None:
+    page = await signed_in_admin(demo, browser)
+    async with page.context.expect_page() as popup:
+        await page.get_by_role("link", name="GraphiQL ↗").click()
+    ide = await popup.value
+    await ide.locator(".graphiql-query-editor .CodeMirror").wait_for(timeout=30_000)
+    await ide.locator(".graphiql-execute-button").click()
+    await ide.locator(".graphiql-response").get_by_text('"role": "ADMIN"').wait_for(timeout=15_000)
