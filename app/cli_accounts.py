@@ -52,6 +52,7 @@ def set_password_cmd(org: Org, email: Email, password: Password) -> None:
     """Set (or reset) an operator's password."""
     from app.accounts.service import check_email
     from app.accounts.signin import set_password
+    from app.accounts.viewer import Viewer
     from app.db import transaction
     from app.errors import NotFound
 
@@ -60,8 +61,9 @@ def set_password_cmd(org: Org, email: Email, password: Password) -> None:
         row = await Operator.get_or_none(organization_id=found.id, email=check_email(email))
         if row is None:
             raise NotFound(f"No operator {email} in {found.slug}.")
+        cli = Viewer(subject="cli", organization_id=found.id, role=Role.ADMIN)
         async with transaction():
-            await set_password(operator=row, password=password)
+            await set_password(operator=row, password=password, by=cli)
 
     _run_or_exit(get_settings(), go)
     console.print(f"Password of {email} set.")

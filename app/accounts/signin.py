@@ -17,6 +17,7 @@ from app.accounts.models import Operator, Organization, Role
 from app.accounts.passwords import hash_password, needs_rehash, verify_password
 from app.accounts.service import check_email
 from app.accounts.viewer import Viewer
+from app.audit.service import record
 from app.customers.models import Customer
 from app.errors import (
     Conflict,
@@ -81,8 +82,8 @@ async def _store(row: SignInThrottle, counter: throttle.Counter) -> None:
     await row.save(update_fields=["failures", "last_failure_at", "locked_until"])
 
 
-async def set_password(*, operator: Operator, password: str) -> None:
-    """Give an operator a (new) password."""
+async def set_password(*, operator: Operator, password: str, by: Viewer | None = None) -> None:
+    """Give an operator a (new) password; audited when an admin (`by`) sets it."""
     digest = await hash_password(password)
     updated = await OperatorPassword.filter(operator_id=operator.id).update(hash=digest)
     if not updated:
@@ -90,6 +91,10 @@ async def set_password(*, operator: Operator, password: str) -> None:
             operator_id=operator.id,
             organization_id=operator.organization_id,  # type: ignore[attr-defined]
             hash=digest,
+        )
+    if by is not None:
+        await record(
+            viewer=by, action="operator.password_set", target_type="operator", target_id=operator.id
         )
 
 
@@ -114,6 +119,18 @@ async def create_operator(
         raise Conflict(f"{address} is already an operator here.", field="email") from None
     if password is not None:
         await set_password(operator=operator, password=password)
+    await record(
+        viewer=viewer,
+        action="operator.created",
+        target_type="operator",
+        target_id=operator.id,
+        after={
+            "email": address,
+            "name": operator.name,
+            "role": role,
+            "password": password is not None,
+        },
+    )
     return operator
 
 
@@ -170,6 +187,14 @@ async def login(*, email: str, password: str, organization: str | None, address:
             address_row,
             throttle.after_failure(_value(address_row), now=now, policy=throttle.ADDRESS),
         )
+        if operator is not None:
+            await record(
+                viewer=_operator_session(operator, operator.organization).viewer,
+                action="signin.failed",
+                target_type="operator",
+                target_id=operator.id,
+                after={"address": address, "locked": counted.locked_until is not None},
+            )
         left = throttle.attempts_left(counted, now=now, policy=throttle.ACCOUNT)
         hint = (
             f" The account is now locked for {throttle.in_words(throttle.ACCOUNT.lock_for)}."
@@ -183,7 +208,15 @@ async def login(*, email: str, password: str, organization: str | None, address:
     if needs_rehash(stored):
         await set_password(operator=operator, password=password)
     await _store(rows[0], throttle.Counter())
-    return Outcome(signed_in=_operator_session(operator, operator.organization))
+    done = _operator_session(operator, operator.organization)
+    await record(
+        viewer=done.viewer,
+        action="signin.password",
+        target_type="operator",
+        target_id=operator.id,
+        after={"address": address},
+    )
+    return Outcome(signed_in=done)
 
 
 def _operator_session(operator: Operator, organization: Organization) -> SignedIn:
@@ -206,6 +239,9 @@ async def customer_session(viewer: Viewer, *, customer_id: str) -> SignedIn:
         organization_id=organization.id,
         role=Role.CUSTOMER,
         customer_id=customer.id,
+    )
+    await record(
+        viewer=viewer, action="customer_token.issued", target_type="customer", target_id=customer.id
     )
     return SignedIn(viewer=session, organization=organization)
 
@@ -258,13 +294,22 @@ async def redeem_link(*, secret: str, address: str) -> Outcome:
     await link.save(update_fields=["used_at", "used_from"])
     await link.fetch_related("organization", "operator", "customer")
     if link.operator is not None:
-        return Outcome(signed_in=_operator_session(link.operator, link.organization))
-    customer = link.customer
-    assert customer is not None
-    viewer = Viewer(
-        subject=customer.email,
-        organization_id=link.organization.id,
-        role=Role.CUSTOMER,
-        customer_id=customer.id,
+        done = _operator_session(link.operator, link.organization)
+    else:
+        customer = link.customer
+        assert customer is not None
+        viewer = Viewer(
+            subject=customer.email,
+            organization_id=link.organization.id,
+            role=Role.CUSTOMER,
+            customer_id=customer.id,
+        )
+        done = SignedIn(viewer=viewer, organization=link.organization)
+    await record(
+        viewer=done.viewer,
+        action="signin.link",
+        target_type="sign_in_link",
+        target_id=link.id,
+        after={"address": address, "created_by": link.created_by},
     )
-    return Outcome(signed_in=SignedIn(viewer=viewer, organization=link.organization))
+    return Outcome(signed_in=done)

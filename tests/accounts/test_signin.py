@@ -13,6 +13,7 @@ import pytest
 from app.accounts.credentials import OperatorPassword, SignInLink, SignInThrottle
 from app.accounts.models import Operator, Role
 from app.accounts.signin import create_link, set_password
+from app.audit.models import AuditEntry
 from app.db import transaction
 from app.kit.clock import utcnow
 from tests.graphql.client import error_codes, gql, graphql_app, token
@@ -230,3 +231,25 @@ async def test_an_admin_issues_a_customer_token_for_an_embedded_checklist(tenant
     assert error_codes(csm) == ["FORBIDDEN"]
     long = await gql(ISSUE, {"c": str(customer.id), "m": 5000}, token=token(tenant.id, Role.ADMIN))
     assert error_codes(long) == ["VALIDATION_FAILED"]
+
+
+async def test_sign_ins_and_operator_changes_are_audited(tenant: Tenant) -> None:
+    operator = await operator_with_password(tenant)
+    await call(LOGIN, {"e": operator.email, "p": "guess"}, address="10.9.9.9")
+    await call(LOGIN, {"e": operator.email, "p": PASSWORD}, address="10.9.9.9")
+    await call(REDEEM, {"s": await link_for(tenant, operator.email)}, address="10.9.9.9")
+    email = f"audited-{uuid.uuid4().hex[:6]}@example.com"
+    await gql(
+        CREATE,
+        {"i": {"email": email, "name": "A", "role": "CSM"}},
+        token=token(tenant.id, Role.ADMIN),
+    )
+    entries = await AuditEntry.filter(organization_id=tenant.id).order_by("id")
+    actions = [(e.action, e.actor) for e in entries]
+    assert actions[:3] == [
+        ("signin.failed", operator.email),
+        ("signin.password", operator.email),
+        ("signin.link", operator.email),
+    ]
+    assert actions[3][0] == "operator.created"
+    assert entries[3].after["email"] == email and entries[0].after["address"] == "10.9.9.9"

@@ -210,6 +210,26 @@ async def test_the_overview_shows_the_apis_numbers(demo: Demo, browser: Browser)
     assert await kpi(page, "in-onboarding") == f"{counts['active']:,}"
     assert await kpi(page, "completed") == f"{counts['done']:,}"
     assert await kpi(page, "completion-rate") == f"{round(100 * counts['done'] / counts['all'])} %"
+    analytics = await demo.gql(
+        "{ analytics { overview { medianHoursToComplete } funnel { stages { name reached } } } }"
+    )
+    figures = analytics["data"]["analytics"]
+    hours = figures["overview"]["medianHoursToComplete"]
+    assert await kpi(page, "median-time") == (
+        f"{round(hours)} h" if hours < 48 else f"{hours / 24:.1f} days"
+    )
+    funnel = page.locator(".funnel li")
+    await funnel.first.wait_for()
+    shown = [
+        (
+            await li.locator(".funnel-name").inner_text(),
+            await li.locator(".funnel-figures").inner_text(),
+        )
+        for li in await funnel.all()
+    ]
+    assert [name for name, _ in shown] == [s["name"] for s in figures["funnel"]["stages"]]
+    for (_, text), stage in zip(shown, figures["funnel"]["stages"], strict=True):
+        assert text.startswith(f"{stage['reached']:,} reached"), (text, stage)
     await shot(page, "dashboard-overview")
     phone = await signed_in_admin(demo, browser, PHONE)
     await (
@@ -217,6 +237,7 @@ async def test_the_overview_shows_the_apis_numbers(demo: Demo, browser: Browser)
         .filter(has_text=re.compile(r"\d"))
         .wait_for()
     )
+    await phone.locator(".funnel li").first.wait_for()
     await shot(phone, "dashboard-overview-phone")
 
 

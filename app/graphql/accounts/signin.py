@@ -114,7 +114,8 @@ class Mutation:
     ) -> SignInPayload:
         if not 1 <= ttl_minutes <= 1440:
             raise ValidationFailed("ttlMinutes must be 1-1440.", field="ttlMinutes")
-        done = await signin.customer_session(info.context.viewer, customer_id=customer_id)
+        async with transaction():
+            done = await signin.customer_session(info.context.viewer, customer_id=customer_id)
         return _payload(info, signin.Outcome(signed_in=done), minutes=ttl_minutes)
 
     @strawberry.mutation(description="Add an ADMIN or CSM to the organization (admin).")

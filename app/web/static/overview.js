@@ -96,23 +96,24 @@ export function Overview() {
       <${Kpi} id="completion-rate" label="Completion rate" value=${fmt.pct(rate)} note="completed / all customers" />
       <${Kpi} id="median-time" label="Median time to complete"
         value=${analytics ? hours(analytics.overview.medianHoursToComplete) : "—"}
-        note=${analytics ? `signed up ${analytics.filter.from} – ${analytics.filter.to}` : "needs the analytics API"} />
+        note=${analytics ? `signed up ${analytics.filter.from} – ${analytics.filter.to}` : analytics === null ? "needs the analytics API" : ""} />
       <${Kpi} id="at-risk" label="At risk" value=${atRisk == null ? "—" : fmt.int(atRisk)}
-        note=${atRisk == null ? "needs health scores" : "at risk or critical"} />
+        note=${atRisk != null ? "at risk or critical" : analytics === undefined ? "" : "needs health scores"} />
     </section>
     <div class="grid">
       <section class="card" aria-labelledby="funnel-title"><h2 id="funnel-title">Stage funnel</h2>
         <${ErrorBox} error=${analyticsError} />
-        ${analytics ? html`<${Funnel} stages=${analytics.funnel.stages} />` : html`<${Missing} what="The funnel and its drop-off" needs="the analytics API" />`}
+        ${analytics === undefined ? html`<p class="muted">Loading…</p>` : analytics ? html`<${Funnel} stages=${analytics.funnel.stages} />` : html`<${Missing} what="The funnel and its drop-off" needs="the analytics API" />`}
       </section>
       <section class="card" aria-labelledby="trend-title"><h2 id="trend-title">Completion trend</h2>
         ${analytics && points.length ? html`<${LineChart} label="Signups and completions per day"
             xs=${points.map((p) => Date.parse(p.start) / 1000)}
             series=${[{ label: "Signups", values: points.map((p) => p.signups) }, { label: "Completions", values: points.map((p) => p.completions) }]} />`
+          : analytics === undefined ? html`<p class="muted">Loading…</p>`
           : html`<${Missing} what="Daily signups and completions" needs="the analytics API" />`}
       </section>
       <section class="card" aria-labelledby="health-title"><h2 id="health-title">Health distribution</h2>
-        ${health ? html`<${HealthDistribution} rows=${health} />` : html`<${Missing} what="Healthy, at-risk and critical customers" needs="health scores" />`}
+        ${health ? html`<${HealthDistribution} rows=${health} />` : analytics === undefined ? html`<p class="muted">Loading…</p>` : html`<${Missing} what="Healthy, at-risk and critical customers" needs="health scores" />`}
       </section>
       <${ActivityFeed} onEvent=${refresh} />
     </div>`;
