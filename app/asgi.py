@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -22,6 +24,9 @@ from tortoise.connection import get_connection
 from app.errors import DomainError
 from app.graphql.context import Context
 from app.graphql.schema import build_schema
+from app.ops import logs, metrics, tracing
+from app.ops.endpoint import metrics_endpoint
+from app.ops.middleware import RequestContext
 from app.runtime import Runtime
 from app.settings import Settings, get_settings
 from app.web.assets import vendor_route
@@ -93,6 +98,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     """Build the app; the lifespan opens the database and the event hub (and, without Redis,
     runs the outbox worker in this process)."""
     s = settings or get_settings()
+    logs.configure(level=s.log_level, fmt=s.log_format)
+    tracing.setup("liftoff-api")
     runtime = Runtime(s, run_worker=s.runs_inline_worker)
     graphql = LiftoffGraphQL(s, runtime)
 
@@ -106,16 +113,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             yield {}
         finally:
-            await runtime.stop()
+            try:
+                await asyncio.wait_for(runtime.stop(), timeout=max(1.0, s.shutdown_seconds / 2))
+            except TimeoutError:
+                log.warning("shutdown: resources not released in time; exiting anyway")
+            metrics.mark_process_dead()
+            tracing.shutdown()
 
     return Starlette(
         routes=[
             Route("/healthz", health_endpoint(runtime)),
             Route("/exports/{job_id}/download", download_endpoint(s)),
+            Route("/metrics", metrics_endpoint(s)),
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             vendor_route(),
             *page_routes(s),
         ],
         lifespan=lifespan,
+        middleware=[Middleware(RequestContext, count=s.metrics)],
     )

@@ -191,7 +191,11 @@ def serve(
     if with_demo:
         url = get_settings().base_url(host=bind_host, port=bind_port)
         _print_tokens(_seed_demo(get_settings(), demo_customers, url), url)
-    logging.basicConfig(level=settings.log_level)
+    from app.ops import logs
+
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    if workers > 1:
+        _share_metrics(settings)
     # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through Python instead
     # lets atexit stop the embedded PostgreSQL this process started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -206,7 +210,21 @@ def serve(
         ws_ping_interval=settings.ws_keepalive_seconds,
         ws_ping_timeout=settings.ws_keepalive_seconds,
         ws_per_message_deflate=settings.ws_compression,
+        log_config=None,
+        timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 2)),
     )
+
+
+def _share_metrics(settings: Settings) -> None:
+    """Point every api process at one fresh folder for their Prometheus samples."""
+    import shutil
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        folder = str((settings.data_dir / "metrics").resolve())
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    os.makedirs(folder, exist_ok=True)
 
 
 @cli.command()
@@ -219,9 +237,22 @@ def worker() -> None:
     if not settings.redis_url:
         console.print("[red]Set REDIS_URL: without it the api process relays events itself.[/red]")
         raise typer.Exit(2)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from app.ops import logs, tracing
+
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    tracing.setup("liftoff-worker")
+    if settings.metrics and settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        except OSError as exc:
+            logging.getLogger(__name__).warning(
+                "worker metrics not served on %s:%d (%s)",
+                settings.worker_metrics_host,
+                settings.worker_metrics_port,
+                exc,
+            )
 
     async def go() -> None:
         runtime = Runtime(settings, run_worker=True)
@@ -232,7 +263,11 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         console.print("Worker running; Ctrl-C to stop.")
         await stop.wait()
-        await runtime.stop()
+        try:
+            await asyncio.wait_for(runtime.stop(), timeout=settings.shutdown_seconds)
+        except TimeoutError:
+            logging.getLogger(__name__).warning("worker stop timed out; exiting anyway")
+        tracing.shutdown()
 
     _run(go)
 

@@ -12,6 +12,7 @@ from app.db import close_db, connect_kwargs, database_url, init_db
 from app.events.hub import Hub
 from app.events.worker import Worker
 from app.jobs import run_schedules
+from app.ops.sampler import run_sampler
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,13 @@ class Runtime:
         await init_db(url, pool_min=self.settings.db_pool_min, pool_max=self.settings.db_pool_max)
         await self.hub.connect()
         self.live.connect_kwargs = connect_kwargs(url)
+        names = [c.name for c in CONSUMERS] if self.run_worker else []
+        self._tasks.append(
+            asyncio.create_task(
+                run_sampler(self._stop, hub=self.hub, outbox=self.run_worker, consumers=names),
+                name="metrics-sampler",
+            )
+        )
         if self.run_worker:
             self.worker = Worker(
                 hub=self.hub,
@@ -41,7 +49,7 @@ class Runtime:
                 connect_kwargs=connect_kwargs(url),
                 consumers=CONSUMERS,
             )
-            self._tasks = [
+            self._tasks += [
                 asyncio.create_task(self.worker.run(), name="outbox-worker"),
                 asyncio.create_task(run_schedules(self._stop), name="schedules"),
             ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,13 @@ class Settings(BaseSettings):
     ws_connection_init_seconds: float = 5.0
     ws_keepalive_seconds: float = 15.0
     ws_compression: bool = False
+    log_format: Literal["auto", "json", "console"] = "auto"
+    metrics: bool = True
+    metrics_allow: list[str] = Field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    metrics_token: str | None = None
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9465
+    shutdown_seconds: float = 20.0
     signin_ttl_minutes: int = 60
     public_url: str | None = None
     embed_frame_ancestors: str = "'none'"

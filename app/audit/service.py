@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextvars
 import json
 from typing import Any
 
 from app.accounts.viewer import Viewer
 from app.audit.models import AuditEntry
+from app.kit.context import request_id
 
-request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "audit_request_id", default=None
-)
-"""The id of the request being served, when the transport sets one."""
+__all__ = ["record", "request_id"]
 
 
 def _plain(value: Any) -> Any:

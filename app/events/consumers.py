@@ -38,6 +38,7 @@ from app.db import transaction
 from app.events.channels import Published
 from app.events.models import ConsumerFailure
 from app.kit.clock import utcnow
+from app.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,8 @@ WHERE (tx, id) > ($1, $2) AND tx < $3 AND ($4::text[] IS NULL OR type LIKE ANY($
 ORDER BY tx, id LIMIT $5"""
 _ADVANCE = """UPDATE consumer_checkpoint SET last_tx = $2, last_id = $3, updated_at = now()
 WHERE name = $1"""
-_LAGS = """SELECT c.name, (SELECT min(e.created_at) FROM outbox_event e
-WHERE (e.tx, e.id) > (c.last_tx, c.last_id)) AS oldest
+_LAGS = """SELECT c.name, (SELECT e.created_at FROM outbox_event e
+WHERE (e.tx, e.id) > (c.last_tx, c.last_id) ORDER BY e.tx, e.id LIMIT 1) AS oldest
 FROM consumer_checkpoint c WHERE c.name = ANY($1::text[])"""
 
 
@@ -149,7 +150,9 @@ async def consume_batch(consumer: Consumer, *, limit: int | None = None) -> int:
         position = (int(rows[-1]["tx"]), int(rows[-1]["id"])) if full else (horizon, 0)
         if position != (last_tx, last_id):
             await conn.execute_query(_ADVANCE, [consumer.name, *position])
-        return len(events)
+    if events:
+        metrics.CONSUMER_EVENTS.labels(consumer.name).inc(len(events))
+    return len(events)
 
 
 async def skip_event(consumer: Consumer, event: Published, *, error: str, attempts: int) -> None:
@@ -219,6 +222,7 @@ async def run_consumer(
             failures = 0
         except HandlerFailed as exc:
             failures += 1
+            metrics.CONSUMER_FAILURES.labels(consumer.name).inc()
             if failures >= MAX_ATTEMPTS:
                 try:
                     await skip_event(consumer, exc.first_event, error=str(exc), attempts=failures)

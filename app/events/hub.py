@@ -13,6 +13,8 @@ from broadcaster._base import Unsubscribed
 
 from app.events.channels import Published
 from app.events.redis_backend import ResilientRedisBackend
+from app.kit.clock import utcnow
+from app.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +58,23 @@ class Hub:
         async with lock:
             subscriber = await stack.enter_async_context(self.broadcast.subscribe(channel))
 
+        kind = "activity" if channel.endswith(":activity") else "customer"
+        delivered = metrics.DELIVERIES.labels(kind)
+        latency = metrics.DELIVERY_SECONDS.labels(kind)
+
         async def events() -> AsyncIterator[Published | None]:
             while True:
                 try:
                     event = await subscriber.get()
                 except Unsubscribed:
                     return
-                yield None if event.message == RESYNC else Published.decode(event.message)
+                if event.message == RESYNC:
+                    yield None
+                    continue
+                published = Published.decode(event.message)
+                delivered.inc()
+                latency.observe((utcnow() - published.created_at).total_seconds())
+                yield published
 
         try:
             yield events()

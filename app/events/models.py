@@ -21,6 +21,8 @@ class OutboxEvent(Model):
     type = fields.CharField(max_length=64)
     payload: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
     actor = fields.CharField(max_length=200, null=True)
+    trace: fields.Field[dict[str, str] | None] = fields.JSONField(null=True)
+    """The request id and W3C traceparent of the request that caused the event."""
     created_at = fields.DatetimeField(auto_now_add=True)
     published_at = fields.DatetimeField(null=True, db_index=True)
 

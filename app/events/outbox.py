@@ -9,6 +9,8 @@ from typing import Any
 from tortoise.connection import get_connection
 
 from app.events.models import OutboxEvent
+from app.kit.context import request_id
+from app.ops import tracing
 
 NOTIFY_CHANNEL = "liftoff_outbox"
 
@@ -40,6 +42,7 @@ async def record(
     if not rows:
         raise RuntimeError(f"event stream {stream} belongs to another organization")
     first = int(rows[0]["last_sequence"]) - len(events) + 1
+    trace = current_trace()
     objs = [
         OutboxEvent(
             organization_id=organization_id,
@@ -49,9 +52,17 @@ async def record(
             type=kind,
             payload=payload,
             actor=actor,
+            trace=trace,
         )
         for i, (kind, payload) in enumerate(events)
     ]
     await OutboxEvent.bulk_create(objs)
     await conn.execute_query("SELECT pg_notify($1, $2)", [NOTIFY_CHANNEL, str(organization_id)])
     return objs
+
+
+def current_trace() -> dict[str, str] | None:
+    """The request id and traceparent to keep with events recorded now (None outside requests)."""
+    trace = {"request_id": request_id.get(), "traceparent": tracing.traceparent()}
+    kept = {k: v for k, v in trace.items() if v}
+    return kept or None

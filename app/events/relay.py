@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import logging
+import json
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from itertools import pairwise
 from typing import Any
 
+import structlog
 from tortoise.connection import get_connection
 
 from app.db import transaction
 from app.events.channels import Published
 from app.events.consumers import prune_floor_sql
 from app.kit.clock import utcnow
+from app.ops import metrics, tracing
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger(__name__)
 
 Publish = Callable[[str, str], Awaitable[None]]
 
 _CLAIM = """SELECT id, organization_id, customer_id, stream, sequence, type, payload, actor,
-created_at
+created_at, trace
 FROM outbox_event WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"""
 _FIRST_PENDING = """SELECT stream, min(id) AS first FROM outbox_event
 WHERE published_at IS NULL AND stream = ANY($1::uuid[]) GROUP BY stream"""
@@ -73,14 +75,52 @@ async def relay_batch(publish: Publish, *, batch_size: int) -> int:
             for r in await conn.execute_query_dict(_FIRST_PENDING, [streams])
         }
         ready = in_order(rows, firsts)
-        for row in ready:
-            event = Published.of_row(row)
-            message = event.encode()
-            for channel in event.channels():
-                await publish(channel, message)
+        for trace, group in by_trace(ready, consecutive=True):
+            with tracing.span("relay.publish", parent=trace.get("traceparent")) as span:
+                span.set_attribute("liftoff.events", len(group))
+                for row in group:
+                    event = Published.of_row(row)
+                    message = event.encode()
+                    for channel in event.channels():
+                        await publish(channel, message)
         if ready:
             await conn.execute_query(_MARK, [utcnow(), [int(r["id"]) for r in ready]])
-        return len(ready)
+    if ready:
+        metrics.RELAY_BATCHES.inc()
+        metrics.RELAY_EVENTS.inc(len(ready))
+        for trace, group in by_trace(ready):
+            log.info(
+                "relay.published",
+                request_id=trace.get("request_id"),
+                events=len(group),
+                types=sorted({str(r["type"]) for r in group}),
+                org=str(group[0]["organization_id"]),
+            )
+    return len(ready)
+
+
+def by_trace(
+    rows: list[dict[str, Any]], *, consecutive: bool = False
+) -> list[tuple[dict[str, str], list[dict[str, Any]]]]:
+    """Rows grouped by the request that caused them; with `consecutive`, only neighbouring
+    rows are grouped, so publishing group by group keeps the rows' order."""
+    groups: list[tuple[str, dict[str, str], list[dict[str, Any]]]] = []
+    index: dict[str, int] = {}
+    for row in rows:
+        raw = row.get("trace")
+        trace = (json.loads(raw) if isinstance(raw, str) else raw) or {}
+        key = trace.get("request_id") or trace.get("traceparent") or ""
+        if consecutive:
+            if groups and groups[-1][0] == key:
+                groups[-1][2].append(row)
+            else:
+                groups.append((key, trace, [row]))
+        elif key in index:
+            groups[index[key]][2].append(row)
+        else:
+            index[key] = len(groups)
+            groups.append((key, trace, [row]))
+    return [(trace, group) for _, trace, group in groups]
 
 
 async def prune(*, retention: timedelta, consumers: Sequence[str] = (), limit: int = 10_000) -> int:

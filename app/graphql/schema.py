@@ -33,6 +33,7 @@ from app.graphql.errors import ErrorCodes, domain_error_of, is_callers_error
 from app.graphql.events.sharing import shared_result
 from app.graphql.events.subscriptions import Subscription as EventsSubscription
 from app.graphql.events.types import SHAREABLE
+from app.graphql.observe import Observe, counted, root_field
 from app.graphql.onboarding.mutations import Mutation as OnboardingMutation
 from app.graphql.onboarding.queries import Query as OnboardingQuery
 from app.settings import Settings, get_settings
@@ -49,7 +50,32 @@ Mutation = merge_types(
 
 
 class LiftoffSchema(strawberry.Schema):
-    """Logs unexpected errors with their traceback; expected ones are the caller's business."""
+    """Logs unexpected errors with their traceback; expected ones are the caller's business;
+    counts running subscriptions by field."""
+
+    async def stream(  # type: ignore[override]
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+        allowed_operation_types: Any = None,
+    ) -> Any:
+        result = await super().stream(
+            query,
+            variable_values,
+            context_value,
+            root_value,
+            operation_name,
+            operation_extensions,
+            allowed_operation_types,
+        )
+        field = root_field(query, operation_name) if query else None
+        if field is not None and hasattr(result, "__anext__"):
+            return counted(result, field)
+        return result
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -106,7 +132,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         *QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
         *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules,
     ]
+    observe = s.metrics or s.log_level.upper() in ("DEBUG", "INFO")
     extensions: list[Any] = [
+        # outermost: times everything and sees the errors as callers get them
+        *([Observe] if observe else []),
         lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
         lambda: DocumentCache(maxsize=512),
         lambda: AddValidationRules(rules),

@@ -42,6 +42,7 @@ def child_env(
         LIFTOFF_SECRET_KEY=secret_key,
         PYTHONUNBUFFERED="1",
         LIFTOFF_LOG_LEVEL="INFO",
+        LIFTOFF_WORKER_METRICS_PORT="0",
     )
     if redis_url:
         env["REDIS_URL"] = redis_url

@@ -1,0 +1,71 @@
+"""ASGI middleware: a request id per HTTP request and websocket, HTTP and websocket counts."""
+
+from __future__ import annotations
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.kit.context import request_id
+from app.ops import metrics
+from app.ops.logs import request_id_of
+
+_ROUTES = ("/graphql", "/healthz", "/readyz", "/metrics", "/static", "/dashboard", "/checklist")
+
+
+def route_label(path: str) -> str:
+    """A bounded label for a request path."""
+    for prefix in _ROUTES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return prefix
+    return "other"
+
+
+class RequestContext:
+    """Binds a request id (from `X-Request-ID` or new) for logs and audit entries, returns it
+    in the response, and counts requests and open websockets."""
+
+    def __init__(self, app: ASGIApp, *, count: bool = True) -> None:
+        self.app = app
+        self.count = count
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        header = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                header = value.decode("latin-1")
+                break
+        rid = request_id_of(header)
+        token = request_id.set(rid)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        status = [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            if not self.count:
+                await self.app(scope, receive, send_with_id)
+                return
+            if scope["type"] == "websocket":
+                metrics.WEBSOCKETS.inc()
+                try:
+                    await self.app(scope, receive, send_with_id)
+                finally:
+                    metrics.WEBSOCKETS.dec()
+                return
+            route = route_label(scope.get("path", ""))
+            try:
+                await self.app(scope, receive, send_with_id)
+            finally:
+                metrics.HTTP_REQUESTS.labels(route, f"{status[0] // 100}xx").inc()
+        finally:
+            request_id.reset(token)
