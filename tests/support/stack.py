@@ -148,7 +148,7 @@ class ApiProcess(ServiceProcess):
         except (OSError, urllib.error.URLError):
             return False
 
-    def wait_ready(self, timeout: float = 30.0) -> ApiProcess:
+    def wait_ready(self, timeout: float = 90.0) -> ApiProcess:
         self.wait_for(self.healthy, timeout=timeout, what="healthy /healthz")
         return self
 
@@ -161,7 +161,7 @@ class WorkerProcess(ServiceProcess):
     def __init__(self, name: str, env: Mapping[str, str]) -> None:
         super().__init__(name, [LIFTOFF, "worker"], env)
 
-    def wait_ready(self, timeout: float = 30.0) -> WorkerProcess:
+    def wait_ready(self, timeout: float = 90.0) -> WorkerProcess:
         self.wait_for(
             lambda: self.READY_LINE in self.log(tail=1_000_000), timeout=timeout, what="start"
         )
