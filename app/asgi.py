@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from tortoise.connection import get_connection
 from app.errors import DomainError
 from app.graphql.context import Context
 from app.graphql.schema import build_schema
+from app.kit.heap import settle_heap
 from app.ops import logs, metrics, tracing
 from app.ops.endpoint import metrics_endpoint
 from app.ops.middleware import RequestContext
@@ -106,10 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
         await runtime.start()
-        # A long-lived server: keep start-up objects out of every collection, collect less often.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        settle_heap()
         try:
             yield {}
         finally:

@@ -3,8 +3,10 @@
 The types and field names are those of `schema.graphql` (Workflow, Stage, Task, HelpResource,
 SuccessCriterion, Badge, UnlockConditions, Reward, Celebration, UpdateTaskPayload), so the very
 same documents run against both apps. The data is the bundled default template (4 stages,
-13 tasks) held in memory: no database, no authentication, no schema extensions. It is the
-floor the benchmark measures Liftoff against.
+13 tasks) held in memory: no database and no authentication. It is the floor the benchmark
+measures Liftoff against, and a fair one: `create_app` gets every advantage Liftoff gives itself
+(the same parse and validation caches, the same garbage-collector settings after start-up).
+`create_uncached_app` is the same app without them, printed for reference only.
 
 Run: `uvicorn bench.bare_app:create_app --factory --port 8001`.
 """
@@ -12,6 +14,8 @@ Run: `uvicorn bench.bare_app:create_app --factory --port 8001`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
@@ -24,6 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
+from strawberry.extensions import ParserCache, ValidationCache
+
+from app.kit.heap import settle_heap
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "app/onboarding/templates/default.yaml"
 
@@ -346,8 +353,9 @@ class Store:
         return found
 
 
-def build_schema(store: Store) -> strawberry.Schema:
-    """Query.workflow and Mutation.updateTask over `store`."""
+def build_schema(store: Store, *, cached: bool = True) -> strawberry.Schema:
+    """Query.workflow and Mutation.updateTask over `store`, with Liftoff's parse and validation
+    caches unless `cached` is false."""
 
     @strawberry.type
     class Query:
@@ -385,17 +393,38 @@ def build_schema(store: Store) -> strawberry.Schema:
                 workflow_completed=False,
             )
 
-    return strawberry.Schema(query=Query, mutation=Mutation)
+    extensions: list[Any] = (
+        [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)] if cached else []
+    )
+    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
 
 
 async def health(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app() -> Starlette:
-    """The bare app: POST /graphql, GET /healthz."""
+def _app(*, fair: bool) -> Starlette:
     store = Store(yaml.safe_load(TEMPLATE.read_text()))
     graphql = GraphQL[None, None](
-        build_schema(store), graphql_ide=None, allow_queries_via_get=False
+        build_schema(store, cached=fair), graphql_ide=None, allow_queries_via_get=False
     )
-    return Starlette(routes=[Route("/healthz", health), Route("/graphql", graphql)])
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if fair:
+            settle_heap()  # what Liftoff's lifespan does after start-up
+        yield
+
+    return Starlette(
+        routes=[Route("/healthz", health), Route("/graphql", graphql)], lifespan=lifespan
+    )
+
+
+def create_app() -> Starlette:
+    """The fair bare app: POST /graphql, GET /healthz, with Liftoff's caches and GC settings."""
+    return _app(fair=True)
+
+
+def create_uncached_app() -> Starlette:
+    """The bare app without parse/validation caches and with default GC (reference only)."""
+    return _app(fair=False)

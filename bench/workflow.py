@@ -15,9 +15,12 @@ import argparse
 import asyncio
 import os
 import secrets
+import statistics
+import subprocess
 import sys
 
 from bench.db import DEFAULT_SERVER, with_database
+from bench.metrics import rss_kb
 from bench.procs import Child, Teardown, app_env, free_port, guarded_main, run, serve_argv
 from bench.report import cell, table
 from bench.tenant import Seeded, seed
@@ -31,15 +34,15 @@ from bench.workflow_load import (
     update_requests,
 )
 
-TARGET_QUERY_RATIO = 0.6
+TARGETS = {"workflow query": 0.6, "updateTask": 0.85}
 
 
-def bare_argv(port: int, log_level: str) -> list[str]:
+def bare_argv(port: int, log_level: str, factory: str = "create_app") -> list[str]:
     return [
         sys.executable,
         "-m",
         "uvicorn",
-        "bench.bare_app:create_app",
+        f"bench.bare_app:{factory}",
         "--factory",
         "--host",
         "127.0.0.1",
@@ -51,6 +54,22 @@ def bare_argv(port: int, log_level: str) -> list[str]:
 
 
 # --- report ---------------------------------------------------------------------------------
+
+
+def uptime() -> str:
+    """The machine's `uptime` line (load averages over 1, 5 and 15 minutes)."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def spread(values: list[float]) -> str:
+    """Median of per-round values with their range: `0.61 (0.58-0.66, n=3)`."""
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    return f"{med:.2f} ({min(values):.2f}-{max(values):.2f}, n={len(values)})"
 
 
 def report(rounds: list[Run], header: list[str], notes: list[str]) -> None:
@@ -65,45 +84,47 @@ def report(rounds: list[Run], header: list[str], notes: list[str]) -> None:
     heads = [
         ["operation", "app", "ok", "errors", "req/s", "p50 ms", "p99 ms", "srv CPU", "pg CPU",
          "cli CPU", "busy"],
-        ["", "", "", "", "", "", "", "ms/req", "ms/req", "ms/req", "%"],
+        ["", "", "", "", "median", "", "", "ms/req", "ms/req", "ms/req", "%"],
     ]  # fmt: skip
     rows = [
         [
-            r.op, r.app, str(r.ok), str(r.errors), f"{r.rps:.1f}", f"{r.pct(0.50):.1f}",
-            f"{r.pct(0.99):.1f}", cell(r.per_request_ms(r.server_cpu)),
+            r.op, r.app, str(r.ok), str(r.errors),
+            f"{statistics.median(g.rps for g in grouped[(r.op, r.app)]):.1f}",
+            f"{r.pct(0.50):.1f}", f"{r.pct(0.99):.1f}", cell(r.per_request_ms(r.server_cpu)),
             cell(r.per_request_ms(r.pg_cpu)), cell(r.per_request_ms(r.client_cpu)),
             cell(None if r.machine_busy is None else r.machine_busy * 100, "{:.0f}"),
         ]
         for r in runs
     ]  # fmt: skip
-    widths = [16, 9, 8, 8, 9, 9, 9, 9, 8, 9, 7]
+    widths = [16, 14, 8, 8, 9, 9, 9, 9, 8, 9, 7]
     for line in table(heads, rows, widths=widths, align="<<" + ">" * 9, sep="", rule=True):
         print(line)
     print()
-    print("Liftoff / bare:")
-    by = {(r.op, r.app): r for r in runs}
-    for op in dict.fromkeys(r.op for r in runs):
-        lift, bare = by.get((op, "liftoff")), by.get((op, "bare"))
-        if not lift or not bare or not bare.rps:
-            continue
-        lc, bc = lift.per_request_ms(lift.server_cpu), bare.per_request_ms(bare.server_cpu)
-        cpu = f"{lc / bc:.2f}x" if lc and bc else "-"
-        target = (
-            f"   (target for this op: >= {TARGET_QUERY_RATIO})" if op == "workflow query" else ""
-        )
-        p50, p99 = lift.pct(0.5) / bare.pct(0.5), lift.pct(0.99) / bare.pct(0.99)
-        print(
-            f"  {op:<16} throughput {lift.rps / bare.rps:.2f}   p50 {p50:.2f}x   p99 {p99:.2f}x"
-            f"   server CPU/req {cpu}{target}"
-        )
-        per_round = [
-            lr.rps / br.rps
-            for lr, br in zip(grouped[(op, "liftoff")], grouped[(op, "bare")], strict=True)
-            if br.rps
-        ]
-        if len(per_round) > 1:
-            spread = ", ".join(f"{x:.2f}" for x in per_round)
-            print(f"  {'':<16} throughput ratio per round: {spread}")
+    print("Ratios against the fair bare app (same caches and GC), median of per-round ratios")
+    print("(range, rounds); each round runs both apps back to back, alternating who goes first:")
+    ops = dict.fromkeys(r.op for r in runs)
+    for op in ops:
+        bare_rounds = grouped.get((op, "bare"), [])
+        for app in ("liftoff", "bare-uncached"):
+            mine = grouped.get((op, app))
+            if not mine or not bare_rounds:
+                continue
+            pairs = list(zip(mine, bare_rounds, strict=False))
+            thr = [a.rps / b.rps for a, b in pairs if b.rps]
+            cpu = [
+                ac / bc
+                for a, b in pairs
+                if (ac := a.per_request_ms(a.server_cpu)) and (bc := b.per_request_ms(b.server_cpu))
+            ]
+            p50 = [a.pct(0.5) / b.pct(0.5) for a, b in pairs]
+            target = ""
+            if app == "liftoff":
+                goal = TARGETS.get(op)
+                target = f"   (goal: throughput >= {goal})" if goal else ""
+            print(
+                f"  {op:<16} {app:<14} throughput {spread(thr)}   server CPU/req {spread(cpu)}"
+                f"   p50 {spread(p50)}{target}"
+            )
     for r in runs:
         if r.first_error:
             print(f"  first error of {r.op} on {r.app}: {r.first_error}")
@@ -131,9 +152,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--rounds",
         type=int,
-        default=1,
-        help="Repeat the bare/Liftoff pair this many times, alternating which goes first; "
-        "the table sums the rounds (1).",
+        default=3,
+        help="Repeat the apps this many times, alternating which goes first; ratios are the "
+        "median of the per-round ratios, with their range (3).",
+    )
+    p.add_argument(
+        "--no-uncached",
+        action="store_true",
+        help="Skip the reference bare app without caches (default: measure it too, labelled).",
     )
     p.add_argument("--customers", type=int, default=64, help="Seeded customers (64).")
     p.add_argument(
@@ -158,8 +184,10 @@ async def _benchmark(
     seeded: Seeded,
     database: str,
     notes: list[str],
+    idle: dict[str, int],
 ) -> list[Run]:
     await asyncio.gather(*(s.wait_ready() for s in servers))
+    idle.update({s.name: rss_kb(s.pid) for s in servers})
     ops: list[tuple[str, MakeRequest]] = []
     if args.only in (None, "query"):
         ops.append(("workflow query", query_requests(seeded.customers, args.concurrency)))
@@ -210,12 +238,19 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         Child("bare", bare_argv(bare_port, args.log_level), env, bare_port),
         Child("liftoff", serve_argv(lift_port), env, lift_port),
     ]
+    if not args.no_uncached:
+        port = free_port()
+        servers.append(
+            Child(
+                "bare-uncached", bare_argv(port, args.log_level, "create_uncached_app"), env, port
+            )
+        )
     for s in servers:
         teardown.add(s.stop)
         s.start()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     amount = f"{args.requests} requests" if args.requests else f"{args.seconds:g} s"
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = uptime()
     where = with_database(teardown.server_url, teardown.db_name).split("@")[-1]
     header = [
         f"Liftoff workflow benchmark: concurrency {args.concurrency}, {amount} per run after "
@@ -229,10 +264,20 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         "(DB pool max from LIFTOFF_DB_POOL_MAX, default 10); bare = bench.bare_app.",
         f"Liftoff inline outbox worker: {'on' if worker else 'off'}; "
         f"REDIS_URL {'set' if env.get('REDIS_URL') else 'unset'}; "
-        f"load average at start: {load}.",
+        f"at start: {load}",
+        "Apps: bare = bench.bare_app with Liftoff's parse/validation caches and GC settings (the "
+        "fair baseline); bare-uncached = the same without them (reference only).",
     ]
     notes: list[str] = []
-    runs = run(_benchmark(args, servers, seeded, teardown.db_name, notes))
+    idle: dict[str, int] = {}
+    runs = run(_benchmark(args, servers, seeded, teardown.db_name, notes, idle))
+    header.append(f"at end:   {uptime()}")
+    notes.append(
+        "  RSS MB idle (ready) -> after the runs: "
+        + ", ".join(
+            f"{s.name} {idle[s.name] / 1024:.0f} -> {rss_kb(s.pid) / 1024:.0f}" for s in servers
+        )
+    )
     report(runs, header, notes)
     return 0
 
