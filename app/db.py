@@ -37,6 +37,16 @@ def database_url(settings: Settings) -> str:
     return embedded_postgres_url(settings.data_dir)
 
 
+async def _light_reset(connection: Any) -> None:
+    """What a pooled connection needs on release beyond asyncpg's own rollback: nothing.
+
+    asyncpg's default reset runs `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`
+    on every release. The app takes only transaction-scoped advisory locks, LISTENs on a
+    dedicated connection, never SETs session settings and opens cursors only inside
+    transactions, so that round trip buys nothing; an open transaction is still rolled back.
+    """
+
+
 def _credentials(url: str, *, pool_min: int, pool_max: int) -> dict[str, Any]:
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql", "asyncpg"}:
@@ -52,6 +62,7 @@ def _credentials(url: str, *, pool_min: int, pool_max: int) -> dict[str, Any]:
         "minsize": pool_min,
         "maxsize": pool_max,
         "server_settings": {"application_name": "liftoff"},
+        "reset": _light_reset,
     }
 
 

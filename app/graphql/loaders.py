@@ -12,13 +12,9 @@ from tortoise.models import Model
 
 from app.customers.models import Customer
 from app.kit.tenancy import Tenant, scoped
-from app.onboarding.models import (
-    StageOverride,
-    Workflow,
-    WorkflowStage,
-    WorkflowTask,
-    WorkflowTemplate,
-)
+from app.onboarding import records
+from app.onboarding.models import StageOverride, WorkflowTemplate
+from app.onboarding.records import StageRecord, WorkflowRecord
 
 M = TypeVar("M", bound=Model)
 
@@ -30,26 +26,21 @@ class Loaders:
         self.tenant = tenant
         self.customer = DataLoader(self._customers)
         self.workflow_by_customer = DataLoader(self._workflows_by_customer)
-        self.stages = DataLoader(self._stages)
-        self.tasks = DataLoader(self._tasks)
+        self.checklist = DataLoader(self._checklists)
         self.template = DataLoader(self._templates)
         self.overrides = DataLoader(self._overrides)
-        self.memo: dict[tuple[str, object], object] = {}
 
     async def _customers(self, ids: Sequence[uuid.UUID]) -> list[Customer | None]:
         return await self._by_key(Customer, "id", ids)
 
-    async def _workflows_by_customer(self, ids: Sequence[uuid.UUID]) -> list[Workflow | None]:
-        return await self._by_key(Workflow, "customer_id", ids)
+    async def _workflows_by_customer(self, ids: Sequence[uuid.UUID]) -> list[WorkflowRecord | None]:
+        return await records.workflows_by_customer(self.tenant.organization_id, ids)
 
     async def _templates(self, ids: Sequence[uuid.UUID]) -> list[WorkflowTemplate | None]:
         return await self._by_key(WorkflowTemplate, "id", ids)
 
-    async def _stages(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[WorkflowStage]]:
-        return await self._by_workflow(WorkflowStage, workflow_ids, order="position")
-
-    async def _tasks(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[WorkflowTask]]:
-        return await self._by_workflow(WorkflowTask, workflow_ids, order="position")
+    async def _checklists(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[StageRecord]]:
+        return await records.checklists(self.tenant.organization_id, workflow_ids)
 
     async def _overrides(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[StageOverride]]:
         return await self._by_workflow(StageOverride, workflow_ids, order="created_at")
@@ -72,11 +63,7 @@ class Loaders:
             grouped[row.workflow_id].append(row)  # type: ignore[attr-defined]
         return [grouped[i] for i in workflow_ids]
 
-    def prime_workflow(
-        self, workflow: Workflow, stages: Sequence[WorkflowStage], tasks: Sequence[WorkflowTask]
-    ) -> None:
-        """Seed the loaders with rows a mutation already holds."""
-        self.memo.clear()
-        self.workflow_by_customer.prime(workflow.customer_id, workflow, force=True)  # type: ignore[attr-defined]
-        self.stages.prime(workflow.id, sorted(stages, key=lambda s: s.position), force=True)
-        self.tasks.prime(workflow.id, sorted(tasks, key=lambda t: t.position), force=True)
+    def prime_workflow(self, workflow: WorkflowRecord, stages: Sequence[StageRecord]) -> None:
+        """Seed the loaders with the records a mutation already holds."""
+        self.workflow_by_customer.prime(workflow.customer_id, workflow, force=True)
+        self.checklist.prime(workflow.id, sorted(stages, key=lambda s: s.position), force=True)

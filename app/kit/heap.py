@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gc
 
-SERVER_GC_THRESHOLD = (50_000, 20, 100)
-
 
 def settle_heap() -> None:
-    """After start-up: collect once, move what survived out of every later collection, and set
-    the server's collection thresholds."""
+    """After start-up: collect once and move what survived out of every later collection.
+
+    The collection thresholds stay Python's defaults: raised thresholds (50,000) measured no
+    CPU gain on the query path and let the heap of an aged process double.
+    """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*SERVER_GC_THRESHOLD)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from app.errors import (
     DependencyNotMet,
@@ -170,13 +170,26 @@ def stage_is_complete(stage_key: str, tasks: Iterable[TaskState]) -> bool:
     return bool(mine) and all(t.status in DONE for t in mine)
 
 
-def _counted(tasks: Iterable[TaskState]) -> list[TaskState]:
+class Countable(Protocol):
+    """What the derived figures read of a task: the engine's state or a loaded record."""
+
+    @property
+    def required(self) -> bool: ...
+    @property
+    def status(self) -> TaskStatus: ...
+    @property
+    def progress(self) -> int: ...
+    @property
+    def estimated_minutes(self) -> int: ...
+
+
+def _counted(tasks: Iterable[Countable]) -> list[Countable]:
     listed = list(tasks)
     required = [t for t in listed if t.required]
     return required or listed
 
 
-def progress_fraction(tasks: Iterable[TaskState]) -> float:
+def progress_fraction(tasks: Iterable[Countable]) -> float:
     """Share of the tasks that count (the required ones) that are done, 0 to 1."""
     counted = _counted(tasks)
     if not counted:
@@ -185,7 +198,7 @@ def progress_fraction(tasks: Iterable[TaskState]) -> float:
     return round(done / len(counted), 4)
 
 
-def minutes_remaining(tasks: Iterable[TaskState]) -> int:
+def minutes_remaining(tasks: Iterable[Countable]) -> int:
     """Estimated minutes left on the tasks that count, less the share already progressed."""
     left = 0.0
     for task in _counted(tasks):

@@ -19,8 +19,8 @@ from app.events import outbox
 from app.kit.clock import utcnow
 from app.kit.ids import parse_id
 from app.kit.tenancy import Tenant, scoped
-from app.onboarding import engine
-from app.onboarding.engine import Outcome
+from app.onboarding import engine, records
+from app.onboarding.engine import Outcome, WorkflowState
 from app.onboarding.models import (
     StageOverride,
     Workflow,
@@ -28,15 +28,15 @@ from app.onboarding.models import (
     WorkflowTask,
     WorkflowTemplate,
 )
+from app.onboarding.records import StageRecord, TaskRecord, WorkflowRecord
 from app.onboarding.rules import validate_reason
 from app.onboarding.snapshot import (
-    STAGE_FIELDS,
-    TASK_FIELDS,
-    WORKFLOW_FIELDS,
     Loaded,
     build_state,
     copy_back,
     new_rows,
+    write,
+    write_settings,
 )
 from app.onboarding.states import StageAction, TaskAction, TaskStatus
 from app.onboarding.templates import definition_of
@@ -50,22 +50,21 @@ class Change:
     outcome: Outcome
 
     @property
-    def workflow(self) -> Workflow:
+    def workflow(self) -> WorkflowRecord:
         return self.loaded.workflow
 
-    def tasks(self, keys: Sequence[str]) -> list[WorkflowTask]:
+    def tasks(self, keys: Sequence[str]) -> list[TaskRecord]:
         return [self.loaded.tasks[k] for k in keys]
 
-    def stages(self, keys: Sequence[str]) -> list[WorkflowStage]:
+    def stages(self, keys: Sequence[str]) -> list[StageRecord]:
         return [self.loaded.stages[k] for k in keys]
 
 
-def figures(loaded: Loaded) -> dict[str, Any]:
+def figures(state: WorkflowState, workflow_id: uuid.UUID) -> dict[str, Any]:
     """The fresh progress figures every workflow event carries."""
-    state = loaded.state
     current = state.current_stage
     return {
-        "workflowId": str(loaded.workflow.id),
+        "workflowId": str(workflow_id),
         "status": state.status.value,
         "points": state.points,
         "progress": state.progress,
@@ -92,38 +91,28 @@ async def start_workflow(
     await workflow.save(force_create=True)
     await WorkflowStage.bulk_create(stage_rows)
     await WorkflowTask.bulk_create(task_rows)
-    loaded = build_state(workflow, stage_rows, task_rows, customer.signed_up_at)
     out.emit("workflow.started", template=template.key, version=template.version)
-    events = [(kind, {**payload, "workflow": figures(loaded)}) for kind, payload in out.events]
+    snapshot = figures(state, workflow.id)
+    events = [(kind, {**payload, "workflow": snapshot}) for kind, payload in out.events]
     return workflow, events
 
 
-async def load(tenant: Tenant, customer_id: uuid.UUID, *, lock: bool) -> Loaded:
-    """A customer's workflow with stages and tasks; `lock` holds its row until commit."""
-    query = scoped(Workflow, tenant).filter(customer_id=customer_id)
-    if lock:
-        query = query.select_for_update()
-    workflow = await query.first()
+async def load(tenant: Tenant, customer_id: uuid.UUID) -> Loaded:
+    """A customer's workflow with stages and tasks, its row locked until commit."""
+    workflow = await records.workflow_for_update(tenant.organization_id, customer_id)
     if workflow is None:
         raise NotFound(f"Customer {customer_id} has no workflow.", customer=str(customer_id))
-    customer = await scoped(Customer, tenant).get(id=customer_id)
-    stages = await scoped(WorkflowStage, tenant).filter(workflow_id=workflow.id)
-    tasks = await scoped(WorkflowTask, tenant).filter(workflow_id=workflow.id)
-    return build_state(workflow, stages, tasks, customer.signed_up_at)
+    (stages,) = await records.checklists(tenant.organization_id, [workflow.id])
+    return build_state(workflow, stages)
 
 
 async def _persist(viewer: Viewer, loaded: Loaded, out: Outcome, now: datetime) -> None:
     tasks, stages = copy_back(loaded, out.changed_tasks, out.changed_stages, now)
-    wf = loaded.workflow
-    await wf.save(update_fields=list(WORKFLOW_FIELDS))
-    if tasks:
-        await WorkflowTask.bulk_update(tasks, fields=[*TASK_FIELDS, "updated_at"])
-    if stages:
-        await WorkflowStage.bulk_update(stages, fields=list(STAGE_FIELDS))
-    snapshot = figures(loaded)
+    await write(loaded, tasks, stages)
+    snapshot = figures(loaded.state, loaded.workflow.id)
     await outbox.record(
         organization_id=viewer.organization_id,
-        customer_id=wf.customer_id,  # type: ignore[attr-defined]
+        customer_id=loaded.workflow.customer_id,
         events=[(kind, {**payload, "workflow": snapshot}) for kind, payload in out.events]
         + [("celebration", {**vars(c), "workflow": snapshot}) for c in out.celebrations],
         actor=viewer.label,
@@ -154,7 +143,7 @@ async def update_task(
     progress: int | None = None,
     reason: str | None = None,
     now: datetime | None = None,
-) -> tuple[Change, WorkflowTask]:
+) -> tuple[Change, TaskRecord]:
     """Move one task; concurrent calls on the same workflow apply one after the other."""
     if task_id:
         cid, key = await _customer_of_task(viewer, task_id)
@@ -163,7 +152,7 @@ async def update_task(
     else:
         raise ValidationFailed("Pass `taskId`, or `taskKey` (with `customerId` for operators).")
     now = now or utcnow()
-    loaded = await load(viewer, cid, lock=True)
+    loaded = await load(viewer, cid)
     if key not in loaded.tasks:
         raise NotFound(f"No task {key!r} in this workflow.", task=key)
     if loaded.state.paused:
@@ -187,13 +176,13 @@ async def update_stage(
     action: StageAction,
     reason: str | None,
     now: datetime | None = None,
-) -> tuple[Change, WorkflowStage]:
+) -> tuple[Change, StageRecord]:
     """An ADMIN override on a stage, recorded with who, when and why."""
     viewer.require(Role.ADMIN)
     why = validate_reason(reason, what=f"{action.value} on a stage")
     cid = viewer.customer_scope(customer_id)
     now = now or utcnow()
-    loaded = await load(viewer, cid, lock=True)
+    loaded = await load(viewer, cid)
     stage = loaded.stages.get(stage_key)
     if stage is None:
         raise NotFound(f"No stage {stage_key!r} in this workflow.", stage=stage_key)
@@ -220,12 +209,12 @@ async def update_settings(
     customer_id: str | None,
     paused: bool | None,
     reminders_enabled: bool | None,
-) -> Workflow:
+) -> WorkflowRecord:
     """Pause or resume a workflow (operators), turn reminders on or off (anyone)."""
     cid = viewer.customer_scope(customer_id)
     if paused is not None:
         viewer.require(Role.ADMIN, Role.CSM)
-    loaded = await load(viewer, cid, lock=True)
+    loaded = await load(viewer, cid)
     wf = loaded.workflow
     events: list[tuple[str, dict[str, Any]]] = []
     if paused is not None and paused != wf.paused:
@@ -236,8 +225,8 @@ async def update_settings(
         events.append(("workflow.settings_changed", {"remindersEnabled": reminders_enabled}))
     if events:
         wf.version += 1
-        await wf.save(update_fields=["paused", "reminders_enabled", "version"])
-        snapshot = figures(loaded)
+        await write_settings(wf)
+        snapshot = figures(loaded.state, wf.id)
         await outbox.record(
             organization_id=viewer.organization_id,
             customer_id=cid,
@@ -247,12 +236,18 @@ async def update_settings(
     return wf
 
 
-async def list_stages(viewer: Viewer, customer_id: str | None) -> list[WorkflowStage]:
-    """The stages of a customer's workflow, in order."""
+async def _checklist(viewer: Viewer, customer_id: str | None) -> list[StageRecord]:
     cid = viewer.customer_scope(customer_id)
-    return (
-        await scoped(WorkflowStage, viewer).filter(workflow__customer_id=cid).order_by("position")
-    )
+    (workflow,) = await records.workflows_by_customer(viewer.organization_id, [cid])
+    if workflow is None:
+        return []
+    (stages,) = await records.checklists(viewer.organization_id, [workflow.id])
+    return stages
+
+
+async def list_stages(viewer: Viewer, customer_id: str | None) -> list[StageRecord]:
+    """The stages of a customer's workflow, in order."""
+    return await _checklist(viewer, customer_id)
 
 
 async def list_tasks(
@@ -261,15 +256,16 @@ async def list_tasks(
     *,
     statuses: Sequence[TaskStatus] | None = None,
     stage_key: str | None = None,
-) -> list[WorkflowTask]:
+) -> list[TaskRecord]:
     """The tasks of a customer's workflow, filtered by status and stage, in order."""
-    cid = viewer.customer_scope(customer_id)
-    query = scoped(WorkflowTask, viewer).filter(workflow__customer_id=cid)
-    if statuses:
-        query = query.filter(status__in=[s.value for s in statuses])
-    if stage_key:
-        query = query.filter(stage__key=stage_key)
-    return await query.order_by("position")
+    wanted = set(statuses or ())
+    return [
+        t
+        for s in await _checklist(viewer, customer_id)
+        if stage_key is None or s.key == stage_key
+        for t in s.tasks
+        if not wanted or t.status in wanted
+    ]
 
 
 _DUE_TIME_UNLOCKS = """SELECT DISTINCT w.organization_id, w.customer_id, w.last_activity_at
@@ -294,7 +290,7 @@ async def due_time_unlocks(*, now: datetime, limit: int = 500) -> list[tuple[uui
 
 async def settle_workflow(viewer: Viewer, customer_id: uuid.UUID, *, now: datetime) -> Outcome:
     """Re-evaluate a workflow without any task move (time-based unlocks)."""
-    loaded = await load(viewer, customer_id, lock=True)
+    loaded = await load(viewer, customer_id)
     out = Outcome()
     engine.settle(loaded.state, out, now=now)
     if out.events:

@@ -2,49 +2,47 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tortoise.connection import get_connection
+
 from app.onboarding.engine import WorkflowState
 from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask
+from app.onboarding.records import StageRecord, TaskRecord, WorkflowRecord
 from app.onboarding.rules import StageState, TaskState
-from app.onboarding.states import StageStatus, TaskStatus, WorkflowStatus
-
-TASK_FIELDS = ("status", "progress", "failure_reason", "attempts", "started_at", "completed_at")
-STAGE_FIELDS = ("status", "unlocked_at", "completed_at")
-WORKFLOW_FIELDS = (
-    "status",
-    "points",
-    "badges",
-    "completed_at",
-    "paused",
-    "last_activity_at",
-    "version",
-)
 
 
 @dataclass
 class Loaded:
-    """A workflow's rows and the state built from them."""
+    """A workflow's records and the state built from them."""
 
-    workflow: Workflow
-    stages: dict[str, WorkflowStage]
-    tasks: dict[str, WorkflowTask]
+    workflow: WorkflowRecord
+    stages: dict[str, StageRecord]
+    tasks: dict[str, TaskRecord]
     state: WorkflowState
 
 
-def task_state(row: WorkflowTask, stage_key: str) -> TaskState:
+def derived(state: WorkflowState) -> tuple[float, int, str | None]:
+    """The figures kept on the workflow row: progress in percent (0-100), minutes remaining
+    and the current stage's key."""
+    current = state.current_stage
+    return round(state.progress * 100, 2), state.minutes_remaining, current.key if current else None
+
+
+def task_state(row: TaskRecord) -> TaskState:
     return TaskState(
         key=row.key,
-        stage_key=stage_key,
+        stage_key=row.stage_key,
         position=row.position,
         points=row.points,
         estimated_minutes=row.estimated_minutes,
         required=row.required,
-        depends_on=tuple(row.depends_on),
-        status=TaskStatus(row.status),
+        depends_on=row.depends_on,
+        status=row.status,
         progress=row.progress,
         failure_reason=row.failure_reason,
         attempts=row.attempts,
@@ -54,12 +52,12 @@ def task_state(row: WorkflowTask, stage_key: str) -> TaskState:
     )
 
 
-def stage_state(row: WorkflowStage) -> StageState:
+def stage_state(row: StageRecord) -> StageState:
     return StageState(
         key=row.key,
         name=row.name,
         position=row.position,
-        status=StageStatus(row.status),
+        status=row.status,
         unlock=row.unlock,
         reward_points=row.reward_points,
         reward_badge=row.reward_badge,
@@ -69,22 +67,18 @@ def stage_state(row: WorkflowStage) -> StageState:
     )
 
 
-def build_state(
-    workflow: Workflow,
-    stages: list[WorkflowStage],
-    tasks: list[WorkflowTask],
-    signed_up_at: datetime,
-) -> Loaded:
-    """The engine state for a workflow's rows."""
-    stage_by_id = {s.id: s for s in stages}
+def build_state(workflow: WorkflowRecord, stages: list[StageRecord]) -> Loaded:
+    """The engine state for a workflow's records (its `signed_up_at` must be loaded)."""
+    assert workflow.signed_up_at is not None
+    tasks = [t for s in stages for t in s.tasks]
     state = WorkflowState(
-        status=WorkflowStatus(workflow.status),
+        status=workflow.status,
         points=workflow.points,
         badges=list(workflow.badges),
         paused=workflow.paused,
-        signed_up_at=signed_up_at,
-        stages=[stage_state(s) for s in sorted(stages, key=lambda s: s.position)],
-        tasks={t.key: task_state(t, stage_by_id[t.stage_id].key) for t in tasks},  # type: ignore[attr-defined]
+        signed_up_at=workflow.signed_up_at,
+        stages=[stage_state(s) for s in stages],
+        tasks={t.key: task_state(t) for t in tasks},
         completed_at=workflow.completed_at,
     )
     return Loaded(
@@ -118,6 +112,7 @@ def new_rows(
         completed_at=state.completed_at,
         last_activity_at=now,
     )
+    workflow.progress, workflow.minutes_remaining, workflow.current_stage_key = derived(state)
     stage_rows: list[WorkflowStage] = []
     task_rows: list[WorkflowTask] = []
     for stage_def, stage in zip(template.stages, state.stages, strict=True):
@@ -170,26 +165,93 @@ def new_rows(
     return workflow, stage_rows, task_rows
 
 
+_WRITE = """WITH t AS (
+  UPDATE workflow_task AS t SET status = v.status, progress = v.progress,
+    failure_reason = v.failure_reason, attempts = v.attempts, started_at = v.started_at,
+    completed_at = v.completed_at, updated_at = $1
+  FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::timestamptz[],
+              $9::timestamptz[]) AS v(id, status, progress, failure_reason, attempts,
+                                      started_at, completed_at)
+  WHERE t.id = v.id AND t.organization_id = $2
+  RETURNING 1
+), s AS (
+  UPDATE workflow_stage AS s SET status = v.status, unlocked_at = v.unlocked_at,
+    completed_at = v.completed_at
+  FROM unnest($10::uuid[], $11::text[], $12::timestamptz[], $13::timestamptz[])
+    AS v(id, status, unlocked_at, completed_at)
+  WHERE s.id = v.id AND s.organization_id = $2
+  RETURNING 1
+)
+UPDATE workflow SET status = $14, points = $15, badges = $16::jsonb, completed_at = $17,
+  paused = $18, last_activity_at = $1, version = $19, progress = $20, minutes_remaining = $21,
+  current_stage_key = $22
+WHERE id = $23 AND organization_id = $2"""
+
+
 def copy_back(
     loaded: Loaded, changed_tasks: set[str], changed_stages: set[str], now: datetime
-) -> tuple[list[WorkflowTask], list[WorkflowStage]]:
-    """Write the engine's changes onto the rows; return the rows that changed."""
+) -> tuple[list[TaskRecord], list[StageRecord]]:
+    """Write the engine's changes and the derived figures onto the records; return the task
+    and stage records that changed."""
     state, wf = loaded.state, loaded.workflow
     wf.status, wf.points, wf.badges = state.status, state.points, state.badges
     wf.completed_at, wf.paused, wf.last_activity_at = state.completed_at, state.paused, now
+    wf.progress, wf.minutes_remaining, wf.current_stage_key = derived(state)
     wf.version += 1
     tasks = []
-    for key in changed_tasks:
+    for key in sorted(changed_tasks):
         row, task = loaded.tasks[key], state.tasks[key]
-        for name in TASK_FIELDS:
-            setattr(row, name, getattr(task, name))
-        row.updated_at = now
+        row.status, row.progress, row.attempts = task.status, task.progress, task.attempts
+        row.failure_reason, row.started_at = task.failure_reason, task.started_at
+        row.completed_at, row.updated_at = task.completed_at, now
         tasks.append(row)
     stages = []
-    for key in changed_stages:
+    for key in sorted(changed_stages):
         stage_row, stage = loaded.stages[key], state.stage(key)
         assert stage is not None
-        for name in STAGE_FIELDS:
-            setattr(stage_row, name, getattr(stage, name))
+        stage_row.status, stage_row.unlocked_at = stage.status, stage.unlocked_at
+        stage_row.completed_at = stage.completed_at
         stages.append(stage_row)
     return tasks, stages
+
+
+async def write(loaded: Loaded, tasks: list[TaskRecord], stages: list[StageRecord]) -> None:
+    """Store the workflow, its changed tasks and stages in one statement (plain UPDATEs)."""
+    wf = loaded.workflow
+    await get_connection("default").execute_query(
+        _WRITE,
+        [
+            wf.last_activity_at,
+            wf.organization_id,
+            [t.id for t in tasks],
+            [t.status.value for t in tasks],
+            [t.progress for t in tasks],
+            [t.failure_reason for t in tasks],
+            [t.attempts for t in tasks],
+            [t.started_at for t in tasks],
+            [t.completed_at for t in tasks],
+            [s.id for s in stages],
+            [s.status.value for s in stages],
+            [s.unlocked_at for s in stages],
+            [s.completed_at for s in stages],
+            wf.status.value,
+            wf.points,
+            json.dumps(wf.badges, separators=(",", ":")),
+            wf.completed_at,
+            wf.paused,
+            wf.version,
+            wf.progress,
+            wf.minutes_remaining,
+            wf.current_stage_key,
+            wf.id,
+        ],
+    )
+
+
+async def write_settings(wf: WorkflowRecord) -> None:
+    """Store a workflow's settings and version."""
+    await get_connection("default").execute_query(
+        "UPDATE workflow SET paused = $1, reminders_enabled = $2, version = $3"
+        " WHERE id = $4 AND organization_id = $5",
+        [wf.paused, wf.reminders_enabled, wf.version, wf.id, wf.organization_id],
+    )

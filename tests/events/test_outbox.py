@@ -49,7 +49,8 @@ async def step(
 
 async def current_figures(tenant: Tenant, customer_id: uuid.UUID) -> dict[str, Any]:
     """The workflow figures as the database holds them now."""
-    return service.figures(await service.load(tenant.csm, customer_id, lock=False))
+    loaded = await service.load(tenant.csm, customer_id)
+    return service.figures(loaded.state, loaded.workflow.id)
 
 
 def types(rows: list[OutboxEvent]) -> list[str]:

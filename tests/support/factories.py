@@ -13,7 +13,7 @@ from app.customers.service import NewCustomer, create_customer
 from app.db import transaction
 from app.events.models import OutboxEvent
 from app.onboarding import service
-from app.onboarding.models import WorkflowTask
+from app.onboarding.records import TaskRecord
 from app.onboarding.service import Change
 from app.onboarding.states import TaskAction
 from app.onboarding.templates import open_organization
@@ -51,7 +51,7 @@ class Tenant:
 
     async def act(
         self, customer_id: object, key: str, action: TaskAction, **kw: Any
-    ) -> tuple[Change, WorkflowTask]:
+    ) -> tuple[Change, TaskRecord]:
         """Move one of a customer's tasks as the CSM, in a transaction of its own."""
         async with transaction():
             return await service.update_task(

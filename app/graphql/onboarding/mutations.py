@@ -69,13 +69,7 @@ class InstallTemplateInput:
 
 def _prime(info: Info, change: Change) -> None:
     loaded = change.loaded
-    info.context.loaders.prime_workflow(
-        loaded.workflow, list(loaded.stages.values()), list(loaded.tasks.values())
-    )
-
-
-def _stage_key(change: Change, task_key: str) -> str:
-    return change.loaded.state.tasks[task_key].stage_key
+    info.context.loaders.prime_workflow(loaded.workflow, list(loaded.stages.values()))
 
 
 @strawberry.type
@@ -95,11 +89,9 @@ class Mutation:
         _prime(info, change)
         out = change.outcome
         return UpdateTaskPayload(
-            task=Task.of(row, _stage_key(change, row.key)),
+            task=Task.of(row),
             workflow=Workflow.of(change.workflow),
-            unlocked_tasks=[
-                Task.of(t, _stage_key(change, t.key)) for t in change.tasks(out.unlocked_tasks)
-            ],
+            unlocked_tasks=[Task.of(t) for t in change.tasks(out.unlocked_tasks)],
             unlocked_stages=[Stage.of(s) for s in change.stages(out.unlocked_stages)],
             completed_stages=[Stage.of(s) for s in change.stages(out.completed_stages)],
             points_awarded=out.points_awarded,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from app.graphql.enums import TaskStatus
-from app.graphql.onboarding.types import Info, Stage, Task, Workflow, WorkflowTemplateType, tasks_of
+from app.graphql.onboarding.types import Info, Stage, Task, Workflow, WorkflowTemplateType
 from app.onboarding import service, templates
 
 
@@ -41,10 +41,11 @@ class Query:
             return []
         wanted = set(status or [])
         return [
-            t
-            for t in await tasks_of(info, row.id)
-            if (not wanted or t.status in wanted)
-            and (stage_key is None or t.stage_key == stage_key)
+            Task.of(t)
+            for s in await info.context.loaders.checklist.load(row.id)
+            if stage_key is None or s.key == stage_key
+            for t in s.tasks
+            if not wanted or t.status in wanted
         ]
 
     @strawberry.field(description="Every template version of the organization (operators).")

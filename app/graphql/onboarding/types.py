@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any, cast
@@ -14,9 +13,8 @@ from app.graphql.context import Context
 from app.graphql.enums import StageAction, StageStatus, TaskStatus, WorkflowStatus
 from app.onboarding import rules
 from app.onboarding.engine import Celebration as CelebrationData
-from app.onboarding.models import Workflow as WorkflowRow
-from app.onboarding.models import WorkflowStage, WorkflowTask, WorkflowTemplate
-from app.onboarding.snapshot import task_state
+from app.onboarding.models import WorkflowTemplate
+from app.onboarding.records import StageRecord, TaskRecord, WorkflowRecord
 
 if TYPE_CHECKING:
     from app.graphql.customers.types import Customer
@@ -82,9 +80,12 @@ class Reward:
     badge: Badge | None
 
 
-@strawberry.type(description="One task of a customer's workflow.")
+@strawberry.type(
+    description="One task of a customer's workflow.",
+)
 class Task:
-    row: strawberry.Private[WorkflowTask]
+    """Resolved straight from a loaded `TaskRecord` (same attribute names, nothing copied)."""
+
     id: strawberry.ID
     key: str
     title: str
@@ -102,54 +103,12 @@ class Task:
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
+    help_resources: list[HelpResource]
+    success_criterion: SuccessCriterion | None
 
-    @strawberry.field
-    def help_resources(self) -> list[HelpResource]:
-        return [
-            HelpResource(title=h["title"], url=h["url"], kind=h.get("kind", "article"))
-            for h in self.row.help_resources
-        ]
-
-    @strawberry.field
-    def success_criterion(self) -> SuccessCriterion | None:
-        c = self.row.success_criterion
-        return SuccessCriterion(event=c["event"], count=c.get("count", 1)) if c else None
-
-    @classmethod
-    def of(cls, row: WorkflowTask, stage_key: str) -> Task:
-        return cls(
-            row=row,
-            id=strawberry.ID(str(row.id)),
-            key=row.key,
-            title=row.title,
-            description=row.description,
-            stage_key=stage_key,
-            position=row.position,
-            points=row.points,
-            estimated_minutes=row.estimated_minutes,
-            required=row.required,
-            depends_on=list(row.depends_on),
-            status=TaskStatus(row.status),
-            progress=row.progress,
-            failure_reason=row.failure_reason,
-            attempts=row.attempts,
-            started_at=row.started_at,
-            completed_at=row.completed_at,
-            updated_at=row.updated_at,
-        )
-
-
-async def tasks_of(info: Info, workflow_id: uuid.UUID) -> list[Task]:
-    """Every task of a workflow with its stage key, built once per request."""
-    loaders = info.context.loaders
-    memo = loaders.memo.get(("tasks", workflow_id))
-    if memo is None:
-        stages = await loaders.stages.load(workflow_id)
-        keys = {s.id: s.key for s in stages}
-        rows = await loaders.tasks.load(workflow_id)
-        memo = [Task.of(r, keys[r.stage_id]) for r in rows]  # type: ignore[attr-defined]
-        loaders.memo[("tasks", workflow_id)] = memo
-    return cast(list[Task], memo)
+    @staticmethod
+    def of(record: TaskRecord) -> Task:
+        return cast(Task, record)
 
 
 @strawberry.type(description="An admin override of a stage: who, when, what and why.")
@@ -163,7 +122,8 @@ class StageOverrideEntry:
 
 @strawberry.type(description="One stage of a customer's workflow.")
 class Stage:
-    row: strawberry.Private[WorkflowStage]
+    """Resolved straight from a loaded `StageRecord`, which holds its tasks."""
+
     id: strawberry.ID
     key: str
     name: str
@@ -172,33 +132,28 @@ class Stage:
     status: StageStatus
     unlocked_at: datetime | None
     completed_at: datetime | None
+    tasks: list[Task]
 
     @strawberry.field
-    def unlock_conditions(self) -> UnlockConditions:
-        u = self.row.unlock
+    def unlock_conditions(self, parent: strawberry.Parent[StageRecord]) -> UnlockConditions:
+        u = parent.unlock
         return UnlockConditions(
             previous_stages_complete=u.get("previous_stages_complete", True),
             min_points=u.get("min_points"),
             days_since_signup=u.get("days_since_signup"),
-            tasks_completed=list(u.get("tasks_completed", [])),
+            tasks_completed=list(u.get("tasks_completed") or []),
         )
 
     @strawberry.field
-    def reward(self) -> Reward:
-        badge = self.row.reward_badge
-        return Reward(points=self.row.reward_points, badge=Badge.of(badge) if badge else None)
-
-    async def _tasks(self, info: Info) -> list[Task]:
-        everything = await tasks_of(info, self.row.workflow_id)  # type: ignore[attr-defined]
-        return [t for t in everything if t.stage_key == self.key]
-
-    @strawberry.field
-    async def tasks(self, info: Info) -> list[Task]:
-        return await self._tasks(info)
+    def reward(self, parent: strawberry.Parent[StageRecord]) -> Reward:
+        badge = parent.reward_badge
+        return Reward(points=parent.reward_points, badge=Badge.of(badge) if badge else None)
 
     @strawberry.field(description="Admin overrides of this stage, oldest first.")
-    async def overrides(self, info: Info) -> list[StageOverrideEntry]:
-        rows = await info.context.loaders.overrides.load(self.row.workflow_id)  # type: ignore[attr-defined]
+    async def overrides(
+        self, info: Info, parent: strawberry.Parent[StageRecord]
+    ) -> list[StageOverrideEntry]:
+        rows = await info.context.loaders.overrides.load(parent.workflow_id)
         return [
             StageOverrideEntry(
                 action=StageAction(r.action),
@@ -208,32 +163,23 @@ class Stage:
                 created_at=r.created_at,
             )
             for r in rows
-            if r.stage_id == self.row.id  # type: ignore[attr-defined]
+            if r.stage_id == parent.id  # type: ignore[attr-defined]
         ]
 
     @strawberry.field(description="Share of this stage's counted tasks that are done, 0-1.")
-    async def progress(self, info: Info) -> float:
-        tasks = await self._tasks(info)
-        return rules.progress_fraction(task_state(t.row, self.key) for t in tasks)
+    def progress(self, parent: strawberry.Parent[StageRecord]) -> float:
+        return rules.progress_fraction(parent.tasks)
 
-    @classmethod
-    def of(cls, row: WorkflowStage) -> Stage:
-        return cls(
-            row=row,
-            id=strawberry.ID(str(row.id)),
-            key=row.key,
-            name=row.name,
-            description=row.description,
-            position=row.position,
-            status=StageStatus(row.status),
-            unlocked_at=row.unlocked_at,
-            completed_at=row.completed_at,
-        )
+    @staticmethod
+    def of(record: StageRecord) -> Stage:
+        return cast(Stage, record)
 
 
 @strawberry.type(description="A customer's onboarding workflow.")
 class Workflow:
-    row: strawberry.Private[WorkflowRow]
+    """Resolved from a `WorkflowRecord`; progress, minutes remaining and the current stage are
+    the figures the engine stored with the workflow's last change."""
+
     id: strawberry.ID
     status: WorkflowStatus
     points: int
@@ -245,67 +191,50 @@ class Workflow:
     version: int
 
     @strawberry.field
-    def badges(self) -> list[Badge]:
-        return [Badge.of(b) for b in self.row.badges]
+    def badges(self, parent: strawberry.Parent[WorkflowRecord]) -> list[Badge]:
+        return [Badge.of(b) for b in parent.badges]
 
     @strawberry.field
-    async def stages(self, info: Info) -> list[Stage]:
-        return [Stage.of(s) for s in await info.context.loaders.stages.load(self.row.id)]
+    async def stages(self, info: Info, parent: strawberry.Parent[WorkflowRecord]) -> list[Stage]:
+        return cast(list[Stage], await info.context.loaders.checklist.load(parent.id))
 
     @strawberry.field(description="Share of the required tasks that are done, 0-1.")
-    async def progress(self, info: Info) -> float:
-        if self.status is WorkflowStatus.COMPLETED:
-            return 1.0
-        return rules.progress_fraction(
-            task_state(t.row, t.stage_key) for t in await tasks_of(info, self.row.id)
-        )
+    def progress(self, parent: strawberry.Parent[WorkflowRecord]) -> float:
+        return round(parent.progress / 100, 4)
 
     @strawberry.field(description="Estimated minutes of required work left.")
-    async def estimated_minutes_remaining(self, info: Info) -> int:
-        if self.status is WorkflowStatus.COMPLETED:
-            return 0
-        return rules.minutes_remaining(
-            task_state(t.row, t.stage_key) for t in await tasks_of(info, self.row.id)
-        )
+    def estimated_minutes_remaining(self, parent: strawberry.Parent[WorkflowRecord]) -> int:
+        return parent.minutes_remaining
 
     @strawberry.field(description="The first stage not yet completed (the last one when all are).")
-    async def current_stage(self, info: Info) -> Stage | None:
-        stages = await info.context.loaders.stages.load(self.row.id)
-        current = next(
-            (s for s in stages if s.status != StageStatus.COMPLETED), stages[-1] if stages else None
-        )
-        return Stage.of(current) if current else None
+    async def current_stage(
+        self, info: Info, parent: strawberry.Parent[WorkflowRecord]
+    ) -> Stage | None:
+        stages = await info.context.loaders.checklist.load(parent.id)
+        key = parent.current_stage_key
+        return next((Stage.of(s) for s in stages if s.key == key), None)
 
     @strawberry.field
     async def customer(
-        self, info: Info
+        self, info: Info, parent: strawberry.Parent[WorkflowRecord]
     ) -> Annotated[Customer, strawberry.lazy("app.graphql.customers.types")]:
         from app.graphql.customers.types import Customer
 
-        row = await info.context.loaders.customer.load(self.row.customer_id)  # type: ignore[attr-defined]
+        row = await info.context.loaders.customer.load(parent.customer_id)
         assert row is not None
         return Customer.of(row)
 
     @strawberry.field
-    async def template(self, info: Info) -> WorkflowTemplateType:
-        row = await info.context.loaders.template.load(self.row.template_id)  # type: ignore[attr-defined]
+    async def template(
+        self, info: Info, parent: strawberry.Parent[WorkflowRecord]
+    ) -> WorkflowTemplateType:
+        row = await info.context.loaders.template.load(parent.template_id)
         assert row is not None
         return WorkflowTemplateType.of(row)
 
-    @classmethod
-    def of(cls, row: WorkflowRow) -> Workflow:
-        return cls(
-            row=row,
-            id=strawberry.ID(str(row.id)),
-            status=WorkflowStatus(row.status),
-            points=row.points,
-            paused=row.paused,
-            reminders_enabled=row.reminders_enabled,
-            started_at=row.started_at,
-            completed_at=row.completed_at,
-            last_activity_at=row.last_activity_at,
-            version=row.version,
-        )
+    @staticmethod
+    def of(record: WorkflowRecord) -> Workflow:
+        return cast(Workflow, record)
 
 
 @strawberry.type(name="WorkflowTemplate", description="One version of a workflow template.")
