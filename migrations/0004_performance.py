@@ -37,7 +37,7 @@ WHERE w.id = w2.id
 
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0002_usage')]
+    dependencies = [('liftoff', '0003_signin')]
 
     initial = False
 
