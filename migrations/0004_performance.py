@@ -1,6 +1,9 @@
 from tortoise import migrations
 from tortoise.migrations import operations as ops
 from tortoise import fields
+from tortoise.indexes import Index
+
+from app.onboarding.states import WorkflowStatus
 
 # Derived figures of every existing workflow, as the engine computes them (rules.py):
 # progress in percent of the counted tasks (the required ones, else all) that are done,
@@ -35,6 +38,20 @@ LEFT JOIN s ON s.workflow_id = w2.id
 WHERE w.id = w2.id
 """
 
+# Customers mirror their workflow's status (lists filter on one index); search uses trigrams.
+BACKFILL_CUSTOMER_STATUS = """UPDATE customer c SET workflow_status = w.status FROM workflow w
+WHERE w.customer_id = c.id AND w.organization_id = c.organization_id
+  AND c.workflow_status <> w.status"""
+SEARCH_INDEXES = [
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE INDEX customer_name_trgm ON customer USING gin (name gin_trgm_ops)",
+    "CREATE INDEX customer_email_trgm ON customer USING gin (email gin_trgm_ops)",
+]
+DROP_SEARCH_INDEXES = [
+    "DROP INDEX IF EXISTS customer_email_trgm",
+    "DROP INDEX IF EXISTS customer_name_trgm",
+]
+
 
 class Migration(migrations.Migration):
     dependencies = [('liftoff', '0003_signin')]
@@ -58,4 +75,23 @@ class Migration(migrations.Migration):
             field=fields.FloatField(default=0, description='Percent of required tasks done, 0-100.'),
         ),
         ops.RunSQL(BACKFILL_FIGURES, reverse_sql=ops.RunSQL.noop),
+        ops.AddField(
+            model_name='Customer',
+            name='workflow_status',
+            field=fields.CharEnumField(default=WorkflowStatus.ACTIVE, description="Its workflow's status, kept here by the engine so lists filter on one index.", enum_type=WorkflowStatus, max_length=16),
+        ),
+        ops.RunSQL(BACKFILL_CUSTOMER_STATUS, reverse_sql=ops.RunSQL.noop),
+        ops.AddIndex(
+            model_name='Customer',
+            index=Index(fields=['organization_id', 'user_type', 'created_at']),
+        ),
+        ops.AddIndex(
+            model_name='Customer',
+            index=Index(fields=['organization_id', 'acquisition_channel', 'created_at']),
+        ),
+        ops.AddIndex(
+            model_name='Customer',
+            index=Index(fields=['organization_id', 'workflow_status', 'created_at']),
+        ),
+        ops.RunSQL(SEARCH_INDEXES, reverse_sql=DROP_SEARCH_INDEXES),
     ]

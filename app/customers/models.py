@@ -7,6 +7,8 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
+from app.onboarding.states import WorkflowStatus
+
 
 class Customer(Model):
     """One of the organization's customers, going through onboarding."""
@@ -23,9 +25,20 @@ class Customer(Model):
     acquisition_channel = fields.CharField(max_length=64, default="direct")
     tags: fields.Field[list[str]] = fields.JSONField(default=list)
     signed_up_at = fields.DatetimeField()
+    workflow_status = fields.CharEnumField(
+        WorkflowStatus,
+        max_length=16,
+        default=WorkflowStatus.ACTIVE,
+        description="Its workflow's status, kept here by the engine so lists filter on one index.",
+    )
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         table = "customer"
         unique_together = (("organization_id", "email"), ("organization_id", "external_id"))
-        indexes = (("organization_id", "created_at"),)
+        indexes = (
+            ("organization_id", "created_at"),
+            ("organization_id", "user_type", "created_at"),
+            ("organization_id", "acquisition_channel", "created_at"),
+            ("organization_id", "workflow_status", "created_at"),
+        )

@@ -8,17 +8,17 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q, RawSQL
 
 from app.accounts.models import Role
 from app.accounts.service import check_email
 from app.accounts.viewer import Viewer
 from app.analytics.rules import OUTCOMES, StepOutcome
+from app.customers import listing
+from app.customers.listing import CustomerPage
 from app.customers.models import Customer
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events import outbox
 from app.kit.clock import utcnow
-from app.kit.pagination import Page, paginate
 from app.kit.tenancy import scoped
 from app.onboarding import service as onboarding
 from app.onboarding.states import WorkflowStatus
@@ -119,29 +119,29 @@ async def get_customer(viewer: Viewer, customer_id: str | uuid.UUID | None) -> C
 
 async def list_customers(
     viewer: Viewer, *, first: int | None, after: str | None, where: CustomerFilter
-) -> Page[Customer]:
-    """A page of the organization's customers (operators only)."""
+) -> CustomerPage:
+    """A page of the organization's customers (operators only); counting is left to the
+    caller, who may not need it."""
     viewer.require(Role.ADMIN, Role.CSM)
-    query = scoped(Customer, viewer)
-    if where.user_type:
-        query = query.filter(user_type=where.user_type.lower())
-    if where.acquisition_channel:
-        query = query.filter(acquisition_channel=where.acquisition_channel.lower())
-    if where.workflow_status:
-        query = query.filter(workflows__status=where.workflow_status.value)
-    if where.search:
-        query = query.filter(Q(name__icontains=where.search) | Q(email__icontains=where.search))
-    if where.signed_up_from:
-        query = query.filter(signed_up_at__gte=datetime.combine(where.signed_up_from, time(), UTC))
-    if where.signed_up_to:
-        end = datetime.combine(where.signed_up_to + timedelta(days=1), time(), UTC)
-        query = query.filter(signed_up_at__lt=end)
-    if where.template_version is not None:
-        query = query.filter(workflows__template__version=where.template_version)
     condition = _analytics_condition(where)
-    if condition:
-        query = query.annotate(in_figure=RawSQL(condition)).filter(in_figure=True)
-    return await paginate(query, first=first, after=after)
+    sql, params = listing.conditions(
+        viewer.organization_id,
+        user_type=where.user_type.lower() if where.user_type else None,
+        acquisition_channel=where.acquisition_channel.lower()
+        if where.acquisition_channel
+        else None,
+        workflow_status=where.workflow_status,
+        search=where.search,
+        signed_up_from=datetime.combine(where.signed_up_from, time(), UTC)
+        if where.signed_up_from
+        else None,
+        signed_up_before=datetime.combine(where.signed_up_to + timedelta(days=1), time(), UTC)
+        if where.signed_up_to
+        else None,
+        template_version=where.template_version,
+        raw=[condition] if condition else [],
+    )
+    return await listing.page(sql, params, first=first, after=after)
 
 
 _KEY = re.compile(r"^[a-z0-9_-]{0,80}$")

@@ -20,14 +20,10 @@ DEFAULT_PAGE = 20
 M = TypeVar("M", bound=Model)
 
 
-@dataclass(frozen=True)
-class Page(Generic[M]):
-    """One page of rows with the cursors around it."""
+class Cursors(Generic[M]):
+    """The cursors around a page's `items`."""
 
     items: list[M]
-    has_next_page: bool
-    has_previous_page: bool
-    total_count: int
 
     @property
     def end_cursor(self) -> str | None:
@@ -36,6 +32,16 @@ class Page(Generic[M]):
     @property
     def start_cursor(self) -> str | None:
         return encode_cursor(self.items[0]) if self.items else None
+
+
+@dataclass(frozen=True)
+class Page(Cursors[M]):
+    """One page of rows with the cursors around it."""
+
+    items: list[M]
+    has_next_page: bool
+    has_previous_page: bool
+    total_count: int
 
 
 def encode_cursor(row: Model) -> str:

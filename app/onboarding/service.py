@@ -91,6 +91,9 @@ async def start_workflow(
     await workflow.save(force_create=True)
     await WorkflowStage.bulk_create(stage_rows)
     await WorkflowTask.bulk_create(task_rows)
+    if customer.workflow_status is not state.status:
+        customer.workflow_status = state.status
+        await customer.save(update_fields=["workflow_status"])
     out.emit("workflow.started", template=template.key, version=template.version)
     snapshot = figures(state, workflow.id)
     events = [(kind, {**payload, "workflow": snapshot}) for kind, payload in out.events]

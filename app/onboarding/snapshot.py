@@ -181,6 +181,10 @@ _WRITE = """WITH t AS (
     AS v(id, status, unlocked_at, completed_at)
   WHERE s.id = v.id AND s.organization_id = $2
   RETURNING 1
+), c AS (
+  UPDATE customer SET workflow_status = $14
+  WHERE id = $24 AND organization_id = $2 AND workflow_status <> $14
+  RETURNING 1
 )
 UPDATE workflow SET status = $14, points = $15, badges = $16::jsonb, completed_at = $17,
   paused = $18, last_activity_at = $1, version = $19, progress = $20, minutes_remaining = $21,
@@ -216,7 +220,8 @@ def copy_back(
 
 
 async def write(loaded: Loaded, tasks: list[TaskRecord], stages: list[StageRecord]) -> None:
-    """Store the workflow, its changed tasks and stages in one statement (plain UPDATEs)."""
+    """Store the workflow, its changed tasks and stages, and the status its customer row
+    mirrors for lists, in one statement (plain UPDATEs)."""
     wf = loaded.workflow
     await get_connection("default").execute_query(
         _WRITE,
@@ -244,6 +249,7 @@ async def write(loaded: Loaded, tasks: list[TaskRecord], stages: list[StageRecor
             wf.minutes_remaining,
             wf.current_stage_key,
             wf.id,
+            wf.customer_id,
         ],
     )
 

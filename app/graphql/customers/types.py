@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 
+from app.customers.listing import EXACT_COUNT_LIMIT, Count, CustomerPage
 from app.customers.models import Customer as CustomerRow
 from app.graphql.context import Context
 from app.graphql.enums import StepOutcome, WorkflowStatus
-from app.kit.pagination import Page, encode_cursor
+from app.kit.pagination import encode_cursor
 
 if TYPE_CHECKING:
     from app.graphql.onboarding.types import Workflow
@@ -74,13 +76,33 @@ class CustomerEdge:
 
 @strawberry.type(description="A page of customers (Relay connection; `first` is capped at 100).")
 class CustomerConnection:
+    page: strawberry.Private[CustomerPage]
+    counted: strawberry.Private[list[asyncio.Future[Count]]]
     edges: list[CustomerEdge]
     page_info: PageInfo
-    total_count: int
+
+    async def _count(self) -> Count:
+        """One count per connection, however many of its count fields are asked for."""
+        if not self.counted:
+            self.counted.append(asyncio.ensure_future(self.page.count()))
+        return await self.counted[0]
+
+    @strawberry.field(
+        description="How many customers match the filter, counted only when asked: exact up to "
+        f"{EXACT_COUNT_LIMIT:,}, above that the planner's estimate (see `totalCountIsEstimate`)."
+    )
+    async def total_count(self) -> int:
+        return (await self._count()).value
+
+    @strawberry.field(description="Whether `totalCount` is an estimate (above the exact limit).")
+    async def total_count_is_estimate(self) -> bool:
+        return (await self._count()).estimated
 
     @classmethod
-    def of(cls, page: Page[CustomerRow]) -> CustomerConnection:
+    def of(cls, page: CustomerPage) -> CustomerConnection:
         return cls(
+            page=page,
+            counted=[],
             edges=[CustomerEdge(cursor=encode_cursor(r), node=Customer.of(r)) for r in page.items],
             page_info=PageInfo(
                 has_next_page=page.has_next_page,
@@ -88,7 +110,6 @@ class CustomerConnection:
                 start_cursor=page.start_cursor,
                 end_cursor=page.end_cursor,
             ),
-            total_count=page.total_count,
         )
 
 
