@@ -92,6 +92,11 @@ def makemigrations(
     console.print("\n".join(paths) or "No changes detected.")
 
 
+def _demo_workers(customers: int) -> int:
+    """Processes that write a demo: one per core for large ones, else this process."""
+    return max(1, os.cpu_count() or 1) if customers >= 20_000 else 1
+
+
 def _seed_demo(settings: Settings, customers: int, base_url: str) -> dict[str, str]:
     from app.accounts.signin import create_link
     from app.db import transaction
@@ -101,7 +106,10 @@ def _seed_demo(settings: Settings, customers: int, base_url: str) -> dict[str, s
         with Progress(console=console, transient=False) as bar:
             job = bar.add_task("Seeding demo customers", total=customers)
             result = await seed_demo(
-                customers=customers, progress=lambda done, total: bar.update(job, completed=done)
+                customers=customers,
+                progress=lambda done, total: bar.update(job, completed=done),
+                workers=_demo_workers(customers),
+                database_url=_resolved_url(settings),
             )
         org = result.organization.id
         links = {}

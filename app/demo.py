@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import random
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from tortoise.connection import get_connection
 from tortoise.expressions import Subquery
 from tortoise.models import Model
 
 from app.accounts.models import Operator, Organization, Role
 from app.customers.models import Customer
-from app.db import transaction
+from app.db import connect_kwargs, transaction
+from app.demo_bulk import (
+    ChunkJob,
+    DemoChunk,
+    DemoCustomer,
+    chunk_rng,
+    json_text,
+    onboarding_rows,
+    run_chunk,
+    signup_time,
+    split,
+    template_of,
+    write_chunk,
+)
 from app.errors import Conflict, ValidationFailed
-from app.events.models import EventStream, OutboxEvent
 from app.kit.clock import utcnow
 from app.onboarding import engine
 from app.onboarding.definitions import TemplateDef
 from app.onboarding.engine import Outcome, WorkflowState
-from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask, WorkflowTemplate
-from app.onboarding.snapshot import new_rows
+from app.onboarding.models import Workflow, WorkflowTask, WorkflowTemplate
 from app.onboarding.states import StageStatus, TaskAction, TaskStatus, WorkflowStatus
-from app.onboarding.templates import definition_of, open_organization
+from app.onboarding.templates import open_organization
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -77,8 +93,7 @@ _FAIL_REASONS = {
 }
 _OPEN = (TaskStatus.AVAILABLE, TaskStatus.IN_PROGRESS, TaskStatus.FAILED)
 _UNRECORDED = {"task.unlocked", "stage.unlocked", "points.awarded"}
-_MODELS = (Customer, Workflow, WorkflowStage, WorkflowTask, EventStream, OutboxEvent)
-_CHUNK = 200
+_CHUNK = 1000
 
 
 @dataclass
@@ -143,16 +158,22 @@ def _choose(rng: random.Random, state: WorkflowState, key: str) -> tuple[TaskAct
 
 
 def _simulate(
-    rng: random.Random, template: TemplateDef, customer: Customer, *, version: int, now: datetime
+    rng: random.Random,
+    template: TemplateDef,
+    *,
+    signup: datetime,
+    user_type: str,
+    channel: str,
+    version: int,
+    now: datetime,
 ) -> _Journey:
     """Play one customer's onboarding through the engine, from signup until `now`."""
-    signup = customer.signed_up_at
     state = engine.initial_state(template, signed_up_at=signup, now=signup)
     journey = _Journey(state=state, last_activity=signup)
     started = {"template": template.key, "version": version, "workflow": _figures(state)}
     journey.events.append((signup, "workflow.started", started))
-    _, pace, commitment = USER_TYPES[customer.user_type]
-    commitment *= CHANNELS[customer.acquisition_channel][1] * rng.lognormvariate(0, 0.3)
+    _, pace, commitment = USER_TYPES[user_type]
+    commitment *= CHANNELS[channel][1] * rng.lognormvariate(0, 0.3)
     pace *= rng.lognormvariate(0, 0.45)
     if rng.random() < 0.04:
         return journey  # signed up and never came back
@@ -212,92 +233,62 @@ def _people(rng: random.Random, count: int) -> list[tuple[str, str, str]]:
     return people
 
 
-@dataclass
-class _Seeder:
-    """Builds the rows of simulated customers in memory, then bulk-inserts them."""
-
-    rng: random.Random
-    template: WorkflowTemplate
-    now: datetime
-    actor: str
-    rows: dict[type[Model], list[Any]] = field(default_factory=dict)
-    definition: TemplateDef = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.definition = definition_of(self.template)
-
-    def add(self, name: str, company: str, email: str) -> None:
-        """One customer with its workflow, stages, tasks, event stream and event history."""
-        rng, now, definition = self.rng, self.now, self.definition
-        org_id = self.template.organization_id  # type: ignore[attr-defined]
+def build_chunk(job: ChunkJob, connection: Any) -> DemoChunk:
+    """One chunk of simulated customers: their journeys through the engine and their rows."""
+    rng = chunk_rng(job.seed, job.number)
+    template = template_of(job.definition)
+    chunk = DemoChunk(job.organization_id, [], connection, rng, job.now)
+    rows: dict[type[Model], list[dict[str, Any]]] = defaultdict(list)
+    for name, company, email in job.people:
         user_type = rng.choices(list(USER_TYPES), [w for w, _, _ in USER_TYPES.values()])[0]
         channel = rng.choices(list(CHANNELS), [w for w, _ in CHANNELS.values()])[0]
-        signup = now - timedelta(seconds=600 + (89.9 * 86400 - 600) * rng.random() ** 1.8)
-        tags = ["key-account"] if user_type == "enterprise" else []
-        customer = Customer(
-            id=uuid.uuid4(),
-            organization_id=org_id,
-            external_id=f"cus_{rng.getrandbits(48):012x}",
-            email=email,
-            name=name,
-            company=company,
+        signup = signup_time(rng, job.now)
+        customer_id = uuid.uuid4()
+        journey = _simulate(
+            rng,
+            template.definition,
+            signup=signup,
             user_type=user_type,
-            acquisition_channel=channel,
-            tags=tags + (["referred"] if channel == "referral" else []),
-            signed_up_at=signup,
-            created_at=signup,
+            channel=channel,
+            version=job.template_version,
+            now=job.now,
         )
-        journey = _simulate(rng, definition, customer, version=self.template.version, now=now)
-        workflow, stages, tasks = new_rows(
-            journey.state,
-            organization_id=org_id,
-            customer_id=customer.id,
-            template_id=self.template.id,
-            template=definition,
-            now=journey.last_activity,
+        seeded = DemoCustomer(
+            customer_id, email, user_type, channel, signup, journey.last_activity, journey.state
         )
-        workflow.started_at = workflow.created_at = signup
-        workflow.version = journey.actions
-        for task in tasks:
-            task.updated_at = journey.touched.get(task.key, signup)
-        created = {"customerId": str(customer.id), "name": name, "email": email}
+        chunk.customers.append(seeded)
+        tags = ["key-account"] if user_type == "enterprise" else []
+        extra = {
+            "external_id": f"cus_{rng.getrandbits(48):012x}",
+            "name": name,
+            "company": company,
+            "tags": json_text(tags + (["referred"] if channel == "referral" else [])),
+        }
+        created = {"customerId": str(customer_id), "name": name, "email": email}
         history = [(signup, "customer.created", created), *journey.events]
-        events = []
-        for seq, (at, kind, payload) in enumerate(history, start=1):
-            if "workflow" in payload:
-                payload["workflow"]["workflowId"] = str(workflow.id)
-            events.append(
-                OutboxEvent(
-                    organization_id=org_id,
-                    customer_id=customer.id,
-                    stream=customer.id,
-                    sequence=seq,
-                    type=kind,
-                    payload=payload,
-                    actor=self.actor if seq <= 2 else f"customer:{email}",
-                    created_at=at,
-                    published_at=now,  # history: the relay must not publish it again
-                )
-            )
-        stream = EventStream(id=customer.id, organization_id=org_id, last_sequence=len(history))
-        parts: tuple[list[Any], ...] = ([customer], [workflow], stages, tasks, [stream], events)
-        for model, new in zip(_MODELS, parts, strict=True):
-            self.rows.setdefault(model, []).extend(new)
-
-    async def flush(self) -> None:
-        """Insert the rows built so far, parents first."""
-        for model in _MODELS:
-            await model.bulk_create(self.rows.pop(model, []))
+        onboarding_rows(
+            rows, template, job, seeded, extra, history, journey.touched, journey.actions
+        )
+    chunk.rows = dict(rows)
+    return chunk
 
 
 async def _existing(slug: str) -> DemoResult | None:
-    """The result of an earlier seeding of `slug`, if there was one."""
+    """The result of an earlier seeding of `slug`, if there was one that finished.
+
+    The demo's CSM is created last; a demo organization without it was interrupted
+    mid-way and is removed, so it is seeded again from scratch.
+    """
     org = await Organization.get_or_none(slug=slug)
     if org is None:
         return None
     operators = Operator.filter(organization_id=org.id).order_by("created_at")
     admin = await operators.filter(role=Role.ADMIN).first()
-    csm = await operators.filter(role=Role.CSM).first()
+    csm = await operators.filter(role=Role.CSM, email=f"csm@{slug}.example").first()
+    by_demo = await WorkflowTemplate.filter(organization_id=org.id, created_by="demo").exists()
+    if csm is None and by_demo:
+        await org.delete()  # an interrupted seeding: its rows go with it (cascade)
+        return None
     active = Workflow.filter(organization_id=org.id, status=WorkflowStatus.ACTIVE)
     failed = WorkflowTask.filter(organization_id=org.id, status=TaskStatus.FAILED)
     in_flight = (  # midway (Setup or Features), active lately, nothing failed: a good sample
@@ -319,22 +310,51 @@ async def _existing(slug: str) -> DemoResult | None:
     return DemoResult(org, admin, csm or admin, customer, count)
 
 
+async def _write(jobs: list[ChunkJob], workers: int, progress: Callable[[int], None]) -> None:
+    """Write every chunk: in this process, or in `workers` processes with connections of
+    their own."""
+    if workers <= 1:
+        async with get_connection("default").acquire_connection() as connection:
+            for job in jobs:
+                progress(await write_chunk(connection, job, build_chunk))
+        return
+    loop = asyncio.get_running_loop()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = [loop.run_in_executor(pool, run_chunk, job, build_chunk) for job in jobs]
+        try:
+            for done in asyncio.as_completed(pending):
+                progress(await done)
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
 async def seed_demo(
     *,
     customers: int = 1200,
     seed: int = 7,
     slug: str = "demo",
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    database_url: str | None = None,
 ) -> DemoResult:
-    """Create the demo organization with `customers` customers, or return it if it exists."""
+    """Create the demo organization with `customers` customers, or return it if it exists.
+
+    Customers are written in chunks with COPY (by `workers` processes on `database_url`
+    when more than one), the CSM last, then the tables are analyzed.
+    """
     if customers < 1:
         raise ValidationFailed("The demo needs at least one customer.", field="customers")
+    if workers > 1 and not database_url:
+        raise ValueError("writing with several processes needs the database URL")
     found = await _existing(slug)
     if found is not None:
         return found
     rng, now = random.Random(seed), utcnow()
     try:
-        async with transaction():  # all or nothing: a half-seeded demo is never "existing"
+        async with transaction():
             new = await open_organization(
                 name="Acme Analytics",
                 slug=slug,
@@ -342,21 +362,50 @@ async def seed_demo(
                 admin_name="Alex Rivera",
                 created_by="demo",
             )
-            org, template = new.organization, new.template
-            assert template is not None
-            csm = await Operator.create(
-                organization=org, email=f"csm@{slug}.example", name="Casey Morgan", role=Role.CSM
-            )
-            seeder = _Seeder(rng, template, now, actor=f"csm:{csm.email}")
-            people = _people(rng, customers)
-            for start in range(0, customers, _CHUNK):
-                for person in people[start : start + _CHUNK]:
-                    seeder.add(*person)
-                await seeder.flush()
-                if progress is not None:
-                    progress(min(start + _CHUNK, customers), customers)
     except Conflict:
-        pass  # another process seeded `slug` at the same time: return what it made
+        found = await _existing(slug)  # another process seeded `slug` at the same time
+        if found is None:
+            raise
+        return found
+    org, template = new.organization, new.template
+    assert template is not None
+    connect = connect_kwargs(database_url) if database_url else {}
+    jobs = [
+        ChunkJob(
+            connect=connect,
+            organization_id=org.id,
+            template_id=template.id,
+            template_version=template.version,
+            definition=template.definition,
+            now=now,
+            seed=seed,
+            number=number,
+            people=people,
+            actor=f"csm:csm@{slug}.example",
+        )
+        for number, people in enumerate(split(_people(rng, customers), _CHUNK))
+    ]
+    written = 0
+
+    def advance(count: int) -> None:
+        nonlocal written
+        written += count
+        if progress is not None:
+            progress(written, customers)
+
+    try:
+        await _write(jobs, workers, advance)
+        # Demo data of other domains for the customers just written goes here (whole-org
+        # steps), or into demo_bulk.CHUNK_WRITERS (per chunk, inside its COPY transaction).
+        await Operator.create(
+            organization=org, email=f"csm@{slug}.example", name="Casey Morgan", role=Role.CSM
+        )
+    except BaseException:
+        await org.delete()
+        raise
+    await get_connection("default").execute_script(
+        "ANALYZE customer, workflow, workflow_stage, workflow_task, event_stream, outbox_event"
+    )
     found = await _existing(slug)
     assert found is not None
     return found

@@ -250,14 +250,17 @@ def apply_stage_action(
 
 def settle(state: WorkflowState, out: Outcome, *, now: datetime) -> None:
     """Complete what is done, unlock what qualifies, until nothing changes."""
+    stages = sorted(state.stages, key=lambda s: s.position)
+    tasks = sorted(state.tasks.values(), key=lambda t: t.position)
+    by_key = {s.key: s for s in stages}
     changed = True
     while changed:
         changed = False
-        for stage in sorted(state.stages, key=lambda s: s.position):
+        for stage in stages:
             if stage.status in (
                 StageStatus.UNLOCKED,
                 StageStatus.IN_PROGRESS,
-            ) and rules.stage_is_complete(stage.key, state.tasks.values()):
+            ) and rules.stage_is_complete(stage.key, tasks):
                 _complete_stage(state, stage, out, now=now)
                 changed = True
             elif stage.status is StageStatus.LOCKED and not rules.unlock_blockers(
@@ -270,11 +273,12 @@ def settle(state: WorkflowState, out: Outcome, *, now: datetime) -> None:
             ):
                 _unlock_stage(stage, out, now=now)
                 changed = True
-        for task in sorted(state.tasks.values(), key=lambda t: t.position):
-            home = state.stage(task.stage_key)
+        for task in tasks:
+            if task.status is not TaskStatus.LOCKED:
+                continue
+            home = by_key.get(task.stage_key)
             if (
-                task.status is TaskStatus.LOCKED
-                and home is not None
+                home is not None
                 and home.status is not StageStatus.LOCKED
                 and not rules.unmet_dependencies(task, state.tasks)
             ):
