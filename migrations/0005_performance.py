@@ -54,7 +54,7 @@ DROP_SEARCH_INDEXES = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0003_signin')]
+    dependencies = [('liftoff', '0004_consumers_audit')]
 
     initial = False
 
