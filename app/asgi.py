@@ -22,6 +22,7 @@ from tortoise.connection import get_connection
 
 from app.errors import DomainError
 from app.graphql.context import Context
+from app.graphql.events.frames import SharedFrames
 from app.graphql.schema import build_schema
 from app.kit.heap import settle_heap
 from app.ops import logs, metrics, tracing
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 class LiftoffGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with our typed context and websocket authentication."""
+
+    graphql_transport_ws_handler_class = SharedFrames
 
     def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
         self.runtime = runtime

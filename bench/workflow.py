@@ -157,6 +157,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "median of the per-round ratios, with their range (3).",
     )
     p.add_argument(
+        "--soak",
+        type=int,
+        default=0,
+        help="After the rounds, send this many workflow queries to Liftoff and print its RSS "
+        "at every tenth (0: skip).",
+    )
+    p.add_argument(
         "--no-uncached",
         action="store_true",
         help="Skip the reference bare app without caches (default: measure it too, labelled).",
@@ -214,7 +221,26 @@ async def _benchmark(
                         database=database,
                     )
                 )
+    if args.soak:
+        await soak(servers[1], query_requests(seeded.customers, args.concurrency), args, notes)
     return runs
+
+
+async def soak(
+    server: Child, make: MakeRequest, args: argparse.Namespace, notes: list[str]
+) -> None:
+    """`--soak` workflow queries in tenths, Liftoff's RSS after each: flat, or growing?"""
+    tenth = max(1, args.soak // 10)
+    readings = [rss_kb(server.pid)]
+    for n in range(10):
+        print(f"... soak {n + 1}/10 ({tenth} queries)", file=sys.stderr, flush=True)
+        await measure(
+            server, "soak", make, concurrency=args.concurrency, seconds=None, requests=tenth,
+            warmup=0, database=server.name,
+        )  # fmt: skip
+        readings.append(rss_kb(server.pid))
+    mb = ", ".join(f"{r / 1024:.0f}" for r in readings)
+    notes.append(f"  soak: Liftoff RSS MB at 0, 10 %, ..., 100 % of {tenth * 10} queries: {mb}")
 
 
 def bench(args: argparse.Namespace, teardown: Teardown) -> int:
