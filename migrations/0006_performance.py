@@ -54,7 +54,7 @@ DROP_SEARCH_INDEXES = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0004_consumers_audit')]
+    dependencies = [('liftoff', '0005_analytics')]
 
     initial = False
 
