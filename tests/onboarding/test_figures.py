@@ -12,7 +12,7 @@ from app.onboarding import records, service
 from app.onboarding.states import TaskAction, WorkflowStatus
 from tests.support.factories import Tenant
 
-BACKFILL = importlib.import_module("migrations.0006_performance").BACKFILL_FIGURES
+BACKFILL = importlib.import_module("migrations.0007_performance").BACKFILL_FIGURES
 
 
 async def _stored(tenant: Tenant, customer_id: object) -> tuple[float, int, str | None, str]:

@@ -54,7 +54,7 @@ DROP_SEARCH_INDEXES = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0005_analytics')]
+    dependencies = [('liftoff', '0006_outbox_trace')]
 
     initial = False
 
