@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -215,9 +216,10 @@ async def test_the_overview_shows_the_apis_numbers(demo: Demo, browser: Browser)
     )
     figures = analytics["data"]["analytics"]
     hours = figures["overview"]["medianHoursToComplete"]
-    assert await kpi(page, "median-time") == (
-        f"{round(hours)} h" if hours < 48 else f"{hours / 24:.1f} days"
-    )
+    # the page formats like JavaScript: Math.round and toFixed round halves up
+    days = Decimal(hours / 24).quantize(Decimal("0.1"), ROUND_HALF_UP)
+    shown_hours = Decimal(hours).quantize(Decimal("1"), ROUND_HALF_UP)
+    assert await kpi(page, "median-time") == (f"{shown_hours} h" if hours < 48 else f"{days} days")
     funnel = page.locator(".funnel li")
     await funnel.first.wait_for()
     shown = [
