@@ -47,7 +47,9 @@ class Runtime:
                 hub=self.hub,
                 settings=self.settings,
                 connect_kwargs=connect_kwargs(url),
-                consumers=CONSUMERS,
+                consumers=[
+                    c for c in CONSUMERS if c.name not in self.settings.paused_consumer_names
+                ],
             )
             self._tasks += [
                 asyncio.create_task(self.worker.run(), name="outbox-worker"),

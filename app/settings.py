@@ -55,12 +55,19 @@ class Settings(BaseSettings):
     signin_ttl_minutes: int = 60
     public_url: str | None = None
     embed_frame_ancestors: str = "'none'"
+    paused_consumers: str = Field(
+        default="", description="Comma-separated consumer names this process does not run."
+    )
 
     def base_url(self, *, host: str | None = None, port: int | None = None) -> str:
         """Where browsers reach the pages: LIFTOFF_PUBLIC_URL, else the bound host and port."""
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{host or self.host}:{port or self.port}"
+
+    @property
+    def paused_consumer_names(self) -> frozenset[str]:
+        return frozenset(n.strip() for n in self.paused_consumers.split(",") if n.strip())
 
     @property
     def runs_inline_worker(self) -> bool:

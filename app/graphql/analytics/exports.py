@@ -99,7 +99,9 @@ class ExportJob:
         token = exports.download_token(
             secret=info.context.settings.resolved_secret_key(), job=self.row
         )
-        base = str(info.context.request.base_url).rstrip("/")
+        settings = info.context.settings
+        base = settings.public_url or str(info.context.request.base_url)
+        base = base.rstrip("/")
         return f"{base}/exports/{self.row.id}/download?token={token}"
 
     @classmethod
