@@ -1,0 +1,379 @@
+"""Analytics at 1,200 / 100,000 / 1,000,000 customers, and what keeping the rollups costs.
+
+    python -m bench.analytics [--customers 1200,100000,1000000] [--rounds 3] [--requests 20]
+
+One run, on a throwaway database (DATABASE_URL, else the machine's PostgreSQL):
+1. one organization per size, its customers generated inside PostgreSQL (bench.analytics_data),
+   then its rollups built by `liftoff analytics rebuild`'s code (the consumer's contribution
+   function); times and rollup row counts are printed;
+2. `liftoff serve`; the full `analytics` query (every field, as a CSM) sent by one client,
+   `--requests` times per organization per round, organizations in alternating order per
+   round: p50 / p99 / max per size, and the p50 of each round (spread);
+3. `updateTask` throughput (bench.workflow's closed-loop clients, 64 customers) with the
+   `analytics-rollups` consumer running in the server's inline worker and with it paused
+   (LIFTOFF_PAUSED_CONSUMERS), alternating per round; the ratio of each round and its median;
+   before each measured run with the consumer on, its backlog is drained first;
+4. the CUSTOMERS CSV export of the largest organization streamed over HTTP: rows, bytes,
+   seconds and the server's resident memory before and at its peak.
+Figures, not verdicts; the machine's load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from bench.db import DEFAULT_SERVER
+from bench.metrics import percentile_ms, rss_kb
+from bench.procs import Child, Teardown, app_env, free_port, guarded_main, run, serve_argv
+from bench.report import table
+from bench.tenant import seed
+from bench.workflow_load import measure, update_requests
+
+QUERY = """query Full { analytics {
+  generatedAt filter { from to userType acquisitionChannel signupCohort templateVersion }
+  overview { label customers started completed completionRate inFlight activeLast7Days
+    medianHoursToComplete p90HoursToComplete pointsAwarded badgesAwarded
+    drillDown { signedUpFrom signedUpTo } }
+  funnel { stages { stageKey taskKey name reached completed skipped failed activeHere dropped
+      conversion completionRate dropOffRate medianHours p90Hours
+      drillDown(outcome: DROPPED) { stageKey outcome }
+      tasks { stageKey taskKey name reached completed skipped failed activeHere dropped
+        conversion completionRate dropOffRate medianHours p90Hours drillDown { taskKey } } }
+    stallTasks { taskKey dropped dropOffRate } }
+  cohorts { byUserType { label customers completed completionRate medianHoursToComplete }
+    byAcquisitionChannel { label customers completed completionRate p90HoursToComplete }
+    bySignupWeek { week customers completedByWeek completedByWeekRate } }
+  daily: trends(granularity: DAY) { points { start signups completions completionRate
+      medianHoursToComplete } changes { metric current previous absoluteChange relativeChange } }
+  weekly: trends(granularity: WEEK) { points { start signups completions } }
+  forecast { inFlight probabilityWithin30Days expectedCompletionsWithin30Days expectedDate
+    completedSample censoredSample method curve { days stillOnboarding atRisk } }
+  recommendations { kind message evidence { label value } effectSize sampleSize
+    drillDown { acquisitionChannel userType stageKey taskKey outcome } }
+  automationPerformance { runs } healthDistribution { segment } milestoneAchievements { key }
+} }"""
+EXPORT = """mutation($from: Date) { exportAnalytics(input: {format: CSV, sections: [CUSTOMERS],
+  filter: {from: $from}}) { id rowCount downloadUrl } }"""
+
+
+@dataclass
+class Org:
+    size: int
+    id: uuid.UUID
+    slug: str
+    csm: str
+    admin: str
+    seconds_generate: float = 0.0
+    seconds_rebuild: float = 0.0
+    rollup_rows: dict[str, int] = field(default_factory=dict)
+    latencies: list[list[float]] = field(default_factory=list)
+
+
+def log(message: str) -> None:
+    print(f"... {message}", file=sys.stderr, flush=True)
+
+
+async def _prepare(db_url: str, secret: str, sizes: list[int]) -> list[Org]:
+    import asyncpg
+
+    from app.accounts.models import Role
+    from app.accounts.tokens import token_for
+    from app.analytics.maintain import rebuild
+    from app.db import close_db, init_db, migrate, transaction
+    from app.kit.clock import utcnow
+    from app.onboarding.templates import open_organization
+    from app.settings import Settings
+    from bench.analytics_data import generate
+
+    await migrate(db_url)
+    await close_db()
+    settings = Settings(secret_key=secret)
+    orgs: list[Org] = []
+    await init_db(db_url)
+    conn = await asyncpg.connect(db_url)
+    try:
+        for size in sizes:
+            slug = f"analytics-{size}"
+            async with transaction():
+                new = await open_organization(
+                    name=f"Bench {size:,}",
+                    slug=slug,
+                    admin_email=f"admin@{slug}.test",
+                    admin_name="Admin",
+                    created_by="bench",
+                )
+            org_id = new.organization.id
+
+            def token(role: Role, org_id: uuid.UUID = org_id, slug: str = slug) -> str:
+                return token_for(
+                    settings,
+                    subject=f"{role.value.lower()}@{slug}.test",
+                    organization_id=org_id,
+                    role=role,
+                    ttl=timedelta(hours=6),
+                )
+
+            org = Org(size, org_id, slug, token(Role.CSM), token(Role.ADMIN))
+            log(f"generating {size:,} customers")
+            started = time.perf_counter()
+            await generate(conn, org_id, slug, size, lambda n: log(f"  {n:,} customers"))
+            org.seconds_generate = time.perf_counter() - started
+            log(f"rebuilding the rollups of {size:,} customers")
+            started = time.perf_counter()
+            async with transaction():
+                await rebuild(org_id, now=utcnow(), chunk=5000)
+            org.seconds_rebuild = time.perf_counter() - started
+            for table_name in ("analytics_cohort", "analytics_step", "analytics_completion"):
+                org.rollup_rows[table_name] = await conn.fetchval(
+                    f"SELECT count(*) FROM {table_name} WHERE organization_id = $1", org_id
+                )
+            await conn.execute("ANALYZE")
+            orgs.append(org)
+    finally:
+        await conn.close()
+        await close_db()
+    return orgs
+
+
+async def _query_rounds(server: Child, orgs: list[Org], rounds: int, requests: int) -> None:
+    import httpx
+
+    body = json.dumps({"query": QUERY}).encode()
+    async with httpx.AsyncClient(base_url=server.url, timeout=120.0) as client:
+        for org in orgs:  # warm-up: one of each
+            response = await client.post("/graphql", content=body, headers=_headers(org.csm))
+            data = response.json()
+            if "errors" in data:
+                raise RuntimeError(f"analytics query failed: {data['errors'][:1]}")
+            overview = data["data"]["analytics"]["overview"]
+            log(f"  {org.size:,}: {overview['customers']:,} customers in the default period")
+        for n in range(rounds):
+            order = orgs if n % 2 == 0 else orgs[::-1]
+            for org in order:
+                times = []
+                for _ in range(requests):
+                    started = time.perf_counter()
+                    response = await client.post(
+                        "/graphql", content=body, headers=_headers(org.csm)
+                    )
+                    times.append(time.perf_counter() - started)
+                    if response.status_code != 200 or b'"errors"' in response.content:
+                        raise RuntimeError(response.text[:300])
+                org.latencies.append(times)
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}", "content-type": "application/json"}
+
+
+async def _caught_up(db_url: str, within: float = 120.0) -> float:
+    """Seconds until the analytics consumer has handled every committed event."""
+    import asyncpg
+
+    started = time.perf_counter()
+    conn = await asyncpg.connect(db_url)
+    try:
+        while time.perf_counter() - started < within:
+            pending = await conn.fetchval(
+                "SELECT count(*) FROM outbox_event e, consumer_checkpoint c"
+                " WHERE c.name = 'analytics-rollups' AND (e.tx, e.id) > (c.last_tx, c.last_id)"
+            )
+            if not pending:
+                return time.perf_counter() - started
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    raise RuntimeError("the analytics consumer did not catch up")
+
+
+def _update_rounds(
+    args: argparse.Namespace, db_url: str, secret: str, db_name: str, teardown: Teardown
+) -> list[tuple[float, float, float]]:
+    seeded = run(seed(db_url, secret, 64, label="update"))
+    make = update_requests(seeded.customers, args.concurrency)
+    results: dict[str, list[float]] = {"on": [], "off": []}
+    catchup: list[float] = []
+    for n in range(args.rounds):
+        for mode in ("on", "off") if n % 2 == 0 else ("off", "on"):
+            extra = {"LIFTOFF_PAUSED_CONSUMERS": "analytics-rollups"} if mode == "off" else {}
+            port = free_port()
+            server = Child(
+                f"serve-{mode}", serve_argv(port), app_env(db_url, secret, **extra), port
+            )
+            teardown.add(server.stop)
+            server.start()
+            try:
+                run(server.wait_ready(within=120))
+                if mode == "on":
+                    run(_caught_up(db_url))
+                log(f"updateTask, analytics consumer {mode} (round {n + 1}/{args.rounds})")
+                result = run(
+                    measure(
+                        server,
+                        "updateTask",
+                        make,
+                        concurrency=args.concurrency,
+                        seconds=args.update_seconds,
+                        requests=None,
+                        warmup=2.0,
+                        database=db_name,
+                    )
+                )
+                if result.errors:
+                    raise RuntimeError(f"updateTask errors: {result.first_error}")
+                results[mode].append(result.rps)
+                if mode == "on":
+                    catchup.append(run(_caught_up(db_url)))
+            finally:
+                server.stop()
+    return [
+        (on, off, lag) for on, off, lag in zip(results["on"], results["off"], catchup, strict=True)
+    ]
+
+
+async def _stream(server: Child, org: Org) -> tuple[int, int, float, int, int]:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=server.url, timeout=600.0) as client:
+        year_ago = (datetime.now(UTC) - timedelta(days=370)).date().isoformat()
+        payload = {"query": EXPORT, "variables": {"from": year_ago}}
+        response = await client.post(
+            "/graphql", content=json.dumps(payload).encode(), headers=_headers(org.admin)
+        )
+        body = response.json()
+        if "errors" in body:
+            raise RuntimeError(f"export failed: {body['errors'][:1]}")
+        job = body["data"]["exportAnalytics"]
+        before = peak = rss_kb(server.pid)
+        rows = size = 0
+        started = time.perf_counter()
+        async with client.stream("GET", job["downloadUrl"].replace(server.url, "")) as download:
+            async for chunk in download.aiter_bytes():
+                size += len(chunk)
+                rows += chunk.count(b"\n")
+                peak = max(peak, rss_kb(server.pid))
+        seconds = time.perf_counter() - started
+    return rows - 1, size, seconds, before, peak
+
+
+def bench(args: argparse.Namespace, teardown: Teardown) -> int:
+    sizes = [int(s) for s in args.customers.split(",")]
+    load0 = os.getloadavg()
+    log(f"creating database {teardown.db_name}")
+    db_url, pg_version = run(teardown.create_database())
+    secret = secrets.token_urlsafe(32)
+    orgs = run(_prepare(db_url, secret, sizes))
+    port = free_port()
+    server = Child("serve", serve_argv(port), app_env(db_url, secret), port)
+    teardown.add(server.stop)
+    server.start()
+    run(server.wait_ready(within=120))
+    log("analytics query rounds")
+    run(_query_rounds(server, orgs, args.rounds, args.requests))
+    load1 = os.getloadavg()
+    stream = None
+    if not args.skip_stream:
+        log(f"streaming the customer CSV of {orgs[-1].size:,} customers")
+        stream = run(_stream(server, orgs[-1]))
+    server.stop()
+    updates = (
+        [] if args.skip_update else _update_rounds(args, db_url, secret, teardown.db_name, teardown)
+    )
+    load2 = os.getloadavg()
+
+    print()
+    print(
+        f"Liftoff analytics benchmark: PostgreSQL {pg_version}, {os.cpu_count()} CPUs,"
+        f" {args.rounds} round(s) of {args.requests} sequential queries per size (one client)"
+    )
+    print(
+        "Load average (1/5/15 min) at start / after the queries / at the end: "
+        + " / ".join(", ".join(f"{x:.1f}" for x in load) for load in (load0, load1, load2))
+    )
+    print()
+    heads = [["customers", "generate", "rebuild", "cohort", "step", "completion", "p50", "p99",
+              "max", "p50 per round"],
+             ["", "s", "s", "rows", "rows", "rows", "ms", "ms", "ms", "ms"]]  # fmt: skip
+    rows = []
+    for org in orgs:
+        every = [t for r in org.latencies for t in r]
+        rows.append(
+            [
+                f"{org.size:,}",
+                f"{org.seconds_generate:.0f}",
+                f"{org.seconds_rebuild:.0f}",
+                f"{org.rollup_rows['analytics_cohort']:,}",
+                f"{org.rollup_rows['analytics_step']:,}",
+                f"{org.rollup_rows['analytics_completion']:,}",
+                f"{percentile_ms(every, 0.5):.1f}",
+                f"{percentile_ms(every, 0.99):.1f}",
+                f"{max(every) * 1000:.1f}",
+                " ".join(f"{percentile_ms(r, 0.5):.0f}" for r in org.latencies),
+            ]
+        )
+    for line in table(heads, rows, rule=True):
+        print(line)
+    print("The query: every field of `analytics` (both trend granularities), default period")
+    print("(the last 90 days of signups), over HTTP to one `liftoff serve` process.")
+    if updates:
+        print()
+        print(
+            f"updateTask throughput, {args.concurrency} clients, {args.update_seconds:g} s per run:"
+        )
+        for i, (on, off, lag) in enumerate(updates, 1):
+            print(
+                f"  round {i}: consumer on {on:.1f} req/s, paused {off:.1f} req/s,"
+                f" on/paused {on / off:.3f}; consumer caught up {lag:.1f} s after the run"
+            )
+        ratios = [on / off for on, off, _ in updates]
+        print(
+            f"  median on/paused {statistics.median(ratios):.3f}"
+            f" (cost of keeping the rollups: {100 * (1 - statistics.median(ratios)):.1f} %"
+            " of updateTask throughput)"
+        )
+    if stream:
+        rows_, size, seconds, before, peak = stream
+        print()
+        print(
+            f"CUSTOMERS CSV of {orgs[-1].size:,} customers streamed: {rows_:,} rows,"
+            f" {size / 1e6:.1f} MB in {seconds:.1f} s; server RSS {before / 1024:.0f} MiB before,"
+            f" {peak / 1024:.0f} MiB at peak"
+        )
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__)
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL") or DEFAULT_SERVER,
+        help="PostgreSQL server for the throwaway database "
+        f"(default $DATABASE_URL, else {DEFAULT_SERVER}).",
+    )
+    p.add_argument("--customers", default="1200,100000,1000000", help="Sizes, comma-separated.")
+    p.add_argument("--rounds", type=int, default=3, help="Rounds (3).")
+    p.add_argument("--requests", type=int, default=20, help="Queries per size per round (20).")
+    p.add_argument("--concurrency", type=int, default=16, help="updateTask clients (16).")
+    p.add_argument("--update-seconds", type=float, default=10.0, help="Per updateTask run (10).")
+    p.add_argument("--skip-update", action="store_true", help="No updateTask ratio.")
+    p.add_argument("--skip-stream", action="store_true", help="No customer CSV stream.")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return guarded_main(args.database_url, lambda teardown: bench(args, teardown))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
