@@ -205,6 +205,25 @@ async def age(*, now: datetime, limit: int = AGE_BATCH) -> int:
 _PAGE = """SELECT id FROM customer WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"""
 
 
+async def _copy_rollups(organization_id: uuid.UUID, delta: Delta) -> None:
+    """Write fresh rollup rows with COPY (the organization's rows were just deleted)."""
+    async with _conn().acquire_connection() as raw:
+        for kind, table in TABLES.items():
+            scalars, arrays = LAYOUT[kind]
+            records = []
+            for (k, key), values in delta.items():
+                if k != kind or not any(values):
+                    continue
+                cut = len(scalars)
+                parts: list[Any] = [organization_id, *key, *values[:cut]]
+                for _, size in arrays:
+                    parts.append(values[cut : cut + size])
+                    cut += size
+                records.append(tuple(parts))
+            columns = ["organization_id", *KEYS[kind], *scalars, *(a for a, _ in arrays)]
+            await raw.copy_records_to_table(table, records=records, columns=columns)
+
+
 async def rebuild(
     organization_id: uuid.UUID,
     *,
@@ -226,9 +245,8 @@ async def rebuild(
     delta: Delta = {}
     after = uuid.UUID(int=0)
     while True:
-        page = [
-            r["id"] for r in await conn.execute_query_dict(_PAGE, [organization_id, after, chunk])
-        ]
+        rows = await conn.execute_query_dict(_PAGE, [organization_id, after, chunk])
+        page = [r["id"] for r in rows]
         if not page:
             break
         after = page[-1]
@@ -237,12 +255,15 @@ async def rebuild(
             new = rules.entries(f, now=now)
             rules.expand(new, 1, delta)
             saves.append(
-                [cid, org, json.dumps(new), rules.is_active(f, now), f.last_activity_at, now]
+                (cid, org, json.dumps(new), rules.is_active(f, now), f.last_activity_at, now)
             )
-        if saves:
-            await conn.execute_many(_SAVE, saves)
+        async with conn.acquire_connection() as raw:
+            await raw.copy_records_to_table("analytics_customer", records=saves, columns=_SNAPSHOT)
         done += len(page)
         if progress:
             progress(done, total)
-    await apply(organization_id, delta)
+    await _copy_rollups(organization_id, delta)
     return done
+
+
+_SNAPSHOT = ["id", "organization_id", "contribution", "active", "last_activity_at", "updated_at"]

@@ -46,21 +46,34 @@ class Report:
         return await self._once("names", lambda: query.names(self.scope.organization_id))
 
     async def overview(self) -> Figures:
-        return report.overview(self.scope, await self.cohort_rows())
+        async def make() -> Figures:
+            return report.overview(self.scope, await self.cohort_rows())
+
+        return await self._once("overview", make)
 
     async def funnel(self) -> Funnel:
-        customers = (await self.overview()).totals.customers
-        return report.funnel(self.scope, customers, await self.step_rows(), await self.names())
+        async def make() -> Funnel:
+            customers = (await self.overview()).totals.customers
+            steps, names = await self.step_rows(), await self.names()
+            return report.funnel(self.scope, customers, steps, names)
+
+        return await self._once("funnel", make)
 
     async def cohorts(self) -> Cohorts:
-        return report.cohorts(self.scope, await self.cohort_rows())
+        async def make() -> Cohorts:
+            return report.cohorts(self.scope, await self.cohort_rows())
+
+        return await self._once("cohorts", make)
 
     async def trends(self, granularity: str = "DAY") -> Trends:
         if granularity not in GRANULARITIES:
             granularity = "DAY"
-        return report.trends(
-            self.scope, granularity, await self.cohort_rows(), await self.completion_rows()
-        )
+
+        async def make() -> Trends:
+            cohort, done = await self.cohort_rows(), await self.completion_rows()
+            return report.trends(self.scope, granularity, cohort, done)
+
+        return await self._once(f"trends-{granularity}", make)
 
     async def forecast(self) -> forecasting.Forecast:
         rows = report.within(self.scope, await self.cohort_rows())
