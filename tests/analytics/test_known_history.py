@@ -115,7 +115,8 @@ async def test_graphql_figures_and_drill_down(tenant: Tenant) -> None:
     _, people = await _history(tenant)
     csm = token(tenant.id, Role.CSM)
     body = await gql(
-        """{ analytics { overview { customers completed completionRate medianHoursToComplete }
+        """{ analytics { overview { customers completed completionRate medianHoursToComplete
+               done: drillDown(figure: COMPLETED) { workflowStatus signedUpFrom signedUpTo } }
              funnel { stages { stageKey reached tasks { taskKey failed
                drillDown(outcome: FAILED) { stageKey taskKey outcome signedUpFrom } } } }
              automationPerformance { runs } healthDistribution { segment } } }""",
@@ -123,6 +124,11 @@ async def test_graphql_figures_and_drill_down(tenant: Tenant) -> None:
     )
     assert "errors" not in body, body
     data = body["data"]["analytics"]
+    done = data["overview"].pop("done")
+    completed = await gql(
+        "query($f: CustomerFilter) { customers(filter: $f) { totalCount } }", {"f": done}, token=csm
+    )
+    assert completed["data"]["customers"]["totalCount"] == 3
     assert data["overview"] == {
         "customers": 5,
         "completed": 3,

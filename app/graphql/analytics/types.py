@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -14,7 +15,7 @@ from app.analytics.service import Report
 from app.customers.service import CustomerFilter
 from app.graphql.analytics.drill import CustomerDrillDown
 from app.graphql.context import Context
-from app.graphql.enums import StepOutcome
+from app.graphql.enums import StepOutcome, WorkflowStatus
 
 Info = strawberry.Info[Context, None]
 
@@ -27,6 +28,14 @@ def hours(seconds: float | None) -> float | None:
 class TrendGranularity(StrEnum):
     DAY = "DAY"
     WEEK = "WEEK"
+
+
+@strawberry.enum(description="A headline figure whose customers to list.")
+class HeadlineFigure(StrEnum):
+    CUSTOMERS = "CUSTOMERS"
+    COMPLETED = "COMPLETED"
+    IN_FLIGHT = "IN_FLIGHT"
+    ACTIVE_LAST_7_DAYS = "ACTIVE_LAST_7_DAYS"
 
 
 @strawberry.input(
@@ -87,7 +96,19 @@ class SegmentFigures:
     p90_hours_to_complete: float | None
     points_awarded: int
     badges_awarded: int
-    drill_down: CustomerDrillDown = strawberry.field(description="The customers counted here.")
+    base: strawberry.Private[CustomerFilter]
+
+    @strawberry.field(description="The customers behind one of these figures.")
+    def drill_down(self, figure: HeadlineFigure = HeadlineFigure.CUSTOMERS) -> CustomerDrillDown:
+        if figure is HeadlineFigure.COMPLETED:
+            return CustomerDrillDown.of(
+                replace(self.base, workflow_status=WorkflowStatus.COMPLETED)
+            )
+        if figure is HeadlineFigure.IN_FLIGHT:
+            return CustomerDrillDown.of(replace(self.base, workflow_status=WorkflowStatus.ACTIVE))
+        if figure is HeadlineFigure.ACTIVE_LAST_7_DAYS:
+            return CustomerDrillDown.of(replace(self.base, active=True))
+        return CustomerDrillDown.of(self.base)
 
     @classmethod
     def of(cls, f: report.Figures) -> SegmentFigures:
@@ -104,7 +125,7 @@ class SegmentFigures:
             p90_hours_to_complete=hours(t.p90_seconds),
             points_awarded=t.points,
             badges_awarded=t.badges,
-            drill_down=CustomerDrillDown.of(f.drill),
+            base=f.drill,
         )
 
 
@@ -184,8 +205,6 @@ class RetentionRow:
 
     @strawberry.field(description="The customers of this row who completed by week W+k.")
     def completed_drill_down(self, weeks: int) -> CustomerDrillDown:
-        from dataclasses import replace
-
         return CustomerDrillDown.of(replace(self.row.drill, completed_within_weeks=weeks))
 
     row: strawberry.Private[report.RetentionRow]
@@ -420,10 +439,6 @@ class OnboardingAnalytics:
 
     @strawberry.field
     async def forecast(self) -> Forecast:
-        from dataclasses import replace
-
-        from app.onboarding.states import WorkflowStatus
-
         drill = replace(report.base_drill(self.run.scope), workflow_status=WorkflowStatus.ACTIVE)
         return Forecast.of(await self.run.forecast(), today=self.run.now.date(), drill=drill)
 
