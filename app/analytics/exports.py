@@ -15,7 +15,7 @@ from tortoise.connection import get_connection
 
 from app.accounts.models import Organization, Role
 from app.accounts.viewer import Viewer
-from app.analytics import pdf, render
+from app.analytics import render
 from app.analytics.models import ExportJob
 from app.analytics.query import Scope
 from app.audit import service as audit
@@ -132,6 +132,8 @@ async def run_next(*, now: datetime | None = None) -> bool:
         claimed = await get_connection("default").execute_query_dict(_CLAIM, [now, now - STALE_RUN])
     if not claimed:
         return False
+    from app.analytics import pdf  # fpdf2 takes a while to import: only when a PDF is due
+
     job = await ExportJob.get(id=claimed[0]["id"])
     org = await Organization.get(id=job.organization_id)  # type: ignore[attr-defined]
     loop = asyncio.get_running_loop()
