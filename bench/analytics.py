@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bench.db import DEFAULT_SERVER
+from bench.db import DEFAULT_SERVER, with_database
 from bench.metrics import percentile_ms, rss_kb
 from bench.procs import Child, Teardown, app_env, free_port, guarded_main, run, serve_argv
 from bench.report import table
@@ -104,15 +104,19 @@ async def _prepare(db_url: str, secret: str, sizes: list[int]) -> list[Org]:
     try:
         for size in sizes:
             slug = f"analytics-{size}"
-            async with transaction():
-                new = await open_organization(
-                    name=f"Bench {size:,}",
-                    slug=slug,
-                    admin_email=f"admin@{slug}.test",
-                    admin_name="Admin",
-                    created_by="bench",
-                )
-            org_id = new.organization.id
+            existing = await conn.fetchval("SELECT id FROM organization WHERE slug = $1", slug)
+            if existing is None:
+                async with transaction():
+                    new = await open_organization(
+                        name=f"Bench {size:,}",
+                        slug=slug,
+                        admin_email=f"admin@{slug}.test",
+                        admin_name="Admin",
+                        created_by="bench",
+                    )
+                org_id = new.organization.id
+            else:
+                org_id = existing
 
             def token(role: Role, org_id: uuid.UUID = org_id, slug: str = slug) -> str:
                 return token_for(
@@ -124,15 +128,18 @@ async def _prepare(db_url: str, secret: str, sizes: list[int]) -> list[Org]:
                 )
 
             org = Org(size, org_id, slug, token(Role.CSM), token(Role.ADMIN))
-            log(f"generating {size:,} customers")
-            started = time.perf_counter()
-            await generate(conn, org_id, slug, size, lambda n: log(f"  {n:,} customers"))
-            org.seconds_generate = time.perf_counter() - started
-            log(f"rebuilding the rollups of {size:,} customers")
-            started = time.perf_counter()
-            async with transaction():
-                await rebuild(org_id, now=utcnow(), chunk=5000)
-            org.seconds_rebuild = time.perf_counter() - started
+            if existing is None:
+                log(f"generating {size:,} customers")
+                started = time.perf_counter()
+                await generate(conn, org_id, slug, size, lambda n: log(f"  {n:,} customers"))
+                org.seconds_generate = time.perf_counter() - started
+                log(f"rebuilding the rollups of {size:,} customers")
+                started = time.perf_counter()
+                async with transaction():
+                    await rebuild(org_id, now=utcnow(), chunk=5000)
+                org.seconds_rebuild = time.perf_counter() - started
+            else:
+                log(f"reusing the {size:,} customers of {slug}")
             for table_name in ("analytics_cohort", "analytics_step", "analytics_completion"):
                 org.rollup_rows[table_name] = await conn.fetchval(
                     f"SELECT count(*) FROM {table_name} WHERE organization_id = $1", org_id
@@ -269,8 +276,13 @@ async def _stream(server: Child, org: Org) -> tuple[int, int, float, int, int]:
 def bench(args: argparse.Namespace, teardown: Teardown) -> int:
     sizes = [int(s) for s in args.customers.split(",")]
     load0 = os.getloadavg()
-    log(f"creating database {teardown.db_name}")
-    db_url, pg_version = run(teardown.create_database())
+    if args.reuse_database:
+        teardown.db_name = args.reuse_database
+        db_url = with_database(args.database_url, args.reuse_database)
+        pg_version = "(reused database)"
+    else:
+        log(f"creating database {teardown.db_name}")
+        db_url, pg_version = run(teardown.create_database())
     secret = secrets.token_urlsafe(32)
     orgs = run(_prepare(db_url, secret, sizes))
     port = free_port()
@@ -367,6 +379,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--update-seconds", type=float, default=10.0, help="Per updateTask run (10).")
     p.add_argument("--skip-update", action="store_true", help="No updateTask ratio.")
     p.add_argument("--skip-stream", action="store_true", help="No customer CSV stream.")
+    p.add_argument(
+        "--reuse-database",
+        metavar="NAME",
+        help="Use (and keep) this database; sizes whose organization `analytics-<size>` "
+        "exists there are not generated again. Makes repeated runs at 1,000,000 affordable.",
+    )
     return p.parse_args(argv)
 
 

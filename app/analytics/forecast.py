@@ -66,15 +66,19 @@ def survival_at(curve: Sequence[CurvePoint], days: float) -> float:
 
 
 def _residual_median(curve: Sequence[CurvePoint], age_days: float) -> float | None:
+    """Days until S falls to half of S(age), linear between bucket bounds; None when that
+    does not happen within a year."""
     start = survival_at(curve, age_days)
     if start <= 0:
         return None
-    target = start / 2
-    step, t = 0.25, 0.0
-    while t <= 365:
-        if survival_at(curve, age_days + t) <= target:
-            return t
-        t += step if t < 30 else 1.0
+    target, low_days, low_s = start / 2, 0.0, 1.0
+    for p in curve:
+        if p.days >= age_days and p.survival <= target:
+            span = low_s - p.survival
+            t = p.days if span <= 0 else low_days + (low_s - target) * (p.days - low_days) / span
+            remaining = max(t, age_days) - age_days
+            return remaining if remaining <= 365 else None
+        low_days, low_s = p.days, p.survival
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
 from collections.abc import Sequence
 
 _M, _H, _D = 60, 3600, 86400
@@ -56,6 +57,5 @@ def quantile(counts: Sequence[int], q: float) -> float | None:
 
 
 def add(into: list[int], other: Sequence[int]) -> None:
-    """Add `other` to `into`, element by element."""
-    for i, value in enumerate(other):
-        into[i] += value
+    """Add `other` to `into`, element by element (the shorter one decides how many)."""
+    into[: len(other)] = map(operator.add, into, other)

@@ -56,12 +56,10 @@ FROM customer c
 JOIN workflow w ON w.customer_id = c.id AND w.organization_id = c.organization_id
 JOIN workflow_template t ON t.id = w.template_id
 WHERE c.id = ANY($1::uuid[])"""
-_STAGES = """SELECT workflow_id, key, position, status, unlocked_at, completed_at
-FROM workflow_stage WHERE workflow_id = ANY($1::uuid[])"""
-_TASKS = """SELECT t.workflow_id, t.key, s.key AS stage_key, t.position, t.status, t.attempts,
-  t.started_at, t.completed_at
-FROM workflow_task t JOIN workflow_stage s ON s.id = t.stage_id
-WHERE t.workflow_id = ANY($1::uuid[])"""
+_STAGES = """SELECT id, workflow_id, key, position, status, unlocked_at, completed_at
+FROM workflow_stage WHERE organization_id = ANY($2::uuid[]) AND workflow_id = ANY($1::uuid[])"""
+_TASKS = """SELECT workflow_id, stage_id, key, position, status, attempts, started_at, completed_at
+FROM workflow_task WHERE organization_id = ANY($2::uuid[]) AND workflow_id = ANY($1::uuid[])"""
 _OLD = """SELECT id, contribution FROM analytics_customer WHERE id = ANY($1::uuid[])
 ORDER BY id FOR UPDATE"""
 _SAVE = """INSERT INTO analytics_customer
@@ -83,19 +81,22 @@ async def load_facts(
     conn = _conn()
     heads = await conn.execute_query_dict(_FACTS, [list(customer_ids)])
     workflows = [r["workflow_id"] for r in heads]
+    organizations = list({r["organization_id"] for r in heads})
     stages: dict[uuid.UUID, list[rules.StageFacts]] = {w: [] for w in workflows}
     tasks: dict[uuid.UUID, list[rules.TaskFacts]] = {w: [] for w in workflows}
-    for r in await conn.execute_query_dict(_STAGES, [workflows]):
+    stage_keys: dict[uuid.UUID, str] = {}
+    for r in await conn.execute_query_dict(_STAGES, [workflows, organizations]):
+        stage_keys[r["id"]] = r["key"]
         stages[r["workflow_id"]].append(
             rules.StageFacts(
                 r["key"], r["position"], r["status"], r["unlocked_at"], r["completed_at"]
             )
         )
-    for r in await conn.execute_query_dict(_TASKS, [workflows]):
+    for r in await conn.execute_query_dict(_TASKS, [workflows, organizations]):
         tasks[r["workflow_id"]].append(
             rules.TaskFacts(
                 r["key"],
-                r["stage_key"],
+                stage_keys[r["stage_id"]],
                 r["position"],
                 r["status"],
                 r["attempts"],

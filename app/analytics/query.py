@@ -118,15 +118,38 @@ def _values(row: dict[str, Any], skip: int) -> list[int]:
     return [int(v) for v in list(row.values())[skip:]]
 
 
-async def cohort_rows(scope: Scope) -> list[tuple[date, str, str, list[int]]]:
-    """Signup-day cells of this period and the previous one: (day, user type, channel, sums)."""
+@dataclass(frozen=True)
+class CohortSums:
+    """Headline sums of the signup cells: per signup day (this period and the previous one),
+    and per user type and per channel (this period)."""
+
+    days: list[tuple[date, list[int]]]
+    user_types: list[tuple[str, list[int]]]
+    channels: list[tuple[str, list[int]]]
+
+
+async def cohort_sums(scope: Scope) -> CohortSums:
+    """One grouped query (grouping sets), so few rows leave the database."""
     where, params = _where(scope, scope.previous().start, signup="day")
+    params.append(scope.start)
+    current = f"(day >= ${len(params)})"
     sql = (
-        f"SELECT day, user_type, channel, {COHORT_SUMS} FROM analytics_cohort"
-        f" WHERE {where} GROUP BY day, user_type, channel"
+        f"SELECT {current} AS current, day, user_type, channel,"
+        " GROUPING(day, user_type, channel) AS g,"
+        f" {COHORT_SUMS} FROM analytics_cohort WHERE {where}"
+        f" GROUP BY GROUPING SETS ((day), ({current}, user_type), ({current}, channel))"
     )
     rows = await get_connection("default").execute_query_dict(sql, params)
-    return [(r["day"], r["user_type"], r["channel"], _values(r, 3)) for r in rows]
+    days, types, channels = [], [], []
+    for r in rows:
+        values = _values(r, 5)
+        if r["g"] == 0b011:
+            days.append((r["day"], values))
+        elif r["current"] and r["g"] == 0b101:
+            types.append((r["user_type"], values))
+        elif r["current"] and r["g"] == 0b110:
+            channels.append((r["channel"], values))
+    return CohortSums(days=days, user_types=types, channels=channels)
 
 
 async def step_rows(scope: Scope) -> list[tuple[str, str, str, str, int, list[int]]]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from app.analytics.histogram import BUCKETS, WEEKS, add, quantile
-from app.analytics.query import Scope
+from app.analytics.query import CohortSums, Scope
 from app.analytics.rules import COHORT_COLUMNS, STEP_COLUMNS, StepOutcome, week_of
 from app.customers.service import CustomerFilter
 
@@ -183,24 +183,27 @@ class Trends:
     changes: list[Change]
 
 
-CohortRow = tuple[date, str, str, list[int]]
 StepRow = tuple[str, str, str, str, int, list[int]]
 
 
-def totals(rows: Iterable[CohortRow]) -> Totals:
+def totals(values: Iterable[Sequence[int]]) -> Totals:
     out = Totals()
-    for _, _, _, values in rows:
-        out.add(values)
+    for v in values:
+        out.add(v)
     return out
 
 
-def within(scope: Scope, rows: Iterable[CohortRow]) -> list[CohortRow]:
-    """The cells of the scope's own period (the rows also hold the previous one)."""
-    return [r for r in rows if scope.start <= r[0] <= scope.end]
+def within(scope: Scope, days: Iterable[tuple[date, list[int]]]) -> list[tuple[date, list[int]]]:
+    """The signup days of the scope's own period (the sums also hold the previous one)."""
+    return [(d, v) for d, v in days if scope.start <= d <= scope.end]
 
 
-def overview(scope: Scope, rows: Sequence[CohortRow]) -> Figures:
-    return Figures(label="all", totals=totals(within(scope, rows)), drill=base_drill(scope))
+def period_totals(scope: Scope, sums: CohortSums) -> Totals:
+    return totals(v for _, v in within(scope, sums.days))
+
+
+def overview(scope: Scope, sums: CohortSums) -> Figures:
+    return Figures(label="all", totals=period_totals(scope, sums), drill=base_drill(scope))
 
 
 def step_of(rows: Iterable[StepRow], key: tuple[str, str], name: str) -> StepFigures:
@@ -259,24 +262,18 @@ def funnel(
 
 def _by(
     scope: Scope,
-    rows: Sequence[CohortRow],
-    index: int,
+    groups: Sequence[tuple[str, list[int]]],
     drill: Callable[[CustomerFilter, str], CustomerFilter],
 ) -> list[Figures]:
-    groups: dict[str, Totals] = {}
-    for r in within(scope, rows):
-        groups.setdefault(str(r[index]), Totals()).add(r[3])
     base = base_drill(scope)
-    return [
-        Figures(label=k, totals=v, drill=drill(base, k))
-        for k, v in sorted(groups.items(), key=lambda kv: (-kv[1].customers, kv[0]))
-    ]
+    figures = [Figures(label=k, totals=totals([v]), drill=drill(base, k)) for k, v in groups]
+    return sorted(figures, key=lambda f: (-f.totals.customers, f.label))
 
 
-def cohorts(scope: Scope, rows: Sequence[CohortRow]) -> Cohorts:
+def cohorts(scope: Scope, sums: CohortSums) -> Cohorts:
     weeks: dict[date, Totals] = {}
-    for r in within(scope, rows):
-        weeks.setdefault(week_of(r[0]), Totals()).add(r[3])
+    for day, values in within(scope, sums.days):
+        weeks.setdefault(week_of(day), Totals()).add(values)
     base = base_drill(scope)
     table = []
     for week, t in sorted(weeks.items()):
@@ -297,8 +294,8 @@ def cohorts(scope: Scope, rows: Sequence[CohortRow]) -> Cohorts:
             )
         )
     return Cohorts(
-        by_user_type=_by(scope, rows, 1, lambda b, k: replace(b, user_type=k)),
-        by_channel=_by(scope, rows, 2, lambda b, k: replace(b, acquisition_channel=k)),
+        by_user_type=_by(scope, sums.user_types, lambda b, k: replace(b, user_type=k)),
+        by_channel=_by(scope, sums.channels, lambda b, k: replace(b, acquisition_channel=k)),
         by_signup_week=table,
     )
 
@@ -312,14 +309,14 @@ def _bucket(day: date, scope: Scope, granularity: str) -> date:
 def trends(
     scope: Scope,
     granularity: str,
-    cohort: Sequence[CohortRow],
+    sums: CohortSums,
     completions: Sequence[tuple[date, list[int]]],
 ) -> Trends:
     """Signups and completion rate by signup day/week; completions and their median time by
     completion day/week; each figure against the previous period of the same length."""
     signups: dict[date, Totals] = {}
-    for r in within(scope, cohort):
-        signups.setdefault(_bucket(r[0], scope, granularity), Totals()).add(r[3])
+    for day, values in within(scope, sums.days):
+        signups.setdefault(_bucket(day, scope, granularity), Totals()).add(values)
     done: dict[date, list[int]] = {}
     for day, values in completions:
         if scope.start <= day <= scope.end:
@@ -344,7 +341,7 @@ def trends(
         )
         cursor = week_of(cursor) + step if granularity == "WEEK" else cursor + step
     previous = scope.previous()
-    now_t, before_t = totals(within(scope, cohort)), totals(within(previous, cohort))
+    now_t, before_t = period_totals(scope, sums), period_totals(previous, sums)
     now_d, before_d = [0] * (1 + BUCKETS), [0] * (1 + BUCKETS)
     for day, values in completions:
         if scope.start <= day <= scope.end:

@@ -33,8 +33,8 @@ class Report:
         result: T = await self._memo[key]
         return result
 
-    async def cohort_rows(self) -> list[report.CohortRow]:
-        return await self._once("cohort", lambda: query.cohort_rows(self.scope))
+    async def cohort_sums(self) -> query.CohortSums:
+        return await self._once("cohort", lambda: query.cohort_sums(self.scope))
 
     async def step_rows(self) -> list[report.StepRow]:
         return await self._once("steps", lambda: query.step_rows(self.scope))
@@ -47,7 +47,7 @@ class Report:
 
     async def overview(self) -> Figures:
         async def make() -> Figures:
-            return report.overview(self.scope, await self.cohort_rows())
+            return report.overview(self.scope, await self.cohort_sums())
 
         return await self._once("overview", make)
 
@@ -61,7 +61,7 @@ class Report:
 
     async def cohorts(self) -> Cohorts:
         async def make() -> Cohorts:
-            return report.cohorts(self.scope, await self.cohort_rows())
+            return report.cohorts(self.scope, await self.cohort_sums())
 
         return await self._once("cohorts", make)
 
@@ -70,16 +70,16 @@ class Report:
             granularity = "DAY"
 
         async def make() -> Trends:
-            cohort, done = await self.cohort_rows(), await self.completion_rows()
+            cohort, done = await self.cohort_sums(), await self.completion_rows()
             return report.trends(self.scope, granularity, cohort, done)
 
         return await self._once(f"trends-{granularity}", make)
 
     async def forecast(self) -> forecasting.Forecast:
-        rows = report.within(self.scope, await self.cohort_rows())
-        done = report.totals(rows).done_hist
+        days = report.within(self.scope, (await self.cohort_sums()).days)
+        done = report.totals(v for _, v in days).done_hist
         ages: dict[date, int] = {}
-        for day, _, _, values in rows:
+        for day, values in days:
             ages[day] = ages.get(day, 0) + values[0] - values[2]
         noon = time(12, tzinfo=UTC)
         return forecasting.forecast(
@@ -107,9 +107,9 @@ class Report:
     async def recommendations(self) -> list[recommend.Recommendation]:
         cohorts = await self.cohorts()
         trends = await self.trends()
-        rows = await self.cohort_rows()
-        now_t = report.totals(report.within(self.scope, rows))
-        before = report.totals(report.within(self.scope.previous(), rows))
+        sums = await self.cohort_sums()
+        now_t = report.period_totals(self.scope, sums)
+        before = report.period_totals(self.scope.previous(), sums)
         return recommend.recommendations(
             base=report.base_drill(self.scope),
             funnel=await self.funnel(),
@@ -126,11 +126,15 @@ class Report:
 def _worst_task(
     rows: list[report.StepRow], names: dict[tuple[str, str], str]
 ) -> StepFigures | None:
-    by_task: dict[tuple[str, str], list[report.StepRow]] = {}
+    """The task where most of these rows' customers stall."""
+    dropped: dict[tuple[str, str], int] = {}
     for r in rows:
-        by_task.setdefault((r[2], r[3]), []).append(r)
-    steps = [report.step_of(v, k, names.get(k, k[1])) for k, v in by_task.items()]
-    return max(steps, key=lambda s: (s.dropped, -s.position), default=None)
+        dropped[(r[2], r[3])] = dropped.get((r[2], r[3]), 0) + r[5][5]
+    if not dropped:
+        return None
+    key = max(dropped, key=lambda k: dropped[k])
+    mine = [r for r in rows if (r[2], r[3]) == key]
+    return report.step_of(mine, key, names.get(key, key[1]))
 
 
 def analytics(
