@@ -27,14 +27,17 @@ SELECT i, gen_random_uuid() AS cid, gen_random_uuid() AS wid,
 FROM generate_series($1::int, $2::int) AS i"""
 
 _CUSTOMERS = """INSERT INTO customer (id, organization_id, email, name, company, user_type,
-  acquisition_channel, tags, signed_up_at, created_at)
+  acquisition_channel, tags, signed_up_at, created_at, workflow_status)
 SELECT cid, $1, 'c' || i || '@' || $2 || '.bench', 'Customer ' || i, 'Bench', user_type,
-  channel, '[]'::jsonb, signed_up_at, signed_up_at FROM bench_gen"""
+  channel, '[]'::jsonb, signed_up_at, signed_up_at,
+  CASE WHEN level = $3 THEN 'COMPLETED' ELSE 'ACTIVE' END FROM bench_gen"""
 
 _WORKFLOWS = """INSERT INTO workflow (id, organization_id, customer_id, template_id, status,
+  progress, minutes_remaining, current_stage_key,
   points, badges, paused, reminders_enabled, started_at, completed_at, last_activity_at,
   version, created_at)
 SELECT wid, $1, cid, $2, CASE WHEN level = $3 THEN 'COMPLETED' ELSE 'ACTIVE' END,
+  round(100.0 * level / $3, 2), ($3 - level) * 5, NULL,
   level * 25, '[]'::jsonb, false, true, signed_up_at,
   CASE WHEN level = $3 THEN least(now(), signed_up_at + pace * level) END,
   least(now(), signed_up_at + pace * level), level, signed_up_at
@@ -113,7 +116,7 @@ async def generate(
         end = min(customers, start + CHUNK - 1)
         async with conn.transaction():
             await conn.execute(_GEN, start, end, total_tasks, USER_TYPES, CHANNELS)
-            await conn.execute(_CUSTOMERS, organization_id, slug)
+            await conn.execute(_CUSTOMERS, organization_id, slug, total_tasks)
             await conn.execute(_WORKFLOWS, organization_id, template["id"], total_tasks)
             await conn.execute(_STAGES, organization_id, *stages)
             await conn.execute(_TASKS, organization_id, *tasks)
