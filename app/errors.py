@@ -60,5 +60,11 @@ class InvalidTemplate(DomainError):
     code = "INVALID_TEMPLATE"
 
 
+class SequenceAhead(DomainError):
+    """`afterSequence` names an event the customer does not have yet; `latest` says the last."""
+
+    code = "SEQUENCE_AHEAD"
+
+
 class RateLimited(DomainError):
     code = "RATE_LIMITED"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 
+from app.errors import SequenceAhead
 from app.events.channels import Published, activity_channel, customer_channel
 from app.events.hub import Hub
-from app.events.models import OutboxEvent
+from app.events.models import EventStream, OutboxEvent
 
 REPLAY_LIMIT = 1000
 
@@ -49,14 +50,31 @@ async def last_sequence(organization_id: uuid.UUID, customer_id: uuid.UUID) -> i
     return row.sequence if row else 0
 
 
+async def ensure_not_ahead(
+    organization_id: uuid.UUID, customer_id: uuid.UUID, *, after: int
+) -> None:
+    """Refuse an `after` beyond the customer's newest committed sequence (SEQUENCE_AHEAD)."""
+    stream = await EventStream.filter(id=customer_id, organization_id=organization_id).first()
+    latest = stream.last_sequence if stream else 0
+    if after > latest:
+        raise SequenceAhead(
+            f"afterSequence {after} is ahead of this customer's latest event ({latest}); "
+            f"resubscribe with afterSequence {latest} or lower (or without it for live only).",
+            latest=latest,
+        )
+
+
 async def customer_events(
     hub: Hub, organization_id: uuid.UUID, customer_id: uuid.UUID, *, after: int | None
 ) -> AsyncIterator[tuple[Published, bool]]:
     """(event, replayed) pairs of one customer, in sequence order, each once.
 
     Subscribes first, then reads history, so nothing committed in between is missed;
-    a jump in live sequences, or a broker reconnect, is filled from the outbox.
+    a jump in live sequences, or a broker reconnect, is filled from the outbox. An `after`
+    beyond the newest sequence is refused with SEQUENCE_AHEAD rather than left silent.
     """
+    if after is not None:
+        await ensure_not_ahead(organization_id, customer_id, after=after)
     async with hub.listen(customer_channel(organization_id, customer_id)) as live:
         last = after if after is not None else await last_sequence(organization_id, customer_id)
         if after is not None:

@@ -11,6 +11,7 @@ from strawberry.dataloader import DataLoader
 from tortoise.models import Model
 
 from app.customers.models import Customer
+from app.errors import NotFound
 from app.kit.tenancy import Tenant, scoped
 from app.onboarding import records
 from app.onboarding.models import StageOverride, WorkflowTemplate
@@ -29,6 +30,13 @@ class Loaders:
         self.checklist = DataLoader(self._checklists)
         self.template = DataLoader(self._templates)
         self.overrides = DataLoader(self._overrides)
+
+    async def customer_of(self, customer_id: uuid.UUID) -> Customer:
+        """The tenant's customer with this id, or NOT_FOUND (as `customer(id)` answers)."""
+        row = await self.customer.load(customer_id)
+        if row is None:
+            raise NotFound(f"No customer with id {customer_id}.", customer=str(customer_id))
+        return row
 
     async def _customers(self, ids: Sequence[uuid.UUID]) -> list[Customer | None]:
         return await self._by_key(Customer, "id", ids)

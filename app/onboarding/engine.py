@@ -38,10 +38,11 @@ class WorkflowState:
 
     @property
     def progress(self) -> float:
+        """Percent done, 0-100 (the scale of every progress figure)."""
         return (
-            1.0
+            100.0
             if self.status is WorkflowStatus.COMPLETED
-            else rules.progress_fraction(self.tasks.values())
+            else rules.progress_percent(self.tasks.values())
         )
 
     @property

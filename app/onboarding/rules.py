@@ -189,13 +189,13 @@ def _counted(tasks: Iterable[Countable]) -> list[Countable]:
     return required or listed
 
 
-def progress_fraction(tasks: Iterable[Countable]) -> float:
-    """Share of the tasks that count (the required ones) that are done, 0 to 1."""
+def progress_percent(tasks: Iterable[Countable]) -> float:
+    """Percent of the tasks that count (the required ones) that are done, 0 to 100."""
     counted = _counted(tasks)
     if not counted:
-        return 1.0
+        return 100.0
     done = sum(1 for t in counted if t.status in DONE)
-    return round(done / len(counted), 4)
+    return round(100 * done / len(counted), 2)
 
 
 def minutes_remaining(tasks: Iterable[Countable]) -> int:

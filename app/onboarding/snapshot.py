@@ -30,7 +30,7 @@ def derived(state: WorkflowState) -> tuple[float, int, str | None]:
     """The figures kept on the workflow row: progress in percent (0-100), minutes remaining
     and the current stage's key."""
     current = state.current_stage
-    return round(state.progress * 100, 2), state.minutes_remaining, current.key if current else None
+    return state.progress, state.minutes_remaining, current.key if current else None
 
 
 def task_state(row: TaskRecord) -> TaskState:

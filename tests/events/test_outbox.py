@@ -185,7 +185,7 @@ async def test_completing_the_workflow_records_it(tenant: Tenant) -> None:
     await assert_fresh(tenant, rows)
     figures = rows[-1].payload["workflow"]
     assert figures["status"] == "COMPLETED"
-    assert figures["progress"] == 1.0
+    assert figures["progress"] == 100.0
     assert figures["minutesRemaining"] == 0
     all_rows = await events_of(customer.id)
     assert [r.sequence for r in all_rows] == list(range(1, len(all_rows) + 1))

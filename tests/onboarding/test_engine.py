@@ -191,7 +191,7 @@ def test_walking_the_default_template_to_completion() -> None:
     assert [c.stage_key for c in celebrations(outcomes, "STAGE_COMPLETED")] == STAGES
     assert [c.badge["key"] for c in celebrations(outcomes, "BADGE_EARNED")] == BADGES
     assert sum(out.workflow_completed for out in outcomes) == 1
-    assert state.progress == 1.0
+    assert state.progress == 100.0
     assert state.minutes_remaining == 0
     assert state.current_stage is not None and state.current_stage.key == "mastery"
 
@@ -216,7 +216,7 @@ def test_walking_the_default_template_skipping_optional_tasks() -> None:
     done = celebrations(outcomes, "WORKFLOW_COMPLETED")
     assert len(done) == 1
     assert done[0].points == 780
-    assert state.progress == 1.0
+    assert state.progress == 100.0
     assert state.minutes_remaining == 0
 
 
@@ -562,7 +562,7 @@ def test_admin_complete_of_every_stage_completes_the_workflow_once() -> None:
     assert state.status is WorkflowStatus.COMPLETED
     assert [b["key"] for b in state.badges] == BADGES
     assert len(celebrations(outcomes, "WORKFLOW_COMPLETED")) == 1
-    assert state.progress == 1.0
+    assert state.progress == 100.0
     assert state.minutes_remaining == 0
 
 
@@ -597,7 +597,7 @@ def test_admin_reset_of_a_completed_stage_reopens_a_completed_workflow() -> None
     assert [b["key"] for b in state.badges] == ["first-steps", "all-set", "mastermind"]
     assert state.status is WorkflowStatus.ACTIVE
     assert state.completed_at is None
-    assert state.progress < 1.0
+    assert state.progress < 100.0
     assert state.minutes_remaining == 10 + 5 + 15
     assert state.stage("features").status is StageStatus.UNLOCKED  # type: ignore[union-attr]
     assert state.stage("mastery").status is StageStatus.COMPLETED  # type: ignore[union-attr]
@@ -694,7 +694,7 @@ def check_invariants(state: WorkflowState) -> None:
             assert not rules.unmet_dependencies(task, state.tasks), task.key
         if task.required:
             assert task.status is not TaskStatus.SKIPPED
-    assert 0.0 <= state.progress <= 1.0
+    assert 0.0 <= state.progress <= 100.0
     assert state.minutes_remaining >= 0
 
 
@@ -741,5 +741,5 @@ def test_random_walk_keeps_invariants_and_can_always_be_finished(seed: int) -> N
     assert state.status is WorkflowStatus.COMPLETED
     assert all(t.status in DONE for t in state.tasks.values())
     assert celebrated + len(celebrations(outcomes, "WORKFLOW_COMPLETED")) == 1
-    assert state.progress == 1.0
+    assert state.progress == 100.0
     assert state.minutes_remaining == 0

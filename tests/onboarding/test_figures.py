@@ -27,7 +27,7 @@ async def _engine(tenant: Tenant, customer_id: object) -> tuple[float, int, str 
     state = loaded.state
     current = state.current_stage
     return (
-        round(state.progress * 100, 2),
+        state.progress,
         state.minutes_remaining,
         current.key if current else None,
         state.status.value,

@@ -476,7 +476,7 @@ def test_progress_counts_only_required_tasks_when_there_are_any() -> None:
         task("o1", status=S.COMPLETED, required=False),
         task("o2", status=S.SKIPPED, required=False),
     ]
-    assert rules.progress_fraction(tasks) == 0.3333
+    assert rules.progress_percent(tasks) == 33.33
 
 
 def test_progress_counts_skipped_as_done_when_all_are_optional() -> None:
@@ -486,20 +486,22 @@ def test_progress_counts_skipped_as_done_when_all_are_optional() -> None:
         task("o3", status=S.AVAILABLE, required=False),
         task("o4", status=S.FAILED, required=False),
     ]
-    assert rules.progress_fraction(tasks) == 0.5
+    assert rules.progress_percent(tasks) == 50.0
 
 
 def test_progress_counts_a_task_only_once_done() -> None:
-    # the fraction is of tasks done; partial progress shows in minutes_remaining instead
+    # the percent is of tasks done; partial progress shows in minutes_remaining instead
     tasks = [task("a", status=S.IN_PROGRESS, progress=90), task("b", status=S.COMPLETED)]
-    assert rules.progress_fraction(tasks) == 0.5
+    assert rules.progress_percent(tasks) == 50.0
 
 
 def test_progress_bounds() -> None:
-    assert rules.progress_fraction([]) == 1.0
-    assert rules.progress_fraction([task("a", status=S.LOCKED)]) == 0.0
-    assert rules.progress_fraction([task("a", status=S.COMPLETED)]) == 1.0
-    assert rules.progress_fraction(iter([task("a", status=S.COMPLETED)])) == 1.0
+    assert rules.progress_percent([]) == 100.0
+    assert rules.progress_percent([task("a", status=S.LOCKED)]) == 0.0
+    assert rules.progress_percent([task("a", status=S.COMPLETED)]) == 100.0
+    assert rules.progress_percent(iter([task("a", status=S.COMPLETED)])) == 100.0
+    three = [task("a", status=S.COMPLETED), task("b"), task("c", status=S.LOCKED)]
+    assert rules.progress_percent(three) == 33.33  # a percent, like Task.progress
 
 
 def test_minutes_remaining_counts_partial_progress_of_in_progress_tasks() -> None:

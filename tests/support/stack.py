@@ -7,6 +7,7 @@ its own pid: SIGTERM, then SIGKILL after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from tests.support.procs import free_port, terminate
@@ -166,3 +167,16 @@ class WorkerProcess(ServiceProcess):
             lambda: self.READY_LINE in self.log(tail=1_000_000), timeout=timeout, what="start"
         )
         return self
+
+
+@contextlib.contextmanager
+def single_api(name: str, *, database_url: str, secret_key: str) -> Iterator[ApiProcess]:
+    """One healthy `liftoff serve` without Redis (it relays its own events); stopped after."""
+    server = ApiProcess(
+        name, child_env(database_url=database_url, redis_url=None, secret_key=secret_key)
+    )
+    server.spawn()
+    try:
+        yield server.wait_ready(timeout=60)
+    finally:
+        server.stop()

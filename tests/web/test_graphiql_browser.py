@@ -15,7 +15,7 @@ from app.accounts.tokens import token_for
 from app.settings import Settings
 from tests.support.browser import OFFLINE_ARGS, chromium_path
 from tests.support.factories import Tenant
-from tests.support.stack import ApiProcess, child_env
+from tests.support.stack import ApiProcess, single_api
 
 pytestmark = pytest.mark.e2e
 
@@ -31,12 +31,8 @@ COMPLETE = """mutation($customerId: ID, $key: String!) {
 
 @pytest.fixture(scope="module")
 def api(database_url: str) -> Iterator[ApiProcess]:
-    env = child_env(database_url=database_url, redis_url=None, secret_key=SECRET)
-    server = ApiProcess("graphiql", env).spawn()
-    try:
-        yield server.wait_ready(timeout=60)
-    finally:
-        server.stop()
+    with single_api("graphiql", database_url=database_url, secret_key=SECRET) as server:
+        yield server
 
 
 @pytest.fixture

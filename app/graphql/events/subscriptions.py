@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncGenerator
 
 import strawberry
 
 from app.accounts.models import Role
-from app.errors import NotFound
 from app.events import feed
 from app.graphql.context import Context
 from app.graphql.events.sharing import shared_payload
@@ -21,7 +19,9 @@ Info = strawberry.Info[Context, None]
 class Subscription:
     @strawberry.subscription(
         description="Task, stage, points and workflow changes of one customer, with fresh figures. "
-        "With `afterSequence`, missed events are replayed first, then it continues live."
+        "With `afterSequence`, missed events are replayed first, then it continues live; "
+        "an `afterSequence` above the customer's latest sequence is refused with "
+        "SEQUENCE_AHEAD (`extensions.latest` holds the latest)."
     )
     async def workflow_progress(
         self,
@@ -31,7 +31,7 @@ class Subscription:
     ) -> AsyncGenerator[WorkflowEvent, None]:
         viewer = info.context.viewer
         cid = viewer.customer_scope(customer_id)
-        await _ensure_customer(info, cid)
+        await info.context.loaders.customer_of(cid)
         async for event, replayed in feed.customer_events(
             info.context.hub, viewer.organization_id, cid, after=after_sequence
         ):
@@ -54,7 +54,7 @@ class Subscription:
                     yield shared_payload(("celebration", event.id), CelebrationEvent.of, event)
             return
         cid = viewer.customer_scope(customer_id)
-        await _ensure_customer(info, cid)
+        await info.context.loaders.customer_of(cid)
         async for event, _ in feed.customer_events(hub, org, cid, after=None):
             if event.type == "celebration":
                 yield shared_payload(("celebration", event.id), CelebrationEvent.of, event)
@@ -65,8 +65,3 @@ class Subscription:
         viewer.require(Role.ADMIN, Role.CSM)
         async for event in feed.activity_events(info.context.hub, viewer.organization_id):
             yield shared_payload(("activity", event.id), ActivityEvent.of, event)
-
-
-async def _ensure_customer(info: Info, customer_id: uuid.UUID) -> None:
-    if await info.context.loaders.customer.load(customer_id) is None:
-        raise NotFound(f"No customer with id {customer_id}.", customer=str(customer_id))

@@ -28,7 +28,9 @@ class WorkflowEvent:
     status: str | None
     points_awarded: int | None
     workflow_status: WorkflowStatus | None
-    progress: float | None
+    progress: float | None = strawberry.field(
+        description="The workflow's percent done after this change, 0-100 (like Workflow.progress)."
+    )
     points: int | None
     estimated_minutes_remaining: int | None
     current_stage_key: str | None

@@ -11,21 +11,31 @@ from app.onboarding import service, templates
 
 @strawberry.type
 class Query:
-    @strawberry.field(description="A customer's workflow; a CUSTOMER may omit `customerId`.")
+    @strawberry.field(
+        description="A customer's workflow (null before it starts); a CUSTOMER may omit "
+        "`customerId`. NOT_FOUND for a customer that is not in your organization."
+    )
     async def workflow(
         self, info: Info, customer_id: strawberry.ID | None = None
     ) -> Workflow | None:
-        viewer = info.context.viewer
-        row = await info.context.loaders.workflow_by_customer.load(
-            viewer.customer_scope(customer_id)
-        )
+        cid = info.context.viewer.customer_scope(customer_id)
+        await info.context.loaders.customer_of(cid)
+        row = await info.context.loaders.workflow_by_customer.load(cid)
         return Workflow.of(row) if row else None
 
-    @strawberry.field(description="The stages of a customer's workflow, in order.")
+    @strawberry.field(
+        description="The stages of a customer's workflow, in order; NOT_FOUND for an "
+        "unknown customer."
+    )
     async def stages(self, info: Info, customer_id: strawberry.ID | None = None) -> list[Stage]:
-        return [Stage.of(s) for s in await service.list_stages(info.context.viewer, customer_id)]
+        cid = info.context.viewer.customer_scope(customer_id)
+        await info.context.loaders.customer_of(cid)
+        return [Stage.of(s) for s in await service.list_stages(info.context.viewer, cid)]
 
-    @strawberry.field(description="The tasks of a customer's workflow, by status and stage.")
+    @strawberry.field(
+        description="The tasks of a customer's workflow, by status and stage; NOT_FOUND for "
+        "an unknown customer."
+    )
     async def tasks(
         self,
         info: Info,
@@ -33,10 +43,9 @@ class Query:
         status: list[TaskStatus] | None = None,
         stage_key: str | None = None,
     ) -> list[Task]:
-        viewer = info.context.viewer
-        row = await info.context.loaders.workflow_by_customer.load(
-            viewer.customer_scope(customer_id)
-        )
+        cid = info.context.viewer.customer_scope(customer_id)
+        await info.context.loaders.customer_of(cid)
+        row = await info.context.loaders.workflow_by_customer.load(cid)
         if row is None:
             return []
         wanted = set(status or [])

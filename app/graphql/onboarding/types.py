@@ -97,7 +97,9 @@ class Task:
     required: bool
     depends_on: list[str]
     status: TaskStatus
-    progress: int = strawberry.field(description="Percent done, 0-100.")
+    progress: int = strawberry.field(
+        description="Percent done, 0-100 (set by PROGRESS; 100 once completed)."
+    )
     failure_reason: str | None
     attempts: int
     started_at: datetime | None
@@ -166,9 +168,11 @@ class Stage:
             if r.stage_id == parent.id  # type: ignore[attr-defined]
         ]
 
-    @strawberry.field(description="Share of this stage's counted tasks that are done, 0-1.")
+    @strawberry.field(
+        description="Percent of this stage's counted tasks (the required ones) done, 0-100."
+    )
     def progress(self, parent: strawberry.Parent[StageRecord]) -> float:
-        return rules.progress_fraction(parent.tasks)
+        return rules.progress_percent(parent.tasks)
 
     @staticmethod
     def of(record: StageRecord) -> Stage:
@@ -198,9 +202,9 @@ class Workflow:
     async def stages(self, info: Info, parent: strawberry.Parent[WorkflowRecord]) -> list[Stage]:
         return cast(list[Stage], await info.context.loaders.checklist.load(parent.id))
 
-    @strawberry.field(description="Share of the required tasks that are done, 0-1.")
+    @strawberry.field(description="Percent of the required tasks that are done, 0-100.")
     def progress(self, parent: strawberry.Parent[WorkflowRecord]) -> float:
-        return round(parent.progress / 100, 4)
+        return float(parent.progress)
 
     @strawberry.field(description="Estimated minutes of required work left.")
     def estimated_minutes_remaining(self, parent: strawberry.Parent[WorkflowRecord]) -> int:
