@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -113,16 +114,64 @@ def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-def structural_problems(template: TemplateDef) -> list[str]:
-    """Reasons a well-typed definition still cannot run, in words."""
+@dataclass(frozen=True)
+class _Task:
+    key: str
+    required: bool
+    depends_on: list[str]
+
+
+@dataclass(frozen=True)
+class _Stage:
+    key: str | None
+    waits_for: list[str]
+    tasks: list[_Task]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in _list(value) if isinstance(v, str)]
+
+
+def _truthy(value: Any) -> bool:
+    """A boolean as pydantic reads one ("no", "false", 0 are false)."""
+    return str(value).lower() not in {"false", "f", "no", "n", "off", "0"}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _outline(raw: dict[str, Any]) -> list[_Stage]:
+    """Stages and tasks as far as they can be read, even where other fields are invalid."""
+    stages = []
+    for stage in map(_dict, _list(raw.get("stages"))):
+        tasks = [
+            _Task(t["key"], _truthy(t.get("required", True)), _strings(t.get("depends_on")))
+            for t in map(_dict, _list(stage.get("tasks")))
+            if isinstance(t.get("key"), str)
+        ]
+        key = stage.get("key") if isinstance(stage.get("key"), str) else None
+        waits_for = _strings(_dict(stage.get("unlock")).get("tasks_completed"))
+        stages.append(_Stage(key, waits_for, tasks))
+    return stages
+
+
+def structural_problems(raw: dict[str, Any]) -> list[str]:
+    """Reasons a definition cannot run beyond its field types (keys, dependencies, cycles)."""
+    stages = _outline(raw)
+    tasks = [(index, task) for index, stage in enumerate(stages) for task in stage.tasks]
     problems: list[str] = []
-    for key in _duplicates(stage.key for stage in template.stages):
+    for key in _duplicates(stage.key for stage in stages if stage.key is not None):
         problems.append(f"stage key {key!r} is used more than once")
-    for key in _duplicates(task.key for _, task in template.all_tasks()):
+    for key in _duplicates(task.key for _, task in tasks):
         problems.append(f"task key {key!r} is used more than once")
-    stage_of = {task.key: index for index, task in template.all_tasks()}
-    optional = {task.key for _, task in template.all_tasks() if not task.required}
-    for index, task in template.all_tasks():
+    stage_of = {task.key: index for index, task in tasks}
+    optional = {task.key for _, task in tasks if not task.required}
+    for index, task in tasks:
         for dep in task.depends_on:
             if dep == task.key:
                 problems.append(f"task {task.key!r} depends on itself")
@@ -130,8 +179,8 @@ def structural_problems(template: TemplateDef) -> list[str]:
                 problems.append(f"task {task.key!r} depends on unknown task {dep!r}")
             elif stage_of[dep] > index:
                 problems.append(f"task {task.key!r} depends on {dep!r}, which is in a later stage")
-    for index, stage in enumerate(template.stages):
-        for name in stage.unlock.tasks_completed:
+    for index, stage in enumerate(stages):
+        for name in stage.waits_for:
             if name not in stage_of:
                 problems.append(f"stage {stage.key!r} waits for unknown task {name!r}")
             elif name in optional:
@@ -143,9 +192,7 @@ def structural_problems(template: TemplateDef) -> list[str]:
                     f"stage {stage.key!r} waits for task {name!r}, which can only be done "
                     "once that stage is unlocked"
                 )
-    graph = {
-        task.key: [d for d in task.depends_on if d != task.key] for _, task in template.all_tasks()
-    }
+    graph = {task.key: [d for d in task.depends_on if d != task.key] for _, task in tasks}
     cycle = _find_cycle(graph)
     if cycle:
         problems.append("dependency cycle: " + " -> ".join(cycle))
@@ -153,9 +200,11 @@ def structural_problems(template: TemplateDef) -> list[str]:
 
 
 def parse_definition(raw: Any) -> TemplateDef:
-    """Validate a raw definition; refuse it with every reason found."""
+    """Validate a raw definition; refuse it with every reason found, all in one answer."""
     if not isinstance(raw, dict):
         raise InvalidTemplate("A template definition must be a mapping.", reasons=["not a mapping"])
+    reasons: list[str] = []
+    template: TemplateDef | None = None
     try:
         template = TemplateDef.model_validate(raw)
     except ValidationError as exc:
@@ -163,13 +212,10 @@ def parse_definition(raw: Any) -> TemplateDef:
             f"{'.'.join(str(p) for p in err['loc']) or 'definition'}: {err['msg']}"
             for err in exc.errors()
         ]
+    reasons += structural_problems(raw)
+    if reasons or template is None:
         raise InvalidTemplate(
             "Template definition is invalid: " + "; ".join(reasons), reasons=reasons
-        ) from None
-    problems = structural_problems(template)
-    if problems:
-        raise InvalidTemplate(
-            "Template definition is invalid: " + "; ".join(problems), reasons=problems
         )
     return template
 

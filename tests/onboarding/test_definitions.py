@@ -331,3 +331,26 @@ def test_load_text_refuses_unreadable_yaml(text: str) -> None:
 def test_load_text_of_a_scalar_is_then_refused_as_not_a_mapping() -> None:
     assert reasons_of(load_text("just a sentence")) == ["not a mapping"]
     assert reasons_of(load_text("")) == ["not a mapping"]
+
+
+def test_field_errors_and_structural_problems_come_in_one_answer() -> None:
+    raw = definition(
+        s("welcome", t("a", points=-5), t("a"), t("b", "ghost"), t("c", "d"), t("d", "c")),
+        s("empty"),
+    )
+    reasons = reasons_of(raw)
+    assert any("points" in r and "greater than or equal to 0" in r for r in reasons), reasons
+    assert any(r.startswith("stages.1.tasks") for r in reasons), reasons
+    assert "task key 'a' is used more than once" in reasons
+    assert "task 'b' depends on unknown task 'ghost'" in reasons
+    assert any(r.startswith("dependency cycle: ") for r in reasons), reasons
+
+
+def test_structural_checks_read_what_they_can_of_a_badly_typed_definition() -> None:
+    raw = {
+        "key": 7,
+        "stages": [None, {"key": "x", "tasks": "nope"}, s("y", t("a", "a"), {"key": 3})],
+    }
+    reasons = reasons_of(raw)
+    assert "task 'a' depends on itself" in reasons
+    assert any(r.startswith("key:") for r in reasons) and any("name" in r for r in reasons)
