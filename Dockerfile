@@ -1,13 +1,16 @@
 # Liftoff API / worker image.
 #
 #   docker build -t liftoff .
-#   docker run --rm -p 8000:8000 -e DATABASE_URL=... -e REDIS_URL=... -e LIFTOFF_SECRET_KEY=... liftoff
+#   docker run --rm -p 8000:8000 -v liftoff-data:/data liftoff      # embedded default, no configuration
+#   docker run --rm -p 8000:8000 -v liftoff-data:/data liftoff serve --host 0.0.0.0 --demo
+#   docker run --rm -p 8000:8000 -e DATABASE_URL=... -e REDIS_URL=... -e LIFTOFF_SECRET_KEY=... \
+#       liftoff serve --host 0.0.0.0 --workers 2
 #   docker run --rm liftoff worker          # same image, other commands: migrate, token, demo, ...
 #
 # Without DATABASE_URL the embedded PostgreSQL starts under /data (the LIFTOFF_DATA_DIR volume),
 # as the unprivileged user (PostgreSQL refuses to run as root). Without REDIS_URL events fan out
-# in memory inside one process, so a single-container try-out runs one api process:
-#   docker run --rm -p 8000:8000 -v liftoff-data:/data liftoff serve --host 0.0.0.0 --workers 1 --demo
+# in memory inside one process, so the default command runs one api process; with REDIS_URL,
+# add --workers N.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -60,4 +63,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('LIFTOFF_PORT', '8000'), timeout=4)"]
 
 ENTRYPOINT ["liftoff"]
-CMD ["serve", "--host", "0.0.0.0", "--workers", "2"]
+CMD ["serve", "--host", "0.0.0.0"]

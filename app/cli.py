@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import signal
-import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
@@ -20,6 +19,7 @@ from rich.progress import Progress
 
 from app.accounts.models import Operator, Organization, Role
 from app.accounts.tokens import token_for
+from app.cli_kit import ROLE_HELP, parse_role
 from app.settings import Settings, get_settings
 
 cli = typer.Typer(help="Liftoff: customer onboarding and success backend.", no_args_is_help=True)
@@ -28,8 +28,10 @@ T = TypeVar("T")
 
 
 def main() -> None:
-    """Entry point of the `liftoff` console script."""
-    cli()
+    """Entry point of the `liftoff` console script: failures are one line and a non-zero exit."""
+    from app.cli_kit import run
+
+    run(cli)
 
 
 def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -42,43 +44,43 @@ def _resolved_url(settings: Settings) -> str:
     return database_url(settings)
 
 
-async def _with_db(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
-    from app.db import close_db, init_db
+async def _with_db(
+    settings: Settings, work: Callable[[], Awaitable[T]], *, connect: bool = True
+) -> T:
+    """Run `work` with the database; one that cannot be reached is DatabaseUnavailable."""
+    from app.db import DatabaseUnavailable, close_db, init_db, redacted, unavailable_reason
 
-    await init_db(_resolved_url(settings))
+    url = _resolved_url(settings)
     try:
+        if connect:
+            await init_db(url)
         return await work()
+    except Exception as exc:
+        reason = unavailable_reason(exc)
+        if reason is None:
+            raise
+        raise DatabaseUnavailable(f"cannot use the database {redacted(url)}: {reason}") from None
     finally:
         await close_db()
 
 
 def _run_or_exit(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
-    """Run `work` with the database; a refusal is printed with its code and reasons, exit 2."""
-    from app.errors import DomainError
-
-    try:
-        return _run(lambda: _with_db(settings, work))
-    except DomainError as exc:
-        console.print(f"[red]{exc.code}[/red]: {exc.message}")
-        for reason in exc.details.get("reasons", []):
-            console.print(f"  - {reason}")
-        raise typer.Exit(2) from None
+    """Run `work` with the database (refusals end the command through `app.cli_kit.run`)."""
+    return _run(lambda: _with_db(settings, work))
 
 
 @cli.command()
 def migrate() -> None:
-    """Apply pending database migrations."""
-    from app.db import close_db
+    """Apply pending database migrations and say which."""
     from app.db import migrate as run
 
     settings = get_settings()
-
-    async def go() -> None:
-        await run(_resolved_url(settings))
-        await close_db()
-
-    _run(go)
-    console.print("[green]Database is up to date.[/green]")
+    url = _resolved_url(settings)
+    applied = _run(lambda: _with_db(settings, lambda: run(url), connect=False))
+    if applied:
+        console.print(f"Applied {len(applied)} migration(s): {', '.join(applied)}.", markup=False)
+    else:
+        console.print("Database is up to date: no migration to apply.")
 
 
 @cli.command()
@@ -184,18 +186,25 @@ def serve(
     """Run the API on uvicorn (the embedded PostgreSQL starts when DATABASE_URL is unset)."""
     import uvicorn
 
+    from app.cli_kit import ensure_port_free, fail
+    from app.embedded import exit_on_hangup
+
     settings = get_settings()
+    bind_host, bind_port = host or settings.host, port or settings.port
     if workers > 1 and not settings.redis_url:
-        console.print("[red]Several api processes need REDIS_URL to share live events.[/red]")
-        raise typer.Exit(2)
+        fail("several api processes (--workers) need REDIS_URL to share live events")
+    ensure_port_free(bind_host, bind_port)
+    # Exit through Python on SIGTERM and SIGHUP, so atexit stops the embedded PostgreSQL.
+    exit_on_hangup()
     url = _resolved_url(settings)
     os.environ["DATABASE_URL"] = url
     if not os.environ.get("LIFTOFF_SECRET_KEY"):
         os.environ["LIFTOFF_SECRET_KEY"] = settings.resolved_secret_key()
     get_settings.cache_clear()
-    if not no_migrate:
+    if no_migrate:
+        _run(lambda: _with_db(settings, _ping))
+    else:
         migrate()
-    bind_host, bind_port = host or settings.host, port or settings.port
     if with_demo:
         url = get_settings().base_url(host=bind_host, port=bind_port)
         _print_tokens(_seed_demo(get_settings(), demo_customers, url), url)
@@ -204,9 +213,6 @@ def serve(
     logs.configure(level=settings.log_level, fmt=settings.log_format)
     if workers > 1:
         _share_metrics(settings)
-    # uvicorn re-raises SIGTERM after its graceful shutdown; exiting through Python instead
-    # lets atexit stop the embedded PostgreSQL this process started.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "app.asgi:create_app",
         factory=True,
@@ -235,16 +241,22 @@ def _share_metrics(settings: Settings) -> None:
     os.makedirs(folder, exist_ok=True)
 
 
+async def _ping() -> None:
+    from tortoise.connection import get_connection
+
+    await get_connection("default").execute_query("SELECT 1")
+
+
 @cli.command()
 def worker() -> None:
     """Drain the outbox to Redis and run scheduled jobs (run one or more next to the api)."""
 
+    from app.cli_kit import fail
     from app.runtime import Runtime
 
     settings = get_settings()
     if not settings.redis_url:
-        console.print("[red]Set REDIS_URL: without it the api process relays events itself.[/red]")
-        raise typer.Exit(2)
+        fail("set REDIS_URL: without it the api process relays events itself")
     from app.ops import logs, tracing
 
     logs.configure(level=settings.log_level, fmt=settings.log_format)
@@ -267,7 +279,7 @@ def worker() -> None:
         await runtime.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, stop.set)
         console.print("Worker running; Ctrl-C to stop.")
         await stop.wait()
@@ -283,27 +295,32 @@ def worker() -> None:
 @cli.command()
 def token(
     org: Annotated[str, typer.Option(help="Organization slug or id.")],
-    role: Annotated[Role, typer.Option(help="ADMIN, CSM or CUSTOMER.", case_sensitive=False)],
+    role: Annotated[Role, typer.Option(help=ROLE_HELP, parser=parse_role, metavar="ROLE")],
     customer: Annotated[str | None, typer.Option(help="Customer id (CUSTOMER role).")] = None,
     subject: Annotated[
         str | None, typer.Option(help="Subject (default: an operator's email).")
     ] = None,
-    ttl_hours: Annotated[int | None, typer.Option(help="Lifetime in hours.")] = None,
+    ttl_hours: Annotated[
+        int | None, typer.Option(min=1, help="Lifetime in hours (default LIFTOFF_TOKEN_TTL_HOURS).")
+    ] = None,
 ) -> None:
     """Mint a bearer token for development."""
-    settings = get_settings()
+    from app.kit.ids import parse_id
 
-    ttl = timedelta(hours=ttl_hours) if ttl_hours else None
+    settings = get_settings()
+    ttl = timedelta(hours=ttl_hours) if ttl_hours is not None else None
+    if role is Role.CUSTOMER and not customer:
+        raise typer.BadParameter("a CUSTOMER token needs --customer <customer id>")
+    cid = parse_id(customer, what="customer") if customer else None
 
     async def go() -> str:
         found = await _find_org(org)
-        cid = uuid.UUID(customer) if customer else None
         if role is Role.CUSTOMER:
             from app.customers.models import Customer
 
-            row = await Customer.get_or_none(id=cid, organization_id=found.id) if cid else None
+            row = await Customer.get_or_none(id=cid, organization_id=found.id)
             if row is None:
-                raise typer.BadParameter("--customer must name a customer of this organization")
+                raise typer.BadParameter(f"no customer {customer!r} in organization {org!r}")
             return token_for(
                 settings,
                 subject=subject or row.email,

@@ -8,6 +8,7 @@ import typer
 
 from app.accounts.models import Operator, Role
 from app.cli import _find_org, _run_or_exit, console
+from app.cli_kit import parse_role
 from app.settings import get_settings
 
 operator_cli = typer.Typer(help="Operators (ADMIN, CSM) and their passwords.", no_args_is_help=True)
@@ -26,7 +27,7 @@ Password = Annotated[
 def create(
     org: Org,
     email: Email,
-    role: Annotated[Role, typer.Option(help="ADMIN or CSM.", case_sensitive=False)],
+    role: Annotated[Role, typer.Option(help="ADMIN or CSM (any case).", parser=parse_role)],
     password: Password,
     name: Annotated[str, typer.Option(help="Display name.")] = "",
 ) -> None:

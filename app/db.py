@@ -22,10 +22,53 @@ MODEL_MODULES = [
     "app.analytics.models",
 ]
 
-__all__ = ["APP_LABEL", "close_db", "database_url", "init_db", "tortoise_config", "transaction"]
+__all__ = [
+    "APP_LABEL",
+    "DatabaseUnavailable",
+    "close_db",
+    "database_url",
+    "init_db",
+    "tortoise_config",
+    "transaction",
+]
 
 transaction = in_transaction
 """`async with transaction():` opens the one transaction of a unit of work."""
+
+
+class DatabaseUnavailable(Exception):
+    """The configured database cannot be reached or used; the message says why in one line."""
+
+
+_CONNECTION_SQLSTATES = ("08", "28", "3D", "57P03")  # connection, auth, no such database, starting
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why the database cannot be used, when `exc` (or what caused it) says so; None otherwise."""
+    from tortoise.exceptions import DBConnectionError
+
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and all(seen is not c for c in chain):
+        chain.append(seen)
+        seen = seen.__cause__ if seen.__cause__ is not None else seen.__context__
+    for cause in chain:  # tortoise's DBConnectionError is an OSError: look behind it first
+        sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        plain_os_error = isinstance(cause, OSError) and not isinstance(cause, DBConnectionError)
+        if plain_os_error or sqlstate.startswith(_CONNECTION_SQLSTATES):
+            return str(cause) or type(cause).__name__
+        if sqlstate == "42P01":  # undefined table
+            return f"{cause}; run `liftoff migrate` first"
+    wrapped = [c for c in chain if isinstance(c, DBConnectionError)]
+    return str(wrapped[0]) if wrapped else None
+
+
+def redacted(url: str) -> str:
+    """`url` without its password, for messages."""
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    return parsed._replace(netloc=parsed.netloc.replace(f":{parsed.password}@", ":***@")).geturl()
 
 
 def database_url(settings: Settings) -> str:
@@ -50,7 +93,7 @@ async def _light_reset(connection: Any) -> None:
 def _credentials(url: str, *, pool_min: int, pool_max: int) -> dict[str, Any]:
     parsed = urlparse(url)
     if parsed.scheme not in {"postgres", "postgresql", "asyncpg"}:
-        raise ValueError(f"DATABASE_URL must be a postgres:// URL, got {parsed.scheme!r}")
+        raise DatabaseUnavailable(f"DATABASE_URL must be a postgres:// URL, got {redacted(url)!r}")
     query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
     host = query.pop("host", None) or parsed.hostname or "127.0.0.1"
     return {
@@ -100,11 +143,18 @@ async def close_db() -> None:
     await Tortoise.close_connections()
 
 
-async def migrate(url: str) -> None:
-    """Apply every pending migration."""
+async def migrate(url: str) -> list[str]:
+    """Apply every pending migration; return the names of those applied, in order."""
     from tortoise.migrations.api import migrate as migrate_api
 
-    await migrate_api(config=tortoise_config(url))
+    applied: list[str] = []
+
+    def progress(event: str, _app: str, name: str) -> None:
+        if event == "apply_done":
+            applied.append(name)
+
+    await migrate_api(config=tortoise_config(url), progress=progress)
+    return applied
 
 
 async def pending_model_changes(url: str) -> list[str]:

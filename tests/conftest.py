@@ -54,8 +54,8 @@ def with_database(url: str, name: str) -> str:
     return f"{head}/{name}" + (f"?{query}" if query else "")
 
 
-async def create_database(server_url: str) -> str:
-    """A new, empty, migrated database on the server; returns its URL."""
+async def create_database(server_url: str, *, migrated: bool = True) -> str:
+    """A new database on the server, migrated unless told otherwise; returns its URL."""
     name = f"liftoff_test_{uuid.uuid4().hex[:12]}"
     conn = await asyncpg.connect(with_database(server_url, "postgres"))
     try:
@@ -63,8 +63,9 @@ async def create_database(server_url: str) -> str:
     finally:
         await conn.close()
     url = with_database(server_url, name)
-    await migrate(url)
-    await close_db()
+    if migrated:
+        await migrate(url)
+        await close_db()
     return url
 
 
