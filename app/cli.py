@@ -140,17 +140,29 @@ def _seed_demo(settings: Settings, customers: int, base_url: str) -> dict[str, s
                 customer_id=result.sample_customer.id,
             ),
             "customer_id": str(result.sample_customer.id),
+            "task_key": result.sample_task or "",
         }
 
     return _run(lambda: _with_db(settings, go))
 
 
-def _print_tokens(tokens: dict[str, str], url: str) -> None:
+def _print_tokens(tokens: dict[str, str], url: str, data_dir: Path) -> None:
     console.rule("Demo tokens")
     for role in ("ADMIN", "CSM", "CUSTOMER"):
         console.print(f"[bold]{role}[/bold] token:\n{tokens[role]}\n", soft_wrap=True)
     console.print(f"Sample customer id: {tokens['customer_id']}")
-    console.print(f"GraphiQL: {url}/graphql  (header: Authorization: Bearer <token>)")
+    variables = {"customerId": tokens["customer_id"], "taskKey": tokens["task_key"]}
+    console.rule("Ready to paste into GraphiQL (the README's examples use them)")
+    console.print(f"GraphiQL: {url}/graphql", soft_wrap=True)
+    headers = json.dumps({"Authorization": f"Bearer {tokens['ADMIN']}"})
+    console.print(f"Headers:   {headers}", soft_wrap=True, markup=False)
+    console.print(f"Variables: {json.dumps(variables)}", soft_wrap=True, markup=False)
+    env_file = _write_demo_env(tokens, data_dir)
+    console.print(
+        f"Shell: . {env_file}  (sets ADMIN, CSM, CUSTOMER, CUSTOMER_ID, TASK_KEY)",
+        soft_wrap=True,
+        markup=False,
+    )
     console.rule("Pages (each link signs one browser in once, within 15 minutes)")
     console.print(f"Dashboard (ADMIN): {tokens['ADMIN_link']}", soft_wrap=True)
     console.print(f"Checklist (sample customer): {tokens['CUSTOMER_link']}", soft_wrap=True)
@@ -161,13 +173,27 @@ def _print_tokens(tokens: dict[str, str], url: str) -> None:
     )
 
 
+def _write_demo_env(tokens: dict[str, str], data_dir: Path) -> Path:
+    """The demo's tokens and sample variables as a shell file (readable by its owner only)."""
+    path = data_dir / "demo.env"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    values = {
+        **{role: tokens[role] for role in ("ADMIN", "CSM", "CUSTOMER")},
+        "CUSTOMER_ID": tokens["customer_id"],
+        "TASK_KEY": tokens["task_key"],
+    }
+    path.touch(mode=0o600)
+    path.write_text("".join(f"{name}='{value}'\n" for name, value in values.items()))
+    return path
+
+
 @cli.command()
 def demo(customers: Annotated[int, typer.Option(help="How many demo customers.")] = 1200) -> None:
     """Seed the demo organization (idempotent) and print its tokens."""
     settings = get_settings()
     migrate()
     url = settings.base_url()
-    _print_tokens(_seed_demo(settings, customers, url), url)
+    _print_tokens(_seed_demo(settings, customers, url), url, settings.data_dir)
 
 
 @cli.command()
@@ -207,7 +233,7 @@ def serve(
         migrate()
     if with_demo:
         url = get_settings().base_url(host=bind_host, port=bind_port)
-        _print_tokens(_seed_demo(get_settings(), demo_customers, url), url)
+        _print_tokens(_seed_demo(get_settings(), demo_customers, url), url, get_settings().data_dir)
     from app.ops import logs
 
     logs.configure(level=settings.log_level, fmt=settings.log_format)

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.connection import get_connection
-from tortoise.expressions import Subquery
 from tortoise.models import Model
 
 from app.accounts.models import Operator, Organization, Role
@@ -33,12 +32,13 @@ from app.demo_bulk import (
     template_of,
     write_chunk,
 )
+from app.demo_sample import sample_customer, task_to_do
 from app.errors import Conflict, ValidationFailed
 from app.kit.clock import utcnow
 from app.onboarding import engine
 from app.onboarding.definitions import TemplateDef
 from app.onboarding.engine import Outcome, WorkflowState
-from app.onboarding.models import Workflow, WorkflowTask, WorkflowTemplate
+from app.onboarding.models import WorkflowTemplate
 from app.onboarding.states import StageStatus, TaskAction, TaskStatus, WorkflowStatus
 from app.onboarding.templates import open_organization
 
@@ -105,6 +105,7 @@ class DemoResult:
     csm: Operator
     sample_customer: Customer
     customers: int
+    sample_task: str | None = None  # a task of the sample customer that can be completed now
 
 
 @dataclass
@@ -289,25 +290,12 @@ async def _existing(slug: str) -> DemoResult | None:
     if csm is None and by_demo:
         await org.delete()  # an interrupted seeding: its rows go with it (cascade)
         return None
-    active = Workflow.filter(organization_id=org.id, status=WorkflowStatus.ACTIVE)
-    failed = WorkflowTask.filter(organization_id=org.id, status=TaskStatus.FAILED)
-    in_flight = (  # midway (Setup or Features), active lately, nothing failed: a good sample
-        active.filter(
-            points__gte=50, points__lt=400, last_activity_at__gte=utcnow() - timedelta(days=3)
-        )
-        .exclude(id__in=Subquery(failed.values_list("workflow_id", flat=True)))
-        .order_by("-last_activity_at")
-    )
-    workflow = (
-        await in_flight.first()
-        or await active.first()
-        or await Workflow.filter(organization_id=org.id).first()
-    )
-    if admin is None or workflow is None:
+    customer = await sample_customer(org.id)
+    if admin is None or customer is None:
         raise Conflict(f"Organization {slug!r} exists but holds no demo data; pick another slug.")
-    customer = await Customer.get(id=workflow.customer_id)  # type: ignore[attr-defined]
     count = await Customer.filter(organization_id=org.id).count()
-    return DemoResult(org, admin, csm or admin, customer, count)
+    task = await task_to_do(customer.id)
+    return DemoResult(org, admin, csm or admin, customer, count, sample_task=task)
 
 
 async def _write(jobs: list[ChunkJob], workers: int, progress: Callable[[int], None]) -> None:

@@ -137,6 +137,19 @@ async def test_seeding_twice_does_not_duplicate(demo: DemoResult) -> None:
     assert await Customer.filter(organization_id=demo.organization.id).count() == 150
 
 
+async def test_the_sample_customer_stays_the_same_and_has_a_task_to_do(demo: DemoResult) -> None:
+    sample = demo.sample_customer
+    assert demo.sample_task is not None
+    task = await WorkflowTask.get(workflow__customer_id=sample.id, key=demo.sample_task)
+    assert task.status == TaskStatus.AVAILABLE
+    # Time passes and the sample goes quiet: it no longer looks like the best sample, yet stays.
+    quiet = utcnow() - timedelta(days=40)
+    await Workflow.filter(customer_id=sample.id).update(last_activity_at=quiet)
+    later = await seed_demo(customers=150, slug=demo.organization.slug)
+    assert later.sample_customer.id == sample.id
+    assert later.sample_task == demo.sample_task
+
+
 async def test_same_seed_gives_the_same_demo(db: str) -> None:
     async def shape(result: DemoResult) -> list[tuple[Any, ...]]:
         rows = await Workflow.filter(organization_id=result.organization.id).values_list(
