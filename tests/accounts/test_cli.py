@@ -55,6 +55,6 @@ async def test_operator_commands_and_a_login_link(db: str, tenant: Tenant) -> No
     short = await liftoff(
         db, "operator", "set-password", "--org", org, "--email", email, "--password", "short"
     )
-    assert short.returncode == 2 and "at least 12 characters" in short.stdout
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
     nobody = await liftoff(db, "login-link", "--org", org, "--email", "nobody@example.com")
-    assert nobody.returncode == 2 and "NOT_FOUND" in nobody.stdout
+    assert nobody.returncode == 2 and "NOT_FOUND" in nobody.stderr

@@ -431,21 +431,21 @@ CASES: list[Case] = [
         "workflow of the victim",
         f"query($cid: ID) {{ workflow(customerId: $cid) {{ {WORKFLOW_FIELDS} }} }}",
         victim,
-        {OTHER_ADMIN: Null(), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+        {OTHER_ADMIN: Refused("NOT_FOUND"), OTHER_CUSTOMER: Refused("FORBIDDEN")},
     ),
     Case(
         "Query.stages",
         "stages of the victim",
         f"query($cid: ID) {{ stages(customerId: $cid) {{ {STAGE_FIELDS} }} }}",
         victim,
-        {OTHER_ADMIN: Empty(), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+        {OTHER_ADMIN: Refused("NOT_FOUND"), OTHER_CUSTOMER: Refused("FORBIDDEN")},
     ),
     Case(
         "Query.tasks",
         "tasks of the victim",
         "query($cid: ID) { tasks(customerId: $cid) { id key status progress stageKey } }",
         victim,
-        {OTHER_ADMIN: Empty(), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+        {OTHER_ADMIN: Refused("NOT_FOUND"), OTHER_CUSTOMER: Refused("FORBIDDEN")},
     ),
     Case(
         "Query.tasks",
@@ -453,7 +453,7 @@ CASES: list[Case] = [
         "query($cid: ID) { tasks(customerId: $cid, status: [COMPLETED, AVAILABLE], "
         'stageKey: "welcome") { id } }',
         victim,
-        {OTHER_ADMIN: Empty(), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+        {OTHER_ADMIN: Refused("NOT_FOUND"), OTHER_CUSTOMER: Refused("FORBIDDEN")},
     ),
     Case(
         "Query.workflowTemplates",
