@@ -239,7 +239,7 @@ async def update_settings(
     return wf
 
 
-async def _checklist(viewer: Viewer, customer_id: str | None) -> list[StageRecord]:
+async def _checklist(viewer: Viewer, customer_id: str | uuid.UUID | None) -> list[StageRecord]:
     cid = viewer.customer_scope(customer_id)
     (workflow,) = await records.workflows_by_customer(viewer.organization_id, [cid])
     if workflow is None:
@@ -248,7 +248,7 @@ async def _checklist(viewer: Viewer, customer_id: str | None) -> list[StageRecor
     return stages
 
 
-async def list_stages(viewer: Viewer, customer_id: str | None) -> list[StageRecord]:
+async def list_stages(viewer: Viewer, customer_id: str | uuid.UUID | None) -> list[StageRecord]:
     """The stages of a customer's workflow, in order."""
     return await _checklist(viewer, customer_id)
 
