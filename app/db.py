@@ -40,7 +40,7 @@ class DatabaseUnavailable(Exception):
     """The configured database cannot be reached or used; the message says why in one line."""
 
 
-_CONNECTION_SQLSTATES = ("08", "28", "3D", "57P03")  # connection, auth, no such database, starting
+_CONNECTION_SQLSTATES = ("08", "28", "3D", "53", "57P03")  # connection, auth, database, resources
 
 
 def unavailable_reason(exc: BaseException) -> str | None:

@@ -92,7 +92,7 @@ async def test_completed_workflows_are_listed_by_status(
             )
     done = await _list(gql, token, f={"workflowStatus": "COMPLETED"})
     assert [e["node"]["email"] for e in done["edges"]] == ["done@list.test"]
-    assert done["edges"][0]["node"]["workflow"]["progress"] == 1.0
+    assert done["edges"][0]["node"]["workflow"]["progress"] == 100.0
 
 
 async def test_the_count_runs_only_when_asked(gql: InProcessGraphQL, tenant: Tenant) -> None:
