@@ -7,8 +7,10 @@ transaction and sees each committed event exactly once.
 from __future__ import annotations
 
 from app.analytics import consumer as analytics
+from app.automation import engine as automation
 from app.events.consumers import Consumer
 
 CONSUMERS: list[Consumer] = [
     Consumer(analytics.NAME, analytics.handle, types=analytics.TYPES, batch_size=500),
+    Consumer("automation", automation.handle),
 ]

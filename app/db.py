@@ -20,6 +20,9 @@ MODEL_MODULES = [
     "app.accounts.credentials",
     "app.audit.models",
     "app.analytics.models",
+    "app.automation.models",
+    "app.deliveries.models",
+    "app.notifications.models",
 ]
 
 __all__ = [

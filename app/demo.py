@@ -17,8 +17,11 @@ from tortoise.connection import get_connection
 from tortoise.models import Model
 
 from app.accounts.models import Operator, Organization, Role
+from app.accounts.viewer import Viewer
+from app.automation import service as automation
 from app.customers.models import Customer
 from app.db import connect_kwargs, transaction
+from app.deliveries import service as deliveries
 from app.demo_bulk import (
     ChunkJob,
     DemoChunk,
@@ -319,6 +322,19 @@ async def _write(jobs: list[ChunkJob], workers: int, progress: Callable[[int], N
             raise
 
 
+async def _automation(viewer: Viewer) -> None:
+    """Turn the default rules on and register the CRM endpoint their webhook posts to (a
+    name that never resolves, so its deliveries show retries, the dead letter and replay)."""
+    for rule in await automation.list_rules(viewer, enabled=False):
+        await automation.set_enabled(viewer, str(rule.id), enabled=True)
+    await deliveries.create_endpoint(
+        viewer,
+        url="https://crm.acme-analytics.invalid/webhooks/liftoff",
+        event_types=["onboarding.completed"],
+        description="CRM (demo: unreachable on purpose)",
+    )
+
+
 async def seed_demo(
     *,
     customers: int = 1200,
@@ -350,6 +366,7 @@ async def seed_demo(
                 admin_name="Alex Rivera",
                 created_by="demo",
             )
+            await _automation(new.viewer)
     except Conflict:
         found = await _existing(slug)  # another process seeded `slug` at the same time
         if found is None:

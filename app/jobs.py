@@ -22,9 +22,11 @@ from app.accounts.models import Role
 from app.accounts.viewer import Viewer
 from app.analytics import exports as analytics_exports
 from app.analytics import maintain as analytics_maintain
+from app.automation.timed import tick as automation_tick
 from app.db import transaction
 from app.kit.clock import utcnow
 from app.onboarding import service as onboarding
+from app.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ SCHEDULES: list[Schedule] = [
     Schedule("onboarding.time_unlocks", 60.0, unlock_due_stages),
     Schedule("analytics.idle", 300.0, analytics_idle),
     Schedule("analytics.exports", 2.0, analytics_exports.run_pending),
+    Schedule("automation.time", get_settings().automation_schedule_seconds, automation_tick),
 ]
 
 

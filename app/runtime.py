@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 from app.analytics.live import LiveMetrics
+from app.automation.delivery_loop import run_deliveries
 from app.consumers import CONSUMERS
 from app.db import close_db, connect_kwargs, database_url, init_db
 from app.events.hub import Hub
@@ -54,6 +55,12 @@ class Runtime:
             self._tasks += [
                 asyncio.create_task(self.worker.run(), name="outbox-worker"),
                 asyncio.create_task(run_schedules(self._stop), name="schedules"),
+                asyncio.create_task(
+                    run_deliveries(
+                        self._stop, settings=self.settings, connect_kwargs=connect_kwargs(url)
+                    ),
+                    name="deliveries",
+                ),
             ]
 
     async def stop(self) -> None:

@@ -58,6 +58,15 @@ class Settings(BaseSettings):
     paused_consumers: str = Field(
         default="", description="Comma-separated consumer names this process does not run."
     )
+    smtp_url: str | None = None
+    mail_from: str = "Liftoff <noreply@liftoff.local>"
+    webhook_allow_private: bool = False
+    webhook_private_hosts: list[str] = []
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_scale: float = 1.0
+    delivery_batch_size: int = 50
+    delivery_poll_seconds: float = 1.0
+    automation_schedule_seconds: float = 60.0
 
     def base_url(self, *, host: str | None = None, port: int | None = None) -> str:
         """Where browsers reach the pages: LIFTOFF_PUBLIC_URL, else the bound host and port."""

@@ -24,6 +24,7 @@ class Customer(Model):
     user_type = fields.CharField(max_length=64, default="standard")
     acquisition_channel = fields.CharField(max_length=64, default="direct")
     tags: fields.Field[list[str]] = fields.JSONField(default=list)
+    properties: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
     signed_up_at = fields.DatetimeField()
     workflow_status = fields.CharEnumField(
         WorkflowStatus,

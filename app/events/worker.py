@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -126,22 +126,29 @@ class Worker:
             log.exception("pruning the outbox failed")
 
     async def _listen(self) -> None:
-        """LISTEN for new events; on any trouble reconnect, polling covers the gap."""
-        while True:
-            conn = None
-            try:
-                conn = await asyncpg.connect(**self.connect_kwargs)
-                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._notify())
-                self._notify()
-                while not conn.is_closed():
-                    await asyncio.sleep(5)
-                    await conn.execute("SELECT 1")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("outbox LISTEN connection lost (%s); polling until it is back", exc)
-            finally:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close(timeout=1)
-            await asyncio.sleep(1)
+        await listen(NOTIFY_CHANNEL, self._notify, connect_kwargs=self.connect_kwargs)
+
+
+async def listen(
+    channel: str, notify: Callable[[], None], *, connect_kwargs: dict[str, Any]
+) -> None:
+    """LISTEN on `channel`, calling `notify` for each NOTIFY (and once per connection);
+    on any trouble reconnect, while the caller's polling covers the gap."""
+    while True:
+        conn = None
+        try:
+            conn = await asyncpg.connect(**connect_kwargs)
+            await conn.add_listener(channel, lambda *_: notify())
+            notify()
+            while not conn.is_closed():
+                await asyncio.sleep(5)
+                await conn.execute("SELECT 1")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("LISTEN %s connection lost (%s); polling until it is back", channel, exc)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close(timeout=1)
+        await asyncio.sleep(1)

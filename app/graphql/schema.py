@@ -27,6 +27,9 @@ from app.graphql.analytics.exports import Mutation as ExportMutation
 from app.graphql.analytics.exports import Query as ExportQuery
 from app.graphql.analytics.queries import Query as AnalyticsQuery
 from app.graphql.analytics.subscriptions import Subscription as AnalyticsSubscription
+from app.graphql.automation.mutations import Mutation as AutomationMutation
+from app.graphql.automation.queries import Query as AutomationQuery
+from app.graphql.automation.subscriptions import Subscription as AutomationSubscription
 from app.graphql.customers.queries import Mutation as CustomersMutation
 from app.graphql.customers.queries import Query as CustomersQuery
 from app.graphql.errors import ErrorCodes, domain_error_of, is_callers_error
@@ -41,11 +44,15 @@ from app.settings import Settings, get_settings
 log = logging.getLogger("app.graphql")
 
 Query = merge_types(
-    "Query", (AccountsQuery, CustomersQuery, OnboardingQuery, AnalyticsQuery, ExportQuery)
+    "Query",
+    (AccountsQuery, CustomersQuery, OnboardingQuery, AnalyticsQuery, ExportQuery, AutomationQuery),
 )
-Subscription = merge_types("Subscription", (EventsSubscription, AnalyticsSubscription))
+Subscription = merge_types(
+    "Subscription", (EventsSubscription, AnalyticsSubscription, AutomationSubscription)
+)
 Mutation = merge_types(
-    "Mutation", (CustomersMutation, OnboardingMutation, SignInMutation, ExportMutation)
+    "Mutation",
+    (CustomersMutation, OnboardingMutation, SignInMutation, ExportMutation, AutomationMutation),
 )
 
 

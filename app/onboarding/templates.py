@@ -123,4 +123,8 @@ async def open_organization(
         if template
         else None
     )
+    if template:
+        from app.automation.service import install_default_rules
+
+        await install_default_rules(viewer, enabled=False)
     return NewOrganization(organization=org, admin=admin, viewer=viewer, template=row)

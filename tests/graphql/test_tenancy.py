@@ -62,6 +62,7 @@ class World:
     other_customer: Customer
     peer: Customer
     export_id: uuid.UUID
+    automation: Any = None
 
     def token(self, attacker: str) -> str:
         if attacker == OTHER_ADMIN:
@@ -80,7 +81,7 @@ class World:
         if attacker == OTHER_ADMIN:
             own |= {str(self.victim.id), self.victim.org.slug, c.user_type, c.acquisition_channel}
             own |= {str(i) for i in self.template_ids}
-        return own
+        return own | (self.automation.secrets() if self.automation else set())
 
 
 async def make_world(tenant: Tenant, other_tenant: Tenant) -> World:
@@ -140,7 +141,9 @@ async def make_world(tenant: Tenant, other_tenant: Tenant) -> World:
 
 @pytest.fixture
 async def world(tenant: Tenant, other_tenant: Tenant) -> World:
-    return await make_world(tenant, other_tenant)
+    w = await make_world(tenant, other_tenant)
+    w.automation = await tenancy_automation.seed(w)
+    return w
 
 
 async def snapshot(w: World) -> dict[str, Any]:
@@ -160,6 +163,7 @@ async def snapshot(w: World) -> dict[str, Any]:
         .values_list("id", flat=True),
         "customer_outbox": await OutboxEvent.filter(customer_id=cid).count(),
         "org_outbox": await OutboxEvent.filter(organization_id=org).count(),
+        **await tenancy_automation.snapshot(w),
     }
 
 
@@ -567,6 +571,11 @@ CASES: list[Case] = [
         {OTHER_ADMIN: Own(operator_in_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
     ),
 ]
+
+
+from tests.graphql import tenancy_automation  # noqa: E402  (needs the case classes above)
+
+CASES += tenancy_automation.CASES
 
 
 def root_fields_of_built_schema() -> set[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -446,9 +446,25 @@ class OnboardingAnalytics:
     async def recommendations(self) -> list[Recommendation]:
         return [Recommendation.of(r) for r in await self.run.recommendations()]
 
-    @strawberry.field(description="Null until automation rules exist.")
-    def automation_performance(self) -> list[AutomationPerformance] | None:
-        return None
+    @strawberry.field(
+        description="Runs, success rate and goal completion rate of each automation rule since "
+        "the start of the period (shares 0-1)."
+    )
+    async def automation_performance(self, info: Info) -> list[AutomationPerformance]:
+        from app.automation.stats import automation_stats
+
+        since = datetime.combine(self.run.scope.start, datetime.min.time(), tzinfo=UTC)
+        rows = await automation_stats(info.context.viewer, rule_id=None, since=since)
+        return [
+            AutomationPerformance(
+                rule_id=strawberry.ID(str(r.rule_id)),
+                name=r.name,
+                runs=r.runs,
+                success_rate=r.success_rate,
+                goal_completion_rate=r.goal_completion_rate,
+            )
+            for r in rows
+        ]
 
     @strawberry.field(description="Null until health scores exist.")
     def health_distribution(self) -> list[HealthDistribution] | None:

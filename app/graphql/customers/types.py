@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
@@ -67,6 +67,16 @@ class PageInfo:
     start_cursor: str | None
     end_cursor: str | None
 
+    @classmethod
+    def of(cls, page: Any) -> PageInfo:
+        """The page info of a page of rows (`Page` or `CustomerPage`)."""
+        return cls(
+            has_next_page=page.has_next_page,
+            has_previous_page=page.has_previous_page,
+            start_cursor=page.start_cursor,
+            end_cursor=page.end_cursor,
+        )
+
 
 @strawberry.type
 class CustomerEdge:
@@ -104,12 +114,7 @@ class CustomerConnection:
             page=page,
             counted=[],
             edges=[CustomerEdge(cursor=encode_cursor(r), node=Customer.of(r)) for r in page.items],
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                has_previous_page=page.has_previous_page,
-                start_cursor=page.start_cursor,
-                end_cursor=page.end_cursor,
-            ),
+            page_info=PageInfo.of(page),
         )
 
 
