@@ -89,7 +89,7 @@ async def test_sigkill_mid_burst_leaves_every_action_done_exactly_once(
                 organization_id=tenant.id, status=DeliveryStatus.SUCCEEDED
             ).count() == len(customers)
 
-        await wait_until(all_sent, seconds=120, what="every email to be delivered")
+        await wait_until(all_sent, seconds=240, what="every email to be delivered")
     finally:
         for process in (first, second):
             with contextlib.suppress(Exception):
@@ -143,7 +143,7 @@ async def test_two_workers_fire_a_time_based_trigger_once_per_customer(
             ).count() >= len(stalled)
 
         try:
-            await wait_until(delivered, seconds=60, what="the nudges to be sent")
+            await wait_until(delivered, seconds=180, what="the nudges to be sent")
         except AssertionError:
             rows = await Delivery.filter(organization_id=tenant.id).values(
                 "status", "attempts", "last_error"
