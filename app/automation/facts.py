@@ -13,7 +13,7 @@ from app.automation.models import CustomerActivity
 from app.customers.models import Customer
 from app.events.channels import Published
 from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask
-from app.onboarding.rules import progress_fraction
+from app.onboarding.rules import progress_percent
 from app.onboarding.states import StageStatus, TaskStatus, WorkflowStatus
 
 DAY = 86400.0
@@ -55,7 +55,7 @@ def workflow_facts(
 ) -> dict[str, Any]:
     """Status, progress (percent 0-100), points, current stage, stage and task states."""
     status = WorkflowStatus(workflow["status"])
-    fraction = 1.0 if status is WorkflowStatus.COMPLETED else progress_fraction(cast(Any, tasks))
+    percent = 100.0 if status is WorkflowStatus.COMPLETED else progress_percent(cast(Any, tasks))
     ordered = sorted(stages, key=lambda s: s[1])
     current = next((s for s in ordered if s[2] != StageStatus.COMPLETED.value), None)
     if current is None and ordered:
@@ -63,7 +63,7 @@ def workflow_facts(
     return {
         "id": str(workflow["id"]),
         "status": status.value,
-        "progress": round(fraction * 100, 2),
+        "progress": percent,
         "points": workflow["points"],
         "paused": workflow["paused"],
         "currentStage": current[0] if current else None,
