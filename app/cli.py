@@ -501,3 +501,12 @@ def _register_account_commands() -> None:
 
 
 _register_account_commands()
+
+
+def _register_health_commands() -> None:
+    from app.cli_health import register
+
+    register(cli)
+
+
+_register_health_commands()

@@ -9,8 +9,10 @@ from __future__ import annotations
 from app.analytics import consumer as analytics
 from app.automation import engine as automation
 from app.events.consumers import Consumer
+from app.health.spine import CONSUMER as HEALTH
 
 CONSUMERS: list[Consumer] = [
     Consumer(analytics.NAME, analytics.handle, types=analytics.TYPES, batch_size=500),
     Consumer("automation", automation.handle),
+    HEALTH,
 ]

@@ -23,6 +23,7 @@ MODEL_MODULES = [
     "app.automation.models",
     "app.deliveries.models",
     "app.notifications.models",
+    "app.health.models",
 ]
 
 __all__ = [

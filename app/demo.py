@@ -37,6 +37,7 @@ from app.demo_bulk import (
 )
 from app.demo_sample import sample_customer, task_to_do
 from app.errors import Conflict, ValidationFailed
+from app.health.demo import seed_health
 from app.kit.clock import utcnow
 from app.onboarding import engine
 from app.onboarding.definitions import TemplateDef
@@ -405,6 +406,7 @@ async def seed_demo(
         await Operator.create(
             organization=org, email=f"csm@{slug}.example", name="Casey Morgan", role=Role.CSM
         )
+        await seed_health(org.id, now=now)
     except BaseException:
         await org.delete()
         raise

@@ -66,5 +66,9 @@ class SequenceAhead(DomainError):
     code = "SEQUENCE_AHEAD"
 
 
+class InvalidHealthModel(DomainError):
+    code = "INVALID_HEALTH_MODEL"
+
+
 class RateLimited(DomainError):
     code = "RATE_LIMITED"

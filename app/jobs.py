@@ -24,6 +24,7 @@ from app.analytics import exports as analytics_exports
 from app.analytics import maintain as analytics_maintain
 from app.automation.timed import tick as automation_tick
 from app.db import transaction
+from app.health import spine as health
 from app.kit.clock import utcnow
 from app.onboarding import service as onboarding
 from app.settings import get_settings
@@ -105,6 +106,10 @@ SCHEDULES: list[Schedule] = [
     Schedule("analytics.idle", 300.0, analytics_idle),
     Schedule("analytics.exports", 2.0, analytics_exports.run_pending),
     Schedule("automation.time", get_settings().automation_schedule_seconds, automation_tick),
+    Schedule("health.score_pending", 1.0, health.score_pending),
+    Schedule("health.jobs", 2.0, health.run_pending_jobs),
+    Schedule("health.override_expiry", 5.0, health.lapse_overrides),
+    Schedule("health.daily_snapshot", 600.0, health.snapshot_all),
 ]
 
 

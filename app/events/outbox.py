@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tortoise.connection import get_connection
@@ -73,3 +73,23 @@ def current_trace() -> dict[str, str] | None:
     trace = {"request_id": request_id.get(), "traceparent": tracing.traceparent()}
     kept = {k: v for k, v in trace.items() if v}
     return kept or None
+
+
+async def record_many(
+    *,
+    organization_id: uuid.UUID,
+    events: Mapping[uuid.UUID, Sequence[tuple[str, dict[str, Any]]]],
+    actor: str | None = None,
+) -> int:
+    """`record` for many customers' streams (set-based jobs), in stream order."""
+    count = 0
+    for stream in sorted(cid for cid, evs in events.items() if evs):
+        count += len(
+            await record(
+                organization_id=organization_id,
+                customer_id=stream,
+                events=events[stream],
+                actor=actor,
+            )
+        )
+    return count

@@ -6,6 +6,8 @@ import strawberry
 
 from app.accounts.models import Role
 from app.analytics.rules import StepOutcome
+from app.health.models import JobStatus, SnapshotKind
+from app.health.rules import HealthLevel
 from app.onboarding.states import StageAction, StageStatus, TaskAction, TaskStatus, WorkflowStatus
 
 strawberry.enum(Role, description="What a caller may do.")
@@ -21,9 +23,15 @@ strawberry.enum(
         " (at least once), is there and active, or is there and idle for 7 days or more."
     ),
 )
+strawberry.enum(HealthLevel, description="Where a score stands against the model's thresholds.")
+strawberry.enum(SnapshotKind, description="Why a health snapshot was taken.")
+strawberry.enum(JobStatus, description="Where a recompute job stands.")
 
 __all__ = [
+    "HealthLevel",
+    "JobStatus",
     "Role",
+    "SnapshotKind",
     "StageAction",
     "StageStatus",
     "StepOutcome",

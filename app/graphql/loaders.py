@@ -12,6 +12,7 @@ from tortoise.models import Model
 
 from app.customers.models import Customer
 from app.errors import NotFound
+from app.health import service as health
 from app.kit.tenancy import Tenant, scoped
 from app.onboarding import records
 from app.onboarding.models import StageOverride, WorkflowTemplate
@@ -30,6 +31,10 @@ class Loaders:
         self.checklist = DataLoader(self._checklists)
         self.template = DataLoader(self._templates)
         self.overrides = DataLoader(self._overrides)
+        self.health = DataLoader(self._health)
+        self.health_delta_7d = DataLoader(self._delta_7d)
+        self.health_delta_30d = DataLoader(self._delta_30d)
+        self.memo: dict[tuple[str, object], object] = {}
 
     async def customer_of(self, customer_id: uuid.UUID) -> Customer:
         """The tenant's customer with this id, or NOT_FOUND (as `customer(id)` answers)."""
@@ -52,6 +57,18 @@ class Loaders:
 
     async def _overrides(self, workflow_ids: Sequence[uuid.UUID]) -> list[list[StageOverride]]:
         return await self._by_workflow(StageOverride, workflow_ids, order="created_at")
+
+    async def _health(self, ids: Sequence[uuid.UUID]) -> list[health.HealthView | None]:
+        found = await health.views_for(self.tenant, ids)
+        return [found.get(i) for i in ids]
+
+    async def _delta_7d(self, ids: Sequence[uuid.UUID]) -> list[float | None]:
+        found = await health.deltas(self.tenant, ids, 7)
+        return [found.get(i) for i in ids]
+
+    async def _delta_30d(self, ids: Sequence[uuid.UUID]) -> list[float | None]:
+        found = await health.deltas(self.tenant, ids, 30)
+        return [found.get(i) for i in ids]
 
     async def _by_key(
         self, model: type[M], field: str, keys: Sequence[uuid.UUID]

@@ -36,6 +36,9 @@ from app.graphql.errors import ErrorCodes, domain_error_of, is_callers_error
 from app.graphql.events.sharing import shared_result
 from app.graphql.events.subscriptions import Subscription as EventsSubscription
 from app.graphql.events.types import SHAREABLE
+from app.graphql.health.queries import Mutation as HealthMutation
+from app.graphql.health.queries import Query as HealthQuery
+from app.graphql.health.subscriptions import Subscription as HealthSubscription
 from app.graphql.observe import Observe, counted, root_field
 from app.graphql.onboarding.mutations import Mutation as OnboardingMutation
 from app.graphql.onboarding.queries import Query as OnboardingQuery
@@ -45,14 +48,30 @@ log = logging.getLogger("app.graphql")
 
 Query = merge_types(
     "Query",
-    (AccountsQuery, CustomersQuery, OnboardingQuery, AnalyticsQuery, ExportQuery, AutomationQuery),
+    (
+        AccountsQuery,
+        CustomersQuery,
+        OnboardingQuery,
+        AnalyticsQuery,
+        ExportQuery,
+        AutomationQuery,
+        HealthQuery,
+    ),
 )
 Subscription = merge_types(
-    "Subscription", (EventsSubscription, AnalyticsSubscription, AutomationSubscription)
+    "Subscription",
+    (EventsSubscription, AnalyticsSubscription, AutomationSubscription, HealthSubscription),
 )
 Mutation = merge_types(
     "Mutation",
-    (CustomersMutation, OnboardingMutation, SignInMutation, ExportMutation, AutomationMutation),
+    (
+        CustomersMutation,
+        OnboardingMutation,
+        SignInMutation,
+        ExportMutation,
+        AutomationMutation,
+        HealthMutation,
+    ),
 )
 
 

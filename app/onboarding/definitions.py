@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.errors import InvalidTemplate
+from app.kit.definitions import load_text as kit_load_text
 
 KEY = r"^[a-z][a-z0-9_-]{0,79}$"
 
@@ -222,11 +223,4 @@ def parse_definition(raw: Any) -> TemplateDef:
 
 def load_text(text: str) -> Any:
     """Parse YAML (a superset of JSON) into plain data, refusing unreadable text."""
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InvalidTemplate(
-            f"Template text is not valid YAML or JSON: {exc}", reasons=[str(exc)]
-        ) from None
+    return kit_load_text(text, error=InvalidTemplate, what="Template")

@@ -14,6 +14,7 @@ from app.accounts.models import Operator, Organization, Role
 from app.accounts.service import create_organization
 from app.accounts.viewer import Viewer
 from app.errors import Conflict, NotFound
+from app.health import versions as health_versions
 from app.kit.tenancy import Tenant, scoped
 from app.onboarding.definitions import TemplateDef, load_text, parse_definition
 from app.onboarding.models import WorkflowTemplate
@@ -111,13 +112,14 @@ async def open_organization(
     template: bool = True,
 ) -> NewOrganization:
     """A new organization with its first ADMIN and (unless told not to) the bundled default
-    template as its default."""
+    template as its default and the default health model."""
     org, admin = await create_organization(
         name=name, slug=slug, admin_email=admin_email, admin_name=admin_name
     )
     viewer = Viewer(subject=admin.email, organization_id=org.id, role=Role.ADMIN)
-    row = (
-        await install_template(
+    row = None
+    if template:
+        row = await install_template(
             viewer, definition=bundled_default(), make_default=True, created_by=created_by
         )
         if template
@@ -127,4 +129,5 @@ async def open_organization(
         from app.automation.service import install_default_rules
 
         await install_default_rules(viewer, enabled=False)
+        await health_versions.install_default(viewer, created_by=created_by)
     return NewOrganization(organization=org, admin=admin, viewer=viewer, template=row)

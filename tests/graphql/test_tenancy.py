@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from app.onboarding.models import (
     WorkflowTemplate,
 )
 from app.onboarding.templates import bundled_default_text
+from tests.graphql import tenancy_health
 from tests.graphql.client import SETTINGS, error_codes, gql, token
 from tests.support.factories import Tenant
 
@@ -63,6 +64,7 @@ class World:
     peer: Customer
     export_id: uuid.UUID
     automation: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def token(self, attacker: str) -> str:
         if attacker == OTHER_ADMIN:
@@ -81,7 +83,11 @@ class World:
         if attacker == OTHER_ADMIN:
             own |= {str(self.victim.id), self.victim.org.slug, c.user_type, c.acquisition_channel}
             own |= {str(i) for i in self.template_ids}
-        return own | (self.automation.secrets() if self.automation else set())
+        return (
+            own
+            | (self.automation.secrets() if self.automation else set())
+            | self.extra.get("secrets", set())
+        )
 
 
 async def make_world(tenant: Tenant, other_tenant: Tenant) -> World:
@@ -125,7 +131,7 @@ async def make_world(tenant: Tenant, other_tenant: Tenant) -> World:
     stages = await WorkflowStage.filter(workflow_id=workflow.id)
     tasks = await WorkflowTask.filter(workflow_id=workflow.id)
     templates = await WorkflowTemplate.filter(organization_id=tenant.id)
-    return World(
+    world = World(
         victim=tenant,
         customer=customer,
         workflow_id=workflow.id,
@@ -137,6 +143,8 @@ async def make_world(tenant: Tenant, other_tenant: Tenant) -> World:
         peer=peer,
         export_id=export.id,
     )
+    world.extra = await tenancy_health.prepare(world)
+    return world
 
 
 @pytest.fixture
@@ -164,6 +172,7 @@ async def snapshot(w: World) -> dict[str, Any]:
         "customer_outbox": await OutboxEvent.filter(customer_id=cid).count(),
         "org_outbox": await OutboxEvent.filter(organization_id=org).count(),
         **await tenancy_automation.snapshot(w),
+        "health": await tenancy_health.snapshot(w),
     }
 
 
@@ -571,6 +580,8 @@ CASES: list[Case] = [
         {OTHER_ADMIN: Own(operator_in_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
     ),
 ]
+
+CASES += tenancy_health.cases()
 
 
 from tests.graphql import tenancy_automation  # noqa: E402  (needs the case classes above)

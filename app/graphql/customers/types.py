@@ -15,6 +15,7 @@ from app.graphql.enums import StepOutcome, WorkflowStatus
 from app.kit.pagination import encode_cursor
 
 if TYPE_CHECKING:
+    from app.graphql.health.types import HealthScore
     from app.graphql.onboarding.types import Workflow
 
 Info = strawberry.Info[Context, None]
@@ -42,6 +43,20 @@ class Customer:
 
         row = await info.context.loaders.workflow_by_customer.load(self.row.id)
         return Workflow.of(row) if row else None
+
+    @strawberry.field(
+        description="Health score, level, parts and risks; null until first computed. "
+        "A CUSTOMER sees it only when the organization shows scores to customers."
+    )
+    async def health(
+        self, info: Info
+    ) -> Annotated[HealthScore, strawberry.lazy("app.graphql.health.types")] | None:
+        from app.graphql.health.types import HealthScore
+        from app.health.service import check_visible
+
+        await check_visible(info.context.viewer, self.row.id)
+        view = await info.context.loaders.health.load(self.row.id)
+        return HealthScore.of(view) if view else None
 
     @classmethod
     def of(cls, row: CustomerRow) -> Customer:

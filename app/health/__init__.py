@@ -1,0 +1,1 @@
+"""Customer health: a versioned model per organization, scores that explain themselves."""

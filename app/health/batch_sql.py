@@ -1,0 +1,298 @@
+"""The score formulas of `rules` as one SQL statement per batch, so a recompute never brings
+customers into Python: facts, component values, score, level and the upsert happen in
+PostgreSQL, and only notable moves come back (to become events).
+
+`rules` stays the specification (and explains scores at read time); a test checks that this
+SQL gives the same values as `rules.compute` for generated facts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.health.definitions import HealthModelDef
+
+# Per-segment parameters, one row per segment plus '' for everyone else.
+PARAMS = (
+    "w_engagement", "w_adoption", "w_onboarding", "w_support", "w_sentiment", "w_billing",
+    "inactive_days", "recency_share", "n_features", "expected_days", "stall_days",
+    "tolerated", "penalty", "failure_penalty", "downgrade_penalty", "healthy", "at_risk",
+    "notify_points",
+)  # fmt: skip
+
+
+def params_of(model: HealthModelDef) -> list[list[Any]]:
+    """Columns (segment first) of the per-segment parameter table."""
+    segments = ["", *model.segments]
+    cols: list[list[Any]] = [segments, *([] for _ in PARAMS)]
+    for seg in segments:
+        m = model.for_segment(seg or None)
+        c = m.components
+        values = [
+            c.engagement.weight if c.engagement else 0.0,
+            c.adoption.weight if c.adoption else 0.0,
+            c.onboarding.weight if c.onboarding else 0.0,
+            c.support.weight if c.support else 0.0,
+            c.sentiment.weight if c.sentiment else 0.0,
+            c.billing.weight if c.billing else 0.0,
+            c.engagement.inactive_days if c.engagement else 1,
+            c.engagement.recency_share if c.engagement else 0.0,
+            len(c.adoption.features) if c.adoption else 1,
+            c.onboarding.expected_days if c.onboarding else 1,
+            c.onboarding.stall_days if c.onboarding else 1,
+            c.support.tolerated if c.support else 0,
+            c.support.penalty if c.support else 0.0,
+            c.billing.failure_penalty if c.billing else 0.0,
+            c.billing.downgrade_penalty if c.billing else 0.0,
+            m.levels.healthy,
+            m.levels.at_risk,
+            m.notify_points,
+        ]
+        for col, value in zip(cols[1:], values, strict=True):
+            col.append(float(value))
+    return cols
+
+
+def _clamp(expr: str) -> str:
+    return f"least(100.0, greatest(0.0, ({expr})::float8))"
+
+
+# Component values over the `f` (facts) and `p` (parameters) columns; NULL: no data.
+_VALUES = {
+    "engagement": "CASE WHEN NOT {has_usage} AND f.dsa IS NULL THEN NULL ELSE "
+    + _clamp(
+        "(p.recency_share / 100.0) * CASE WHEN f.dsa IS NULL THEN 0.0 ELSE "
+        + _clamp("100.0 * (1.0 - f.dsa::float8 / p.inactive_days)")
+        + " END + (1.0 - p.recency_share / 100.0) * "
+        + _clamp("100.0 * f.events / greatest({median}, 1.0)")
+    )
+    + " END",
+    "adoption": "CASE WHEN NOT {has_usage} AND f.n_used = 0 THEN NULL ELSE "
+    + _clamp("100.0 * f.n_used / p.n_features")
+    + " END",
+    "onboarding": "CASE WHEN f.progress IS NULL THEN NULL WHEN f.completed THEN 100.0 ELSE "
+    + _clamp(
+        "CASE WHEN f.progress >= least(1.0, f.dss::float8 / p.expected_days) THEN 100.0"
+        " ELSE 100.0 * f.progress / least(1.0, f.dss::float8 / p.expected_days) END"
+        " * CASE WHEN coalesce(f.stalled, 0) > p.stall_days THEN greatest(0.25, 1.0 - "
+        "(coalesce(f.stalled, 0) - p.stall_days) / (3.0 * p.stall_days)) ELSE 1.0 END"
+    )
+    + " END",
+    "support": "CASE WHEN NOT {tracks_support} AND f.tickets = 0 AND f.escalations = 0 "
+    "THEN NULL ELSE "
+    + _clamp(
+        "100.0 - p.penalty * greatest(0, f.tickets - p.tolerated) - 2.0 * p.penalty * f.escalations"
+    )
+    + " END",
+    "sentiment": "CASE WHEN f.positive + f.neutral + f.negative = 0 THEN NULL ELSE "
+    + _clamp("100.0 * (f.positive + 0.5 * f.neutral) / (f.positive + f.neutral + f.negative)")
+    + " END",
+    "billing": "CASE WHEN f.billing = 0 AND f.failures = 0 AND f.downgrades = 0 THEN NULL ELSE "
+    + _clamp("100.0 - p.failure_penalty * f.failures - p.downgrade_penalty * f.downgrades")
+    + " END",
+}
+
+_FACTS_CTE = """
+cust AS (
+    SELECT c.id, c.user_type, c.signed_up_at, w.status AS wf_status, w.last_activity_at,
+           p.req, p.req_done, p.total, p.done, st.name AS stage,
+           h.score AS old_score, h.level AS old_level, h.changed_at AS old_changed_at,
+           o.id AS o_id, o.score AS o_score, o.level AS o_level
+    FROM customer c
+    LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
+    LEFT JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE t.required) AS req,
+               count(*) FILTER (WHERE t.required AND t.status IN ('COMPLETED', 'SKIPPED'))
+                   AS req_done,
+               count(*) AS total,
+               count(*) FILTER (WHERE t.status IN ('COMPLETED', 'SKIPPED')) AS done
+        FROM workflow_task t WHERE t.organization_id = w.organization_id AND t.workflow_id = w.id
+    ) p ON w.id IS NOT NULL
+    LEFT JOIN LATERAL (
+        SELECT s.name FROM workflow_stage s
+        WHERE s.organization_id = w.organization_id AND s.workflow_id = w.id
+          AND s.status <> 'COMPLETED'
+        ORDER BY s.position LIMIT 1
+    ) st ON w.id IS NOT NULL
+    LEFT JOIN health_score h ON h.organization_id = c.organization_id AND h.customer_id = c.id
+    LEFT JOIN health_override o ON o.organization_id = c.organization_id
+          AND o.customer_id = c.id AND o.ended_at IS NULL AND o.expires_at > $2
+    WHERE c.organization_id = $1 AND c.signed_up_at <= $2 AND {where}
+    ORDER BY c.id LIMIT {limit}
+), usage AS (
+    SELECT customer_id,
+      coalesce(sum(count) FILTER (WHERE day >= $3 AND name <> ALL($4)), 0) AS events,
+      count(DISTINCT day) FILTER (WHERE day >= $3 AND name <> ALL($4)) AS active_days,
+      max(last_at) FILTER (WHERE name <> ALL($4)) AS last_active,
+      array_agg(DISTINCT name) FILTER (WHERE day >= $5 AND name = ANY($6)) AS features,
+      coalesce(sum(count) FILTER (WHERE day >= $7 AND name = ANY($8)), 0) AS tickets,
+      coalesce(sum(count) FILTER (WHERE day >= $7 AND name = ANY($9)), 0) AS escalations,
+      coalesce(sum(count) FILTER (WHERE day >= $10 AND name = ANY($11)), 0) AS positive,
+      coalesce(sum(count) FILTER (WHERE day >= $10 AND name = ANY($12)), 0) AS neutral,
+      coalesce(sum(count) FILTER (WHERE day >= $10 AND name = ANY($13)), 0) AS negative,
+      coalesce(sum(count) FILTER (WHERE day >= $14 AND name = ANY($15)), 0) AS failures,
+      coalesce(sum(count) FILTER (WHERE day >= $14 AND name = ANY($16)), 0) AS downgrades,
+      coalesce(sum(count) FILTER (WHERE day >= $14 AND name = ANY($17)), 0) AS billing
+    FROM usage_daily
+    WHERE organization_id = $1 AND customer_id IN (SELECT id FROM cust)
+      AND day >= $18 AND day <= $19
+    GROUP BY customer_id
+), f AS (
+    SELECT cust.*, coalesce(u.events, 0) AS events, coalesce(u.active_days, 0) AS active_days,
+           CASE WHEN u.last_active IS NULL THEN NULL ELSE greatest(0,
+               floor(extract(epoch FROM ($2 - u.last_active)) / 86400))::int END AS dsa,
+           coalesce(u.features, ARRAY[]::text[]) AS features,
+           coalesce(cardinality(u.features), 0) AS n_used,
+           coalesce(u.tickets, 0) AS tickets, coalesce(u.escalations, 0) AS escalations,
+           coalesce(u.positive, 0) AS positive, coalesce(u.neutral, 0) AS neutral,
+           coalesce(u.negative, 0) AS negative, coalesce(u.failures, 0) AS failures,
+           coalesce(u.downgrades, 0) AS downgrades, coalesce(u.billing, 0) AS billing,
+           greatest(0, floor(extract(epoch FROM ($2 - cust.signed_up_at)) / 86400))::int
+               AS dss,
+           cust.wf_status = 'COMPLETED' AS completed,
+           CASE WHEN cust.wf_status IS NULL THEN NULL
+                WHEN cust.wf_status = 'COMPLETED' THEN 1.0
+                WHEN coalesce(cust.req, 0) > 0 THEN cust.req_done::float8 / cust.req
+                WHEN coalesce(cust.total, 0) > 0 THEN cust.done::float8 / cust.total
+                ELSE 1.0 END AS progress,
+           CASE WHEN cust.wf_status = 'ACTIVE' AND cust.last_activity_at IS NOT NULL
+                THEN greatest(0, floor(extract(epoch FROM ($2 - cust.last_activity_at))
+                    / 86400))::int END AS stalled
+    FROM cust LEFT JOIN usage u ON u.customer_id = cust.id
+), p AS (
+    SELECT * FROM unnest({param_arrays}) AS p(segment, {param_names})
+)"""
+
+
+def scored_sql(model: HealthModelDef, *, where: str, limit: int, first_param: int) -> str:
+    """The CTEs `cust`, `usage`, `f`, `p`, `v` (component values) and `s` (score, level,
+    contributions, effective values, notable move) for one batch. Parameters: $1 org,
+    $2 now, $3..$19 the facts' windows and names, then the parameter arrays from
+    `first_param` (segments, then PARAMS), then has_usage, median events, tracks_support,
+    median active days and the model version."""
+    n = first_param
+    arrays = [f"${n}::text[]"] + [f"${n + 1 + i}::float8[]" for i in range(len(PARAMS))]
+    after = n + 1 + len(PARAMS)
+    has_usage, median, tracks = f"${after}::bool", f"${after + 1}::float8", f"${after + 2}::bool"
+    keys = [k for k, _ in model.components.present()]
+    values = ",\n       ".join(
+        f"({_VALUES[k].format(has_usage=has_usage, median=median, tracks_support=tracks)}) AS v_{k}"
+        for k in keys
+    )
+    total = " + ".join(f"w_{k}" for k in keys)
+    with_data = " + ".join(f"CASE WHEN v_{k} IS NULL THEN 0 ELSE w_{k} END" for k in keys)
+    contributions = ",\n       ".join(
+        f"CASE WHEN wd > 0 AND v_{k} IS NOT NULL THEN v_{k} * w_{k} / wd ELSE 0.0 END AS c_{k}"
+        for k in keys
+    )
+    components = ", ".join(f"jsonb_build_array('{k}', v_{k}, w_{k}, c_{k})" for k in keys)
+    cte = _FACTS_CTE.format(
+        where=where or "true",
+        limit=int(limit),
+        param_arrays=", ".join(arrays),
+        param_names=", ".join(PARAMS),
+    )
+    return f"""WITH {cte},
+v AS (
+    SELECT f.*, p.*, {values}
+    FROM f JOIN p ON p.segment = CASE WHEN f.user_type = ANY(${n}::text[])
+                                      AND f.user_type <> '' THEN f.user_type ELSE '' END
+), w AS (
+    SELECT v.*, ({total}) AS wt, ({with_data}) AS wd FROM v
+), c AS (
+    SELECT w.*, {contributions} FROM w
+), s0 AS (
+    SELECT c.*,
+           CASE WHEN wd > 0 THEN least(100.0, greatest(0.0, {" + ".join(f"c_{k}" for k in keys)}))
+                ELSE 50.0 END AS cscore,
+           CASE WHEN wt > 0 THEN 100.0 * wd / wt ELSE 0.0 END AS confidence,
+           jsonb_build_array({components}) AS components
+    FROM c
+), s1 AS (
+    SELECT s0.*,
+           CASE WHEN cscore >= healthy THEN 'HEALTHY' WHEN cscore >= at_risk THEN 'AT_RISK'
+                ELSE 'CRITICAL' END AS clevel,
+           coalesce(o_score, cscore) AS escore
+    FROM s0
+), s AS (
+    SELECT s1.*,
+           CASE WHEN o_id IS NULL THEN clevel
+                ELSE coalesce(o_level, CASE WHEN escore >= healthy THEN 'HEALTHY'
+                    WHEN escore >= at_risk THEN 'AT_RISK' ELSE 'CRITICAL' END) END AS elevel,
+           jsonb_strip_nulls(jsonb_build_object(
+               'events', events, 'active_days', active_days, 'days_since_active', dsa,
+               'features_used', to_jsonb(features), 'tickets', tickets,
+               'escalations', escalations, 'positive', positive, 'neutral', neutral,
+               'negative', negative, 'payment_failures', failures, 'downgrades', downgrades,
+               'billing_events', billing, 'progress', progress, 'completed', completed,
+               'days_since_signup', dss,
+               'stage', CASE WHEN completed THEN NULL ELSE stage END,
+               'stalled_days', stalled,
+               'norm', jsonb_build_array({median}, ${after + 3}::float8)
+           )) AS facts
+    FROM s1
+), m AS (
+    SELECT s.*, (old_score IS NOT NULL AND old_level IS NOT NULL AND (old_level <> elevel
+                 OR abs(CASE WHEN o_id IS NULL THEN cscore ELSE escore END - old_score)
+                    >= notify_points)) AS moved
+    FROM s
+)"""
+
+
+_COLUMNS = """id, organization_id, customer_id, score, level, computed_score, computed_level,
+    confidence, components, facts, segment, model_version, override_id, computed_at, changed_at"""
+_SNAPSHOT_COLUMNS = """organization_id, customer_id, day, kind, taken_at, score, level,
+    confidence, components, facts, model_version"""
+
+
+def upsert_sql(model: HealthModelDef, *, where: str, limit: int, first_param: int) -> str:
+    """Score one batch and write it: current scores, level-change snapshots; returns one row
+    (scored, last_id, moved: the notable moves as JSON)."""
+    version = f"${first_param + 1 + len(PARAMS) + 4}::int"
+    return (
+        scored_sql(model, where=where, limit=limit, first_param=first_param)
+        + f""", up AS (
+    INSERT INTO health_score ({_COLUMNS})
+    SELECT id, $1, id, escore, elevel, cscore, clevel, confidence, components, facts,
+           user_type, {version}, o_id, $2,
+           CASE WHEN moved OR old_changed_at IS NULL THEN $2 ELSE old_changed_at END
+    FROM m
+    ON CONFLICT (organization_id, customer_id) DO UPDATE SET
+        score = EXCLUDED.score, level = EXCLUDED.level,
+        computed_score = EXCLUDED.computed_score, computed_level = EXCLUDED.computed_level,
+        confidence = EXCLUDED.confidence, components = EXCLUDED.components,
+        facts = EXCLUDED.facts, segment = EXCLUDED.segment,
+        model_version = EXCLUDED.model_version, override_id = EXCLUDED.override_id,
+        computed_at = EXCLUDED.computed_at, changed_at = EXCLUDED.changed_at
+    RETURNING 1
+), snap AS (
+    INSERT INTO health_snapshot ({_SNAPSHOT_COLUMNS})
+    SELECT $1, id, $2::date, 'LEVEL_CHANGE', $2, escore, elevel, confidence, components,
+           facts, {version}
+    FROM m WHERE moved AND elevel <> old_level
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM up) AS scored, (SELECT count(*) FROM snap) AS snapshots,
+       (SELECT id FROM cust ORDER BY id DESC LIMIT 1) AS last_id,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(id, user_type, escore, elevel, old_score,
+               old_level, components, facts)), '[]'::jsonb) FROM m WHERE moved) AS moved"""
+    )
+
+
+def backfill_sql(model: HealthModelDef, *, where: str, limit: int, first_param: int) -> str:
+    """Score one batch as the daily snapshot of `now`'s day (no current score, no events)."""
+    version = f"${first_param + 1 + len(PARAMS) + 4}::int"
+    return (
+        scored_sql(model, where=where, limit=limit, first_param=first_param)
+        + f""", snap AS (
+    INSERT INTO health_snapshot ({_SNAPSHOT_COLUMNS})
+    SELECT $1, id, $2::date, 'DAILY', $2, escore, elevel, confidence, components, facts,
+           {version}
+    FROM m
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM m) AS scored, (SELECT count(*) FROM snap) AS snapshots,
+       (SELECT id FROM cust ORDER BY id DESC LIMIT 1) AS last_id, '[]'::jsonb AS moved"""
+    )

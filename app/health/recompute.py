@@ -1,0 +1,235 @@
+"""Recompute orchestration: changed customers from the event spine, on-demand jobs with
+progress, and the daily recompute and snapshot of every organization.
+
+Each batch of customers is one transaction; a job records how far it got, so a job taken
+over after a crash resumes at the next customer.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.connection import get_connection
+
+from app.accounts.models import Role
+from app.accounts.viewer import Viewer
+from app.audit import service as audit
+from app.db import transaction
+from app.errors import NotFound
+from app.health.compute import BATCH, WHERE_FROM, Run, prepare, score_batch
+from app.health.models import HealthJob, JobStatus
+from app.health.rules import HealthLevel
+from app.kit.clock import utcnow
+from app.kit.ids import parse_id
+from app.kit.tenancy import scoped
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = timedelta(minutes=2)
+Progress = Callable[[int, int], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which customers a recompute covers (all of them when empty)."""
+
+    user_type: str | None = None
+    acquisition_channel: str | None = None
+    level: HealthLevel | None = None
+    customer_ids: tuple[uuid.UUID, ...] = ()
+
+    def sql(self, first: int = 3) -> tuple[str, list[Any]]:
+        """A condition over `customer c` / `health_score h`, its parameters numbered from
+        `$first`."""
+        conds: list[str] = []
+        params: list[Any] = []
+
+        def add(cond: str, value: Any) -> None:
+            params.append(value)
+            conds.append(cond.format(f"${len(params) + first - 1}"))
+
+        if self.user_type:
+            add("c.user_type = {}", self.user_type.lower())
+        if self.acquisition_channel:
+            add("c.acquisition_channel = {}", self.acquisition_channel.lower())
+        if self.level:
+            add("h.level = {}", self.level.value)
+        if self.customer_ids:
+            add("c.id = ANY({}::uuid[])", list(self.customer_ids))
+        return " AND ".join(conds), params
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "userType": self.user_type,
+            "acquisitionChannel": self.acquisition_channel,
+            "level": self.level.value if self.level else None,
+            "customerIds": [str(c) for c in self.customer_ids],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Scope:
+        return cls(
+            user_type=data.get("userType"),
+            acquisition_channel=data.get("acquisitionChannel"),
+            level=HealthLevel(data["level"]) if data.get("level") else None,
+            customer_ids=tuple(uuid.UUID(c) for c in data.get("customerIds") or ()),
+        )
+
+
+async def count(organization_id: uuid.UUID, scope: Scope) -> int:
+    """How many customers the scope covers."""
+    where, params = scope.sql(first=2)
+    rows = await get_connection("default").execute_query_dict(
+        "SELECT count(*) AS n FROM customer c LEFT JOIN health_score h "
+        "ON h.organization_id = c.organization_id AND h.customer_id = c.id "
+        f"WHERE c.organization_id = $1 AND {where or 'true'}",
+        [organization_id, *params],
+    )
+    return int(rows[0]["n"])
+
+
+async def recompute_customers(
+    organization_id: uuid.UUID, customer_ids: Sequence[uuid.UUID], *, now: datetime
+) -> int:
+    """Score these customers now, inside the caller's transaction (the event consumer)."""
+    if not customer_ids:
+        return 0
+    run = await prepare(organization_id, now=now, fresh_norm=False)
+    done = 0
+    ids = sorted(set(customer_ids))
+    for start in range(0, len(ids), BATCH):
+        done += (await score_batch(run, ids=ids[start : start + BATCH])).scored
+    return done
+
+
+async def sweep(
+    run: Run,
+    scope: Scope,
+    *,
+    after: uuid.UUID | None = None,
+    on_batch: Callable[[uuid.UUID, int, int], Awaitable[None]] | None = None,
+    batch_size: int = BATCH,
+) -> tuple[int, int]:
+    """Score every customer of the scope in batches, one transaction each; return
+    (customers scored, customers whose score moved notably)."""
+    where, params = scope.sql(first=WHERE_FROM)
+    scored = changed = 0
+    while True:
+        async with transaction():
+            got = await score_batch(run, after=after, where=where, params=params, limit=batch_size)
+            if got.last_id is not None and on_batch is not None:
+                await on_batch(got.last_id, got.scored, len(got.changed))
+        if got.last_id is None:
+            return scored, changed
+        scored, changed, after = scored + got.scored, changed + len(got.changed), got.last_id
+        if got.scored < batch_size:
+            return scored, changed
+
+
+async def recompute_all(
+    organization_id: uuid.UUID, *, now: datetime | None = None, on_progress: Progress | None = None
+) -> tuple[int, int]:
+    """Score every customer of the organization with a freshly measured norm."""
+    now = now or utcnow()
+    async with transaction():
+        run = await prepare(organization_id, now=now, fresh_norm=True)
+        total = await count(organization_id, Scope())
+    done = 0
+
+    async def progressed(_: uuid.UUID, scored: int, __: int) -> None:
+        nonlocal done
+        done += scored
+        if on_progress is not None:
+            maybe = on_progress(done, total)
+            if maybe is not None:
+                await maybe
+
+    return await sweep(run, Scope(), on_batch=progressed)
+
+
+async def start_job(viewer: Viewer, scope: Scope) -> HealthJob:
+    """Queue a recompute of the scope's customers (ADMIN); a worker runs it."""
+    viewer.require(Role.ADMIN)
+    total = await count(viewer.organization_id, scope)
+    job = await HealthJob.create(
+        organization_id=viewer.organization_id,
+        scope=scope.to_json(),
+        total=total,
+        created_by=viewer.label,
+    )
+    await audit.record(
+        viewer=viewer,
+        action="health.recompute_started",
+        target_type="health_job",
+        target_id=job.id,
+        after={"scope": scope.to_json(), "total": total},
+    )
+    return job
+
+
+async def get_job(viewer: Viewer, job_id: str) -> HealthJob:
+    """One of the organization's recompute jobs (operators)."""
+    viewer.require(Role.ADMIN, Role.CSM)
+    job = await scoped(HealthJob, viewer).get_or_none(id=parse_id(job_id, what="health job"))
+    if job is None:
+        raise NotFound(f"No health job with id {job_id}.")
+    return job
+
+
+async def claim_job(*, now: datetime, organization_id: uuid.UUID | None = None) -> HealthJob | None:
+    """Take the oldest pending job (of one organization, or any), or a running one whose
+    worker stopped beating."""
+    async with transaction():
+        rows = await get_connection("default").execute_query_dict(
+            "UPDATE health_job SET status = 'RUNNING', heartbeat_at = $1, "
+            "started_at = coalesce(started_at, $1) WHERE id = ("
+            "SELECT id FROM health_job WHERE (status = 'PENDING' "
+            "OR (status = 'RUNNING' AND heartbeat_at < $2)) "
+            "AND ($3::uuid IS NULL OR organization_id = $3) "
+            "ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id",
+            [now, now - STALE_AFTER, organization_id],
+        )
+    return await HealthJob.get(id=rows[0]["id"]) if rows else None
+
+
+async def run_job(
+    job: HealthJob, *, on_progress: Progress | None = None, batch_size: int = BATCH
+) -> HealthJob:
+    """Run a claimed job to its end, recording progress after every batch."""
+    org = job.organization_id  # type: ignore[attr-defined]
+    try:
+        async with transaction():
+            run = await prepare(org, now=utcnow(), fresh_norm=job.cursor is None)
+
+        async def progressed(last: uuid.UUID, scored: int, changed: int) -> None:
+            job.done, job.changed, job.cursor = job.done + scored, job.changed + changed, last
+            job.heartbeat_at = utcnow()
+            await job.save(update_fields=["done", "changed", "cursor", "heartbeat_at"])
+            if on_progress is not None:
+                maybe = on_progress(job.done, job.total)
+                if maybe is not None:
+                    await maybe
+
+        scope = Scope.from_json(job.scope)
+        await sweep(run, scope, after=job.cursor, on_batch=progressed, batch_size=batch_size)
+        job.status, job.total = JobStatus.SUCCEEDED, max(job.total, job.done)
+    except Exception as exc:
+        log.exception("health job %s failed", job.id)
+        job.status, job.error = JobStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000]
+    job.finished_at = utcnow()
+    await job.save(update_fields=["status", "total", "error", "finished_at"])
+    return job
+
+
+async def run_pending_jobs() -> int:
+    """Run queued jobs until none is left (a scheduled job of the worker)."""
+    ran = 0
+    while (job := await claim_job(now=utcnow())) is not None:
+        await run_job(job)
+        ran += 1
+    return ran

@@ -1,0 +1,174 @@
+"""Set-based recompute against real PostgreSQL: facts from rollups and workflows, scores,
+level-change snapshots and change events."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from datetime import timedelta
+
+from tortoise.connection import get_connection
+
+from app.customers.models import Customer
+from app.db import transaction
+from app.errors import DomainError
+from app.events.models import OutboxEvent
+from app.health import recompute, rules
+from app.health.compute import prepare, score_batch
+from app.health.models import HealthScore, HealthSnapshot
+from app.kit.clock import utcnow
+from app.onboarding.states import TaskAction
+from tests.support.factories import Tenant
+
+
+async def add_usage(
+    tenant: Tenant, customer: Customer, name: str, *, days_ago: int, count: int = 1
+) -> None:
+    """One rollup row, as the usage domain keeps them."""
+    at = utcnow() - timedelta(days=days_ago)
+    await get_connection("default").execute_query(
+        "INSERT INTO usage_daily (organization_id, customer_id, day, name, count, first_at, "
+        "last_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (organization_id, "
+        "customer_id, day, name) DO UPDATE SET count = usage_daily.count + EXCLUDED.count, "
+        "last_at = greatest(usage_daily.last_at, EXCLUDED.last_at)",
+        [tenant.id, customer.id, at.date(), name, count, at],
+    )
+
+
+async def test_scores_follow_usage_and_onboarding(tenant: Tenant) -> None:
+    busy = await tenant.customer(user_type="smb")
+    fading = await tenant.customer(user_type="mid_market")
+    silent = await tenant.customer()
+    for day in range(0, 20):
+        await add_usage(tenant, busy, "login", days_ago=day, count=3)
+    for feature in ("project_created", "report_shared", "teammate_invited"):
+        await add_usage(tenant, busy, feature, days_ago=2)
+    await add_usage(tenant, busy, "nps_promoter", days_ago=5)
+    await add_usage(tenant, fading, "login", days_ago=13, count=2)
+    await add_usage(tenant, fading, "payment_failed", days_ago=3, count=2)
+    await add_usage(tenant, fading, "support_ticket_opened", days_ago=4, count=3)
+    await tenant.act(busy.id, "verify_email", TaskAction.COMPLETE)
+
+    scored, changed = await recompute.recompute_all(tenant.id)
+    assert (scored, changed) == (3, 0)
+    rows = {r.customer_id: r for r in await HealthScore.filter(organization_id=tenant.id)}  # type: ignore[attr-defined]
+    b, f, s = rows[busy.id], rows[fading.id], rows[silent.id]
+    assert b.score > f.score and b.level == "HEALTHY", (b.score, b.components)
+    assert f.level == "CRITICAL", (f.score, f.components)
+    assert s.segment == "standard" and f.segment == "mid_market"
+    for row in rows.values():
+        assert abs(sum(c[3] for c in row.components) - row.score) < 1e-6
+    assert b.facts["events"] == 63 and b.facts["features_used"] == [
+        "project_created",
+        "report_shared",
+        "teammate_invited",
+    ]
+    assert f.facts["payment_failures"] == 2 and f.facts["tickets"] == 3
+    # silent: no survey answers, no billing events: 80 % of the model had data
+    assert (b.confidence, f.confidence, s.confidence) == (90, 90, 80)
+    # no previous score: nothing was pushed
+    assert not await OutboxEvent.filter(
+        organization_id=tenant.id, type__startswith="health."
+    ).exists()
+
+
+async def test_a_notable_move_is_recorded_once_with_its_reason(tenant: Tenant) -> None:
+    customer = await tenant.customer()
+    other = await tenant.customer()
+    for day in range(0, 10):
+        await add_usage(tenant, customer, "login", days_ago=day, count=2)
+        await add_usage(tenant, other, "login", days_ago=day, count=2)
+    await recompute.recompute_all(tenant.id)
+    before = await HealthScore.get(customer_id=customer.id)
+    # the customer goes quiet: its recent rows disappear, the others' stay
+    await get_connection("default").execute_query(
+        "DELETE FROM usage_daily WHERE customer_id = $1 AND day > $2",
+        [customer.id, (utcnow() - timedelta(days=9)).date()],
+    )
+    async with transaction():
+        run = await prepare(tenant.id, now=utcnow(), fresh_norm=False)
+        got = await score_batch(run, ids=[customer.id, other.id])
+    assert got.scored == 2 and got.changed == [customer.id]
+    after = await HealthScore.get(customer_id=customer.id)
+    assert after.score < before.score - 5
+    events = await OutboxEvent.filter(customer_id=customer.id, type__startswith="health.")
+    kinds = sorted(e.type for e in events)
+    assert "health.changed" in kinds
+    changed = next(e for e in events if e.type == "health.changed")
+    assert changed.payload["previousScore"] == round(before.score, 1)
+    assert changed.payload["topReason"] == "no activity for 9 days"
+    if after.level != before.level:
+        assert "health.level_changed" in kinds
+        assert (
+            await HealthSnapshot.filter(customer_id=customer.id, kind="LEVEL_CHANGE").count() == 1
+        )
+
+
+async def test_scope_limits_a_sweep(tenant: Tenant) -> None:
+    a = await tenant.customer(user_type="startup")
+    await tenant.customer(user_type="smb")
+    async with transaction():
+        total = await recompute.count(tenant.id, recompute.Scope(user_type="startup"))
+    assert total == 1
+    async with transaction():
+        run = await prepare(tenant.id, now=utcnow(), fresh_norm=True)
+    scored, _ = await recompute.sweep(run, recompute.Scope(user_type="STARTUP"), batch_size=1)
+    assert scored == 1
+    assert [r.customer_id for r in await HealthScore.filter(organization_id=tenant.id)] == [a.id]  # type: ignore[attr-defined]
+    assert uuid.UUID(str(a.id))
+
+
+async def test_the_sql_formulas_agree_with_the_pure_rules(tenant: Tenant) -> None:
+    """The set-based SQL scores exactly as `rules.compute` does on the same facts."""
+    import math
+    import random
+
+    from app.health.compute import stored_norm
+    from app.health.definitions import bundled_default
+
+    rng = random.Random(10)
+    names = [
+        "login", "project_created", "report_shared", "teammate_invited", "support_ticket_opened",
+        "support_ticket_escalated", "nps_promoter", "nps_passive", "nps_detractor",
+        "payment_succeeded", "payment_failed", "subscription_downgraded", "dashboard_created",
+    ]  # fmt: skip
+    segments = ["startup", "smb", "enterprise", "mid_market", "standard"]
+    customers = []
+    for i in range(40):
+        c = await tenant.customer(
+            user_type=segments[i % len(segments)],
+            signed_up_at=utcnow() - timedelta(days=rng.randint(0, 120)),
+        )
+        customers.append(c)
+        for _ in range(rng.randint(0, 12)):
+            await add_usage(
+                tenant, c, rng.choice(names), days_ago=rng.randint(0, 95),
+                count=rng.randint(1, 6),
+            )  # fmt: skip
+        tasks = ["verify_email", "complete_profile", "watch_intro"]
+        for key in rng.sample(tasks, rng.randint(0, 3)):
+            with contextlib.suppress(DomainError):  # a task whose dependency is open stays
+                await tenant.act(c.id, key, TaskAction.COMPLETE)
+    await recompute.recompute_all(tenant.id)
+    found = await stored_norm(tenant.id)
+    assert found is not None
+    norm = found[0]
+    model = bundled_default()
+    rows = await HealthScore.filter(organization_id=tenant.id)
+    assert len(rows) == 40
+    levels = set()
+    for row in rows:
+        facts = rules.Facts.from_json(row.facts)
+        expected = rules.compute(model.for_segment(row.segment), facts, norm)
+        got = {k: (v, w, c) for k, v, w, c in row.components}
+        assert list(got) == [p.key for p in expected.parts]
+        for part in expected.parts:
+            v, w, c = got[part.key]
+            assert (v is None) == (part.value is None), (part, got)
+            assert v is None or math.isclose(v, part.value or 0, abs_tol=1e-9), (part, v)
+            assert w == part.weight and math.isclose(c, part.contribution, abs_tol=1e-9)
+        assert math.isclose(row.computed_score, expected.score, abs_tol=1e-9)
+        assert row.computed_level == expected.level.value
+        assert math.isclose(row.confidence, expected.confidence, abs_tol=1e-9)
+        levels.add(row.computed_level)
+    assert len(levels) >= 2
