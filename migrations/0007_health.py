@@ -9,7 +9,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0005_analytics')]
+    dependencies = [('liftoff', '0006_outbox_trace')]
 
     initial = False
 
