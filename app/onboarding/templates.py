@@ -122,10 +122,6 @@ async def open_organization(
         row = await install_template(
             viewer, definition=bundled_default(), make_default=True, created_by=created_by
         )
-        if template
-        else None
-    )
-    if template:
         from app.automation.service import install_default_rules
 
         await install_default_rules(viewer, enabled=False)

@@ -9,7 +9,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0007_performance')]
+    dependencies = [('liftoff', '0008_automation')]
 
     initial = False
 
