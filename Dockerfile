@@ -23,13 +23,16 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 # pyproject.toml names README.md as the long description: the build needs it.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 COPY app ./app
 COPY migrations ./migrations
 
+# Dependencies come from the lock file (exact versions, hashes checked); Liftoff itself on top.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/venv \
- && /opt/venv/bin/pip install /wheels/liftoff-*.whl \
+ && /opt/venv/bin/pip install --require-hashes --no-deps -r requirements.lock \
+ && /opt/venv/bin/pip install --no-deps /wheels/liftoff-*.whl \
+ && /opt/venv/bin/pip check \
  && /opt/venv/bin/liftoff --help > /dev/null
 
 # ---------------------------------------------------------------- runtime

@@ -9,22 +9,31 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+from cross_web import HTTPException
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
-from tortoise.connection import get_connection
 
+from app import headers, probes
+from app.accounts import access
 from app.errors import DomainError
+from app.graphql import requests
 from app.graphql.context import Context
+from app.graphql.errors import plain
 from app.graphql.events.frames import SharedFrames
+from app.graphql.ratelimits import client_address, refusal
 from app.graphql.schema import build_schema
+from app.graphql.sessions import Sessions
 from app.kit.heap import settle_heap
+from app.kit.ratelimit import Limiter
 from app.ops import logs, metrics, tracing
 from app.ops.endpoint import metrics_endpoint
 from app.ops.middleware import RequestContext
@@ -45,8 +54,9 @@ class LiftoffGraphQL(GraphQL[Context, None]):
 
     def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
         self.runtime = runtime
+        self.limiter = Limiter(settings.redis_url)
         super().__init__(
-            build_schema(settings),
+            build_schema(settings, limiter=self.limiter),
             graphql_ide="graphiql" if settings.graphiql else None,
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
@@ -54,6 +64,49 @@ class LiftoffGraphQL(GraphQL[Context, None]):
             max_subscriptions_per_connection=settings.ws_max_subscriptions,
         )
         self.settings = settings
+        self.sessions = Sessions()
+        self.limits = requests.RequestLimits(
+            max_body_bytes=settings.max_body_bytes,
+            max_json_depth=settings.max_json_depth,
+            max_string_chars=settings.max_variable_chars,
+            max_list_items=settings.max_variable_items,
+            max_response_bytes=settings.max_response_bytes,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                self.sessions.discard(scope)
+            return
+        limit = self.limits.max_body_bytes
+        try:
+            requests.check_declared_length(Headers(scope=scope), limit)
+            response = await self.run(Request(scope, receive=requests.bounded(receive, limit)))
+        except requests.RequestRefused as refused:
+            response = refused.response()
+        except HTTPException as exc:
+            response = requests.RequestRefused(exc.status_code, exc.reason).response()
+        await response(scope, receive, send)
+
+    async def parse_http_body(self, request: Any) -> Any:
+        data = await super().parse_http_body(request)
+        if not isinstance(data, list):
+            requests.refuse_subscription(data.query, data.operation_name, self.settings.max_tokens)
+        return data
+
+    def parse_json(self, data: str | bytes) -> Any:
+        return requests.decode(data, self.limits)
+
+    def decode_json(self, data: str | bytes) -> object:
+        return requests.decode_message(data)
+
+    def encode_json(self, data: object) -> str | bytes:
+        encoded = super().encode_json(data)
+        if len(encoded) > self.limits.max_response_bytes:
+            return requests.response_too_large(len(encoded), self.limits.max_response_bytes)
+        return encoded
 
     @property
     def graphql_ide_html(self) -> str:
@@ -65,36 +118,34 @@ class LiftoffGraphQL(GraphQL[Context, None]):
     ) -> Context:
         hub = self.runtime.hub if self.runtime else None
         live = self.runtime.live if self.runtime else None
-        return Context(
+        context = Context(
             request=request, response=response, settings=self.settings, hub=hub, live=live
         )
+        if not isinstance(request, WebSocket):
+            await context.authenticate_if_sent(request.headers.get("authorization"))
+        return context
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
         params = context.connection_params or {}
         header = params.get("Authorization") or params.get("authorization")
         try:
-            viewer = context.authenticate(header if isinstance(header, str) else None)
+            wait = await self.limiter.hit(
+                self.settings.rate_ws_connects, "ws-connect", client_address(context.request)
+            )
+            if wait is not None:
+                raise refusal("websocket connect", wait)
+            viewer = await context.authenticate(header if isinstance(header, str) else None)
+            self.sessions.check_caps(
+                viewer,
+                per_subject=self.settings.ws_max_per_subject,
+                per_organization=self.settings.ws_max_per_organization,
+            )
         except DomainError as exc:
-            raise ConnectionRejectionError({"code": exc.code, "message": exc.message}) from None
+            payload = {"code": exc.code, "message": exc.message, **plain(exc.details)}
+            raise ConnectionRejectionError(payload) from None
+        assert context.credentials is not None and isinstance(context.request, WebSocket)
+        self.sessions.add(context.request, context.credentials)
         return {"role": viewer.role.value}
-
-
-def health_endpoint(runtime: Runtime) -> Any:
-    """Liveness: the database must answer; Redis may be reconnecting (the outbox holds events)."""
-
-    async def health(_: Request) -> Response:
-        redis = runtime.hub.redis
-        broker = (
-            "memory" if redis is None else ("connected" if redis.is_connected else "reconnecting")
-        )
-        try:
-            await get_connection("default").execute_query("SELECT 1")
-        except Exception as exc:
-            body = {"status": "unavailable", "database": str(exc), "broker": broker}
-            return JSONResponse(body, status_code=503)
-        return JSONResponse({"status": "ok", "broker": broker})
-
-    return health
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -109,10 +160,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
         await runtime.start()
+        access.CACHE.seconds = s.auth_cache_seconds
+        watchers = [
+            asyncio.create_task(graphql.sessions.follow(runtime.hub), name="access-changes"),
+            asyncio.create_task(graphql.sessions.run(every=s.auth_cache_seconds), name="ws-tokens"),
+        ]
         settle_heap()
         try:
             yield {}
         finally:
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
             try:
                 await asyncio.wait_for(runtime.stop(), timeout=max(1.0, s.shutdown_seconds / 2))
             except TimeoutError:
@@ -122,7 +181,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/healthz", health_endpoint(runtime)),
+            Route("/healthz", probes.health(runtime)),
+            Route("/readyz", probes.ready(runtime, max_lag=s.max_relay_lag_seconds)),
             Route("/exports/{job_id}/download", download_endpoint(s)),
             Route("/metrics", metrics_endpoint(s)),
             Route("/graphql", graphql),
@@ -130,6 +190,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             vendor_route(),
             *page_routes(s),
         ],
+        middleware=[
+            Middleware(RequestContext, count=s.metrics),
+            *headers.middleware(s.allowed_origins),
+        ],
         lifespan=lifespan,
-        middleware=[Middleware(RequestContext, count=s.metrics)],
     )

@@ -252,6 +252,8 @@ def serve(
         ws_per_message_deflate=settings.ws_compression,
         log_config=None,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 2)),
+        ws_max_size=settings.max_body_bytes,
+        server_header=False,
     )
 
 
@@ -318,10 +320,17 @@ def worker() -> None:
     _run(go)
 
 
-@cli.command()
+token_cli = typer.Typer(help="Mint (default) or revoke bearer tokens.", no_args_is_help=False)
+cli.add_typer(token_cli, name="token")
+
+
+@token_cli.callback(invoke_without_command=True)
 def token(
-    org: Annotated[str, typer.Option(help="Organization slug or id.")],
-    role: Annotated[Role, typer.Option(help=ROLE_HELP, parser=parse_role, metavar="ROLE")],
+    ctx: typer.Context,
+    org: Annotated[str | None, typer.Option(help="Organization slug or id.")] = None,
+    role: Annotated[
+        Role | None, typer.Option(help=ROLE_HELP, parser=parse_role, metavar="ROLE")
+    ] = None,
     customer: Annotated[str | None, typer.Option(help="Customer id (CUSTOMER role).")] = None,
     subject: Annotated[
         str | None, typer.Option(help="Subject (default: an operator's email).")
@@ -330,9 +339,13 @@ def token(
         int | None, typer.Option(min=1, help="Lifetime in hours (default LIFTOFF_TOKEN_TTL_HOURS).")
     ] = None,
 ) -> None:
-    """Mint a bearer token for development."""
+    """Mint a bearer token for an operator or customer that exists (development)."""
     from app.kit.ids import parse_id
 
+    if ctx.invoked_subcommand is not None:
+        return
+    if org is None or role is None:
+        raise typer.BadParameter("--org and --role are required to mint a token")
     settings = get_settings()
     ttl = timedelta(hours=ttl_hours) if ttl_hours is not None else None
     if role is Role.CUSTOMER and not customer:
@@ -340,6 +353,9 @@ def token(
     cid = parse_id(customer, what="customer") if customer else None
 
     async def go() -> str:
+        from app.accounts.access import fresh_token
+        from app.errors import DomainError
+
         found = await _find_org(org)
         if role is Role.CUSTOMER:
             from app.customers.models import Customer
@@ -347,19 +363,54 @@ def token(
             row = await Customer.get_or_none(id=cid, organization_id=found.id)
             if row is None:
                 raise typer.BadParameter(f"no customer {customer!r} in organization {org!r}")
-            return token_for(
+            name = subject or row.email
+        else:
+            operator = await Operator.filter(organization_id=found.id, role=role).first()
+            name = subject or (operator.email if operator else f"{role.value.lower()}@{found.slug}")
+        try:
+            return await fresh_token(
                 settings,
-                subject=subject or row.email,
+                subject=name,
                 organization_id=found.id,
                 role=role,
-                customer_id=row.id,
+                customer_id=cid if role is Role.CUSTOMER else None,
                 ttl=ttl,
             )
-        operator = await Operator.filter(organization_id=found.id, role=role).first()
-        name = subject or (operator.email if operator else f"{role.value.lower()}@{found.slug}")
-        return token_for(settings, subject=name, organization_id=found.id, role=role, ttl=ttl)
+        except DomainError as exc:
+            raise typer.BadParameter(exc.message) from None
 
     typer.echo(_run(lambda: _with_db(settings, go)))
+
+
+@token_cli.command("revoke")
+def token_revoke(
+    org: Annotated[str, typer.Option(help="Organization slug or id.")],
+    subject: Annotated[str, typer.Option(help="Whose tokens to revoke (email).")],
+) -> None:
+    """Revoke every token of a subject minted so far; open websockets are closed."""
+    settings = get_settings()
+
+    async def go() -> int:
+        from app.accounts.access import CHANNEL, revoke_tokens
+        from app.accounts.viewer import Viewer
+        from app.db import transaction
+
+        found = await _find_org(org)
+        admin = Viewer(subject="cli", organization_id=found.id, role=Role.ADMIN)
+        async with transaction():
+            version = await revoke_tokens(admin, subject=subject)
+        if settings.redis_url:
+            import redis.asyncio as redis
+
+            client = redis.from_url(settings.redis_url)
+            try:
+                await client.publish(CHANNEL, f"{found.id}:{subject.strip()}")
+            finally:
+                await client.aclose()
+        return version
+
+    version = _run(lambda: _with_db(settings, go))
+    typer.echo(f"Tokens of {subject} revoked; new tokens carry version {version}.")
 
 
 async def _find_org(key: str) -> Organization:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+import tortoise.connection
 from tortoise import Tortoise
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from app.settings import Settings
@@ -36,8 +40,25 @@ __all__ = [
     "transaction",
 ]
 
-transaction = in_transaction
-"""`async with transaction():` opens the one transaction of a unit of work."""
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
+    """`async with transaction():` opens the one transaction of a unit of work.
+
+    Tortoise puts the transaction's connection in a context variable and takes it out
+    only if returning it to the pool succeeds; when the server killed that connection,
+    the release fails and every later transaction of the task would reuse the dead,
+    released connection. The task's connections are put back as they were, whatever
+    happened.
+    """
+    handler = tortoise.connection.connections
+    before = handler._get_storage()
+    try:
+        async with in_transaction() as connection:
+            yield connection
+    finally:
+        if handler._get_storage() is not before:
+            handler._storage_var.set(before)
 
 
 class DatabaseUnavailable(Exception):

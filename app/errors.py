@@ -72,3 +72,7 @@ class InvalidHealthModel(DomainError):
 
 class RateLimited(DomainError):
     code = "RATE_LIMITED"
+
+
+class Unavailable(DomainError):
+    code = "SERVICE_UNAVAILABLE"

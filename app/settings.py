@@ -5,10 +5,10 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -27,21 +27,41 @@ class Settings(BaseSettings):
     jwt_issuer: str = "liftoff"
     jwt_audience: str = "liftoff-api"
     token_ttl_hours: int = 24 * 30
+    auth_cache_seconds: float = 10.0
     host: str = "127.0.0.1"
     port: int = 8000
     db_pool_min: int = 1
     db_pool_max: int = 10
     graphiql: bool = True
+    introspection: Literal["on", "off", "admin"] | None = None
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     max_query_depth: int = 12
     max_aliases: int = 30
     max_tokens: int = 2000
+    max_query_cost: int = 100_000
+    max_validation_seconds: float = 0.5
+    max_body_bytes: int = 1024 * 1024
+    max_json_depth: int = 32
+    max_variable_chars: int = 256 * 1024
+    max_variable_items: int = 1000
+    max_response_bytes: int = 16 * 1024 * 1024
     log_level: str = "INFO"
     inline_worker: bool | None = None
     outbox_retention_hours: int = 72
+    max_relay_lag_seconds: float = 60.0
     event_retention_days: int = 400
     outbox_poll_seconds: float = 1.0
     outbox_batch_size: int = 500
     ws_max_subscriptions: int = 20
+    rate_per_address: str = "1200/minute"
+    rate_per_organization: str = "6000/minute"
+    rate_reads: str = "600/minute"
+    rate_writes: str = "300/minute"
+    rate_sign_ins: str = "60/minute"
+    rate_subscribes: str = "300/minute"
+    rate_ws_connects: str = "120/minute"
+    ws_max_per_subject: int = 50
+    ws_max_per_organization: int = 5000
     ws_connection_init_seconds: float = 5.0
     ws_keepalive_seconds: float = 15.0
     ws_compression: bool = False
@@ -73,6 +93,22 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{host or self.host}:{port or self.port}"
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        """`LIFTOFF_ALLOWED_ORIGINS=https://a.example,https://b.example`."""
+        if isinstance(value, str):
+            return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        return value
+
+    @property
+    def introspection_mode(self) -> str:
+        """`on` in the embedded default (demo, development); `admin` (ADMIN tokens only) once
+        a database is configured, unless LIFTOFF_INTROSPECTION says otherwise."""
+        if self.introspection is not None:
+            return self.introspection
+        return "admin" if self.database_url else "on"
 
     @property
     def paused_consumer_names(self) -> frozenset[str]:

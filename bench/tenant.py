@@ -24,7 +24,7 @@ class Seeded:
 
 async def seed(url: str, secret: str, customers: int, *, label: str = "bench") -> Seeded:
     """Migrate; an org with the default template and customers whose first task is running."""
-    from app.accounts.models import Role
+    from app.accounts.models import Operator, Role
     from app.accounts.tokens import token_for
     from app.customers.service import NewCustomer, create_customer
     from app.db import close_db, init_db, migrate, transaction
@@ -59,6 +59,7 @@ async def seed(url: str, secret: str, customers: int, *, label: str = "bench") -
                 created_by="bench",
             )
         org, admin_viewer = new.organization, new.viewer
+        await Operator.create(organization=org, email=f"csm@{slug}.test", name="CSM", role=Role.CSM)
         made: list[tuple[str, str]] = []
         for i in range(customers):
             async with transaction():

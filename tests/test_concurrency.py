@@ -46,7 +46,9 @@ def gql() -> InProcessGraphQL:
 
 
 def _csm_token(gql: InProcessGraphQL, tenant: Tenant) -> str:
-    return token_for(gql.settings, organization_id=tenant.id, role=Role.CSM, subject="csm@test")
+    return token_for(
+        gql.settings, organization_id=tenant.id, role=Role.CSM, subject=tenant.csm.subject
+    )
 
 
 async def _update(

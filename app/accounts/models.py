@@ -36,6 +36,7 @@ class Operator(Model):
     email = fields.CharField(max_length=254)
     name = fields.CharField(max_length=200)
     role = fields.CharEnumField(Role, max_length=16)
+    active = fields.BooleanField(default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -61,3 +62,20 @@ class ApiKey(Model):
 
     class Meta:
         table = "api_key"
+
+
+class TokenSubject(Model):
+    """The token version of one subject: tokens minted with an older version are revoked."""
+
+    id = fields.UUIDField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="token_subjects", on_delete=fields.CASCADE
+    )
+    subject = fields.CharField(max_length=254)
+    version = fields.IntField(default=0)
+    revoked_at = fields.DatetimeField(null=True)
+    revoked_by = fields.CharField(max_length=254, null=True)
+
+    class Meta:
+        table = "token_subject"
+        unique_together = (("organization_id", "subject"),)

@@ -17,7 +17,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 def check_email(email: str) -> str:
     """A trimmed, lower-cased email address, or VALIDATION_FAILED."""
     value = email.strip().lower()
-    if not _EMAIL.match(value) or len(value) > 254:
+    if not _EMAIL.match(value) or len(value) > 254 or "\x00" in value:
         raise ValidationFailed(f"{email!r} is not an email address.", field="email")
     return value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
@@ -16,6 +17,15 @@ from app.settings import Settings
 ALGORITHM = "HS256"
 
 
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a correctly signed token says: who, which token version, until when (epoch s)."""
+
+    viewer: Viewer
+    version: int
+    expires_at: int
+
+
 def mint_token(
     *,
     secret: str,
@@ -26,6 +36,7 @@ def mint_token(
     role: Role,
     customer_id: uuid.UUID | None = None,
     ttl: timedelta = timedelta(days=30),
+    version: int = 0,
 ) -> str:
     """A signed token for the given identity."""
     if role is Role.CUSTOMER and customer_id is None:
@@ -42,6 +53,8 @@ def mint_token(
     }
     if customer_id is not None:
         claims["cid"] = str(customer_id)
+    if version:
+        claims["ver"] = version
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -53,6 +66,7 @@ def token_for(
     role: Role,
     customer_id: uuid.UUID | None = None,
     ttl: timedelta | None = None,
+    version: int = 0,
 ) -> str:
     """A token signed and addressed as `settings` says; lifetime LIFTOFF_TOKEN_TTL_HOURS."""
     return mint_token(
@@ -64,11 +78,27 @@ def token_for(
         role=role,
         customer_id=customer_id,
         ttl=ttl or timedelta(hours=settings.token_ttl_hours),
+        version=version,
     )
 
 
 def read_token(token: str, *, secret: str, issuer: str, audience: str) -> Viewer:
     """The Viewer a token stands for, or UNAUTHENTICATED with the reason."""
+    return read_credentials(token, secret=secret, issuer=issuer, audience=audience).viewer
+
+
+def credentials_for(settings: Settings, token: str) -> Credentials:
+    """`read_credentials` with the key, issuer and audience of `settings`."""
+    return read_credentials(
+        token,
+        secret=settings.resolved_secret_key(),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
+
+
+def read_credentials(token: str, *, secret: str, issuer: str, audience: str) -> Credentials:
+    """The identity, version and expiry a token carries, or UNAUTHENTICATED with the reason."""
     try:
         claims = jwt.decode(
             token,
@@ -81,13 +111,16 @@ def read_token(token: str, *, secret: str, issuer: str, audience: str) -> Viewer
         role = Role(claims["role"])
         org = uuid.UUID(claims["org"])
         cid = uuid.UUID(claims["cid"]) if claims.get("cid") else None
+        version = int(claims.get("ver", 0))
+        expires_at = int(claims["exp"])
     except jwt.ExpiredSignatureError:
         raise Unauthenticated("The token has expired; sign in again.") from None
-    except (jwt.InvalidTokenError, ValueError, KeyError) as exc:
+    except (jwt.InvalidTokenError, ValueError, KeyError, TypeError) as exc:
         raise Unauthenticated(f"The bearer token is not valid: {exc}.") from None
     if role is Role.CUSTOMER and cid is None:
         raise Unauthenticated("A CUSTOMER token must carry a `cid` claim.")
-    return Viewer(subject=str(claims["sub"]), organization_id=org, role=role, customer_id=cid)
+    viewer = Viewer(subject=str(claims["sub"]), organization_id=org, role=role, customer_id=cid)
+    return Credentials(viewer=viewer, version=version, expires_at=expires_at)
 
 
 def bearer(header: str | None) -> str | None:

@@ -20,6 +20,7 @@ from app.errors import Conflict, NotFound, ValidationFailed
 from app.events import outbox
 from app.kit.clock import utcnow
 from app.kit.tenancy import scoped
+from app.kit.text import aware, optional_text, text
 from app.onboarding import service as onboarding
 from app.onboarding.states import WorkflowStatus
 from app.onboarding.templates import default_template, get_template
@@ -58,19 +59,19 @@ class CustomerFilter:
 
 
 def _label(value: str, field: str) -> str:
-    cleaned = value.strip().lower()
-    if not cleaned or len(cleaned) > 64:
-        raise ValidationFailed(f"`{field}` must be 1-64 characters.", field=field)
-    return cleaned
+    return text(value, field=field, max_length=64).lower()
 
 
 async def create_customer(viewer: Viewer, data: NewCustomer) -> Customer:
     """Sign a customer up and start its workflow on the default (or given) template."""
     viewer.require(Role.ADMIN, Role.CSM)
-    if not data.name.strip():
-        raise ValidationFailed("The customer needs a name.", field="name")
+    name = text(data.name, field="name", max_length=200)
+    company = optional_text(data.company, field="company", max_length=200)
+    external_id = optional_text(data.external_id, field="externalId", max_length=200)
+    user_type = _label(data.user_type, "userType")
+    acquisition_channel = _label(data.acquisition_channel, "acquisitionChannel")
     now = utcnow()
-    signed_up_at = data.signed_up_at or now
+    signed_up_at = aware(data.signed_up_at, field="signedUpAt") if data.signed_up_at else now
     if signed_up_at > now:
         raise ValidationFailed("`signedUpAt` cannot be in the future.", field="signedUpAt")
     email = check_email(data.email)
@@ -85,11 +86,11 @@ async def create_customer(viewer: Viewer, data: NewCustomer) -> Customer:
         customer = await Customer.create(
             organization_id=viewer.organization_id,
             email=email,
-            name=data.name.strip(),
-            company=data.company,
-            external_id=data.external_id,
-            user_type=_label(data.user_type, "userType"),
-            acquisition_channel=_label(data.acquisition_channel, "acquisitionChannel"),
+            name=name,
+            company=company,
+            external_id=external_id,
+            user_type=user_type,
+            acquisition_channel=acquisition_channel,
             signed_up_at=signed_up_at,
         )
     except IntegrityError:
@@ -126,12 +127,12 @@ async def list_customers(
     condition = _analytics_condition(where)
     sql, params = listing.conditions(
         viewer.organization_id,
-        user_type=where.user_type.lower() if where.user_type else None,
-        acquisition_channel=where.acquisition_channel.lower()
+        user_type=_label(where.user_type, "userType") if where.user_type else None,
+        acquisition_channel=_label(where.acquisition_channel, "acquisitionChannel")
         if where.acquisition_channel
         else None,
         workflow_status=where.workflow_status,
-        search=where.search,
+        search=optional_text(where.search, field="search", max_length=200),
         signed_up_from=datetime.combine(where.signed_up_from, time(), UTC)
         if where.signed_up_from
         else None,

@@ -9,13 +9,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from app.accounts.tokens import bearer, read_token
+from app.accounts import access
+from app.accounts.models import Role
+from app.accounts.tokens import Credentials, bearer, credentials_for
 from app.accounts.viewer import Viewer
 from app.analytics.live import LiveMetrics
-from app.errors import Unauthenticated
+from app.errors import DomainError, Unauthenticated, Unavailable
 from app.events.hub import Hub
 from app.graphql.loaders import Loaders
+from app.kit.connections import connection_lost
 from app.settings import Settings
+
+NO_TOKEN = "Send `Authorization: Bearer <token>` (mint one with `liftoff token`)."
 
 
 class Context:
@@ -37,32 +42,45 @@ class Context:
         self.settings = settings
         self.connection_params: dict[str, Any] | None = None
         self._viewer: Viewer | None = None
+        self._refusal: DomainError | None = None
+        self.credentials: Credentials | None = None
 
-    def authenticate(self, header: str | None) -> Viewer:
-        """Read the bearer token of `header` into the Viewer."""
+    async def authenticate(self, header: str | None) -> Viewer:
+        """Read the bearer token of `header` and check it still stands; the Viewer."""
         token = bearer(header)
         if token is None:
-            raise Unauthenticated(
-                "Send `Authorization: Bearer <token>` (mint one with `liftoff token`)."
-            )
-        self._viewer = read_token(
-            token,
-            secret=self.settings.resolved_secret_key(),
-            issuer=self.settings.jwt_issuer,
-            audience=self.settings.jwt_audience,
-        )
+            raise Unauthenticated(NO_TOKEN)
+        credentials = credentials_for(self.settings, token)
+        self._viewer = await access.verify(credentials)
+        self.credentials = credentials
         return self._viewer
+
+    async def authenticate_if_sent(self, header: str | None) -> None:
+        """Authenticate when a header was sent; a refusal waits for the first field that
+        needs a viewer (so fields that need none, such as signing in, still answer)."""
+        if header is None:
+            return
+        try:
+            await self.authenticate(header)
+        except DomainError as exc:
+            self._refusal = exc
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            self._refusal = Unavailable("The database is unreachable; retry in a moment.")
+
+    @property
+    def role(self) -> Role | None:
+        """The authenticated caller's role, or None (never raises)."""
+        return self._viewer.role if self._viewer is not None else None
 
     @property
     def viewer(self) -> Viewer:
         """The authenticated caller; UNAUTHENTICATED when there is none."""
         if self._viewer is None:
-            if self.connection_params is not None:
-                header = self.connection_params.get("Authorization") or self.connection_params.get(
-                    "authorization"
-                )
-                return self.authenticate(header if isinstance(header, str) else None)
-            return self.authenticate(self.request.headers.get("authorization"))
+            if self._refusal is not None:
+                raise type(self._refusal)(self._refusal.message, **self._refusal.details)
+            raise Unauthenticated(NO_TOKEN)
         return self._viewer
 
     @property

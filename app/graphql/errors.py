@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
-from app.errors import DomainError
+from app.errors import DomainError, Unavailable, ValidationFailed
+from app.kit.connections import connection_lost
 
 log = logging.getLogger("app.graphql")
 
 INTERNAL = "INTERNAL_SERVER_ERROR"
 INVALID_QUERY = "GRAPHQL_VALIDATION_FAILED"
+LOST_CONNECTION = "The database connection was lost while answering; retry the request."
 
 
 def is_callers_error(error: GraphQLError) -> bool:
@@ -21,9 +24,22 @@ def is_callers_error(error: GraphQLError) -> bool:
 
 
 def domain_error_of(error: GraphQLError) -> DomainError | None:
-    """The DomainError behind a GraphQL error, if that is what it is."""
+    """The DomainError behind a GraphQL error, if that is what it is.
+
+    A value PostgreSQL refuses as data (too long, NUL, out of range: SQLSTATE class 22)
+    that no check caught before counts as VALIDATION_FAILED, not as an internal error.
+    """
     original = error.original_error
-    return original if isinstance(original, DomainError) else None
+    if isinstance(original, DomainError):
+        return original
+    if original is not None and connection_lost(original):
+        return Unavailable(LOST_CONNECTION)
+    cause: BaseException | None = original
+    while cause is not None:
+        if isinstance(cause, asyncpg.exceptions.DataError):
+            return ValidationFailed(f"A value was refused by the database: {cause}.")
+        cause = cause.__cause__
+    return None
 
 
 class ErrorCodes(MaskErrors):
@@ -48,7 +64,7 @@ class ErrorCodes(MaskErrors):
                 source=error.source,
                 positions=error.positions,
                 path=error.path,
-                extensions={"code": domain.code, **_plain(domain.details)},
+                extensions={"code": domain.code, **plain(domain.details)},
             )
         if is_callers_error(error):
             code = (error.extensions or {}).get("code", INVALID_QUERY)
@@ -65,7 +81,7 @@ class ErrorCodes(MaskErrors):
         return masked
 
 
-def _plain(details: dict[str, object]) -> dict[str, object]:
+def plain(details: dict[str, object]) -> dict[str, object]:
     return {
         k: v if isinstance(v, str | int | float | bool | list | type(None)) else str(v)
         for k, v in details.items()

@@ -9,20 +9,14 @@ from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from strawberry.extensions import MaxTokensLimiter, ParserCache
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from app.graphql.accounts.queries import Query as AccountsQuery
 from app.graphql.accounts.signin import Mutation as SignInMutation
+from app.graphql.accounts.tokens import Mutation as TokensMutation
 from app.graphql.analytics.exports import Mutation as ExportMutation
 from app.graphql.analytics.exports import Query as ExportQuery
 from app.graphql.analytics.queries import Query as AnalyticsQuery
@@ -30,6 +24,7 @@ from app.graphql.analytics.subscriptions import Subscription as AnalyticsSubscri
 from app.graphql.automation.mutations import Mutation as AutomationMutation
 from app.graphql.automation.queries import Query as AutomationQuery
 from app.graphql.automation.subscriptions import Subscription as AutomationSubscription
+from app.graphql.audit.queries import Query as AuditQuery
 from app.graphql.customers.queries import Mutation as CustomersMutation
 from app.graphql.customers.queries import Query as CustomersQuery
 from app.graphql.errors import ErrorCodes, domain_error_of, is_callers_error
@@ -39,9 +34,12 @@ from app.graphql.events.types import SHAREABLE
 from app.graphql.health.queries import Mutation as HealthMutation
 from app.graphql.health.queries import Query as HealthQuery
 from app.graphql.health.subscriptions import Subscription as HealthSubscription
+from app.graphql.guard import Limits, guard
 from app.graphql.observe import Observe, counted, root_field
 from app.graphql.onboarding.mutations import Mutation as OnboardingMutation
 from app.graphql.onboarding.queries import Query as OnboardingQuery
+from app.graphql.ratelimits import rate_limits
+from app.kit.ratelimit import Limiter
 from app.settings import Settings, get_settings
 
 log = logging.getLogger("app.graphql")
@@ -56,6 +54,7 @@ Query = merge_types(
         ExportQuery,
         AutomationQuery,
         HealthQuery,
+        AuditQuery,
     ),
 )
 Subscription = merge_types(
@@ -71,6 +70,7 @@ Mutation = merge_types(
         ExportMutation,
         AutomationMutation,
         HealthMutation,
+        TokensMutation,
     ),
 )
 
@@ -147,25 +147,28 @@ class DocumentCache(ParserCache):
         yield
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
-    """The schema with depth, alias and token limits, parse/validation caches and error codes.
-
-    The limit rules are built once so the validation cache (keyed by document and rules)
-    can hit; every extension is passed as a factory, so nothing is shared between requests.
+def build_schema(
+    settings: Settings | None = None, *, limiter: Limiter | None = None
+) -> strawberry.Schema:
+    """The schema with token, cost, depth and alias limits, parse/validation caches and
+    error codes; every extension is passed as a factory, so nothing is shared between requests.
     """
     s = settings or get_settings()
-    rules = [
-        *QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
-        *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules,
-    ]
+    limits = Limits(
+        max_cost=s.max_query_cost,
+        max_depth=s.max_query_depth,
+        max_aliases=s.max_aliases,
+        validation_seconds=s.max_validation_seconds,
+        introspection=s.introspection_mode,
+    )
     observe = s.metrics or s.log_level.upper() in ("DEBUG", "INFO")
     extensions: list[Any] = [
         # outermost: times everything and sees the errors as callers get them
         *([Observe] if observe else []),
         lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
         lambda: DocumentCache(maxsize=512),
-        lambda: AddValidationRules(rules),
-        lambda: ValidationCache(maxsize=512),
+        rate_limits(s, limiter or Limiter(s.redis_url)),
+        guard(limits),
         ErrorCodes,
     ]
     return LiftoffSchema(

@@ -21,11 +21,24 @@ def reasons_of(exc: ValidationError, prefix: str = "") -> list[str]:
 
 
 def load_text(text: str, *, error: type[DomainError], what: str) -> Any:
-    """Parse YAML (a superset of JSON) into plain data, refusing unreadable text."""
+    """Parse YAML (a superset of JSON) into plain data, refusing unreadable text, aliases
+    (whose expansion can grow without bound) and nesting deeper than Python can follow."""
     import yaml
 
+    class Loader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise yaml.MarkedYAMLError(
+                    problem="aliases (*name) are not accepted", problem_mark=event.start_mark
+                )
+            return super().compose_node(parent, index)
+
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:
+        reason = "nested too deeply"
+        raise error(f"{what} text is {reason}.", reasons=[reason]) from None
     except yaml.YAMLError as exc:
         raise error(f"{what} text is not valid YAML or JSON: {exc}", reasons=[str(exc)]) from None
 

@@ -50,11 +50,12 @@ def encode_cursor(row: Model) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    """Inverse of encode_cursor; a bad cursor is a validation failure."""
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID | int]:
+    """Inverse of encode_cursor (uuid or integer keys); a bad cursor is a validation failure."""
     try:
         created, pk = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(created), uuid.UUID(pk)
+        key = int(pk) if isinstance(pk, str) and pk.isdigit() else uuid.UUID(pk)
+        return datetime.fromisoformat(created), key
     except (ValueError, TypeError) as exc:
         raise ValidationFailed("The `after` cursor is not one this API issued.") from exc
 

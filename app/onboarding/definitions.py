@@ -208,6 +208,8 @@ def parse_definition(raw: Any) -> TemplateDef:
     template: TemplateDef | None = None
     try:
         template = TemplateDef.model_validate(raw)
+    except RecursionError:
+        raise _too_deep() from None
     except ValidationError as exc:
         reasons = [
             f"{'.'.join(str(p) for p in err['loc']) or 'definition'}: {err['msg']}"
@@ -219,6 +221,11 @@ def parse_definition(raw: Any) -> TemplateDef:
             "Template definition is invalid: " + "; ".join(reasons), reasons=reasons
         )
     return template
+
+
+def _too_deep() -> InvalidTemplate:
+    reason = "the definition is nested too deep"
+    return InvalidTemplate(f"Template definition is invalid: {reason}.", reasons=[reason])
 
 
 def load_text(text: str) -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 from app.accounts.models import Role
 from app.accounts.viewer import Viewer
+from app.audit import service as audit
 from app.customers.models import Customer
 from app.errors import NotFound, ValidationFailed, WorkflowPaused
 from app.events import outbox
@@ -189,6 +190,7 @@ async def update_stage(
     stage = loaded.stages.get(stage_key)
     if stage is None:
         raise NotFound(f"No stage {stage_key!r} in this workflow.", stage=stage_key)
+    before = {"status": str(stage.status)}
     out = engine.apply_stage_action(loaded.state, stage_key, action, now=now)
     for kind, payload in out.events:
         if kind == "stage.overridden":
@@ -202,6 +204,15 @@ async def update_stage(
         reason=why,
         actor=viewer.subject,
         actor_role=viewer.role.value,
+    )
+    await audit.record(
+        viewer=viewer,
+        action=f"stage.{action.value.lower()}",
+        target_type="stage",
+        target_id=stage.id,
+        before=before,
+        after={"status": str(stage.status)},
+        reason=why,
     )
     return Change(loaded, out), stage
 
@@ -219,6 +230,7 @@ async def update_settings(
         viewer.require(Role.ADMIN, Role.CSM)
     loaded = await load(viewer, cid)
     wf = loaded.workflow
+    before = {"paused": wf.paused, "remindersEnabled": wf.reminders_enabled}
     events: list[tuple[str, dict[str, Any]]] = []
     if paused is not None and paused != wf.paused:
         wf.paused = loaded.state.paused = paused
@@ -226,6 +238,16 @@ async def update_settings(
     if reminders_enabled is not None and reminders_enabled != wf.reminders_enabled:
         wf.reminders_enabled = reminders_enabled
         events.append(("workflow.settings_changed", {"remindersEnabled": reminders_enabled}))
+    if events and viewer.is_operator:
+        after = {"paused": wf.paused, "remindersEnabled": wf.reminders_enabled}
+        await audit.record(
+            viewer=viewer,
+            action="workflow.settings",
+            target_type="workflow",
+            target_id=wf.id,
+            before=before,
+            after=after,
+        )
     if events:
         wf.version += 1
         await write_settings(wf)

@@ -13,6 +13,7 @@ from tortoise.exceptions import IntegrityError
 from app.accounts.models import Operator, Organization, Role
 from app.accounts.service import create_organization
 from app.accounts.viewer import Viewer
+from app.audit import service as audit
 from app.errors import Conflict, NotFound
 from app.health import versions as health_versions
 from app.kit.tenancy import Tenant, scoped
@@ -47,7 +48,7 @@ async def install_template(
     if make_default:
         await scoped(WorkflowTemplate, viewer).filter(is_default=True).update(is_default=False)
     try:
-        return await WorkflowTemplate.create(
+        row = await WorkflowTemplate.create(
             organization_id=viewer.organization_id,
             key=parsed.key,
             version=version,
@@ -61,6 +62,14 @@ async def install_template(
         raise Conflict(
             f"Template {parsed.key!r} v{version} was created concurrently; retry."
         ) from None
+    await audit.record(
+        viewer=viewer,
+        action="template.install",
+        target_type="workflow_template",
+        target_id=row.id,
+        after={"key": row.key, "version": row.version, "isDefault": row.is_default},
+    )
+    return row
 
 
 async def default_template(tenant: Tenant) -> WorkflowTemplate:

@@ -185,7 +185,7 @@ CREATE = """mutation($i: CreateOperatorInput!) { createOperator(input: $i) { id 
 
 
 async def test_an_admin_adds_a_csm_who_signs_in(tenant: Tenant) -> None:
-    admin = token(tenant.id, Role.ADMIN)
+    admin = token(tenant.id, Role.ADMIN, subject=tenant.admin.subject)
     email = f"new-{uuid.uuid4().hex[:6]}@example.com"
     body = await gql(
         CREATE,
@@ -210,7 +210,9 @@ async def test_refused_operator_creation_writes_nothing(
     body = await gql(
         CREATE,
         {"i": {"email": email, "name": "R", "role": "CSM", "password": password}},
-        token=token(tenant.id, Role(role)),
+        token=token(
+            tenant.id, Role(role), subject={"CSM": tenant.csm, "ADMIN": tenant.admin}[role].subject
+        ),
     )
     assert error_codes(body) == [code]
     assert not await Operator.filter(email=email).exists()

@@ -126,7 +126,10 @@ mutation($customerId: ID, $key: String!, $action: TaskAction!) {
 
 def test_health_and_graphiql(server: LiftoffServer) -> None:
     health = httpx.get(f"{server.url}/healthz", timeout=10)
-    assert health.status_code == 200 and health.json() == {"status": "ok", "broker": "memory"}
+    assert health.status_code == 200 and "server" not in health.headers  # no banner
+    assert health.json() == {"status": "ok", "broker": "memory", "relay_lag_seconds": 0.0}
+    ready = httpx.get(f"{server.url}/readyz", timeout=10)
+    assert ready.status_code == 200 and ready.json()["problems"] == [], ready.json()
 
     page = httpx.get(server.graphql_url, headers={"Accept": "text/html"}, timeout=10)
     assert page.status_code == 200
@@ -235,7 +238,21 @@ def test_onboarding_over_http(server: LiftoffServer, org: Org, env: dict[str, st
     )
     assert code_of(skip) == "TASK_REQUIRED"
 
-    # A CSM token minted by the CLI reads the same state.
+    # A CSM token minted by the CLI (for a CSM that exists) reads the same state.
+    email = f"csm@{org.slug}.test"
+    run_liftoff(
+        "operator",
+        "create",
+        "--org",
+        org.slug,
+        "--email",
+        email,
+        "--role",
+        "CSM",
+        "--password",
+        "a-long-enough-password",
+        env=env,
+    )
     csm = run_liftoff("token", "--org", org.slug, "--role", "CSM", env=env).stdout.strip()
     seen = ok(gql(server, "{ viewer { role organization { slug } } }", token=csm))
     assert seen["viewer"] == {"role": "CSM", "organization": {"slug": org.slug}}

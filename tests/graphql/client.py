@@ -18,7 +18,7 @@ from app.accounts.tokens import token_for
 from app.asgi import LiftoffGraphQL
 from app.customers.models import Customer
 from app.settings import Settings
-from tests.support.factories import Tenant
+from tests.support.factories import OPERATORS, Tenant
 
 SETTINGS = Settings(
     secret_key="liftoff-graphql-tests-" + "0123456789abcdef" * 4,
@@ -52,7 +52,9 @@ def token(
     """A valid bearer token for this identity, signed with the app's secret."""
     return token_for(
         SETTINGS,
-        subject=subject or f"{role.value.lower()}-{uuid.uuid4().hex[:8]}@example.com",
+        subject=subject
+        or OPERATORS.get(organization_id, {}).get(role)
+        or f"{role.value.lower()}-{uuid.uuid4().hex[:8]}@example.com",
         organization_id=organization_id,
         role=role,
         customer_id=customer_id,

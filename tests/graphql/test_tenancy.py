@@ -17,9 +17,10 @@ from typing import Any
 import graphql
 import pytest
 
-from app.accounts.models import Operator, Role
+from app.accounts.models import Operator, Role, TokenSubject
 from app.analytics import exports, maintain, service
 from app.analytics.models import AnalyticsCustomer, ExportJob
+from app.audit.models import AuditEntry
 from app.customers.models import Customer
 from app.db import transaction
 from app.events.models import OutboxEvent
@@ -68,7 +69,7 @@ class World:
 
     def token(self, attacker: str) -> str:
         if attacker == OTHER_ADMIN:
-            return token(self.other.id, Role.ADMIN, subject="admin@other.test")
+            return token(self.other.id, Role.ADMIN, subject=self.other.admin.subject)
         return token(
             self.victim.id, Role.CUSTOMER, customer_id=self.peer.id, subject=self.peer.email
         )
@@ -238,7 +239,7 @@ async def other_org_customer_ids(w: World) -> set[str]:
 
 
 async def viewer_is_other_admin(data: Any, w: World) -> None:
-    assert data["role"] == "ADMIN" and data["subject"] == "admin@other.test"
+    assert data["role"] == "ADMIN" and data["subject"] == w.other.admin.subject
     assert data["organization"] == {"id": str(w.other.id), "slug": w.other.org.slug}
     assert data["customer"] is None
 
@@ -304,6 +305,17 @@ async def analytics_of_other_org(data: Any, w: World) -> None:
     assert w.customer.acquisition_channel not in labels
     reached = data["funnel"]["stages"][0]["reached"]
     assert reached == counted
+
+
+async def audit_of_other_org(data: Any, w: World) -> None:
+    own = AuditEntry.filter(organization_id=w.other.id, target_id=str(w.workflow_id))
+    assert data["totalCount"] == await own.count() == len(data["edges"]) == 0
+
+
+async def revoked_in_other_org(data: Any, w: World) -> None:
+    assert data == {"subject": w.victim.admin.subject, "version": 1}
+    rows = await TokenSubject.filter(subject=w.victim.admin.subject).values("organization_id")
+    assert rows == [{"organization_id": w.other.id}]
 
 
 def for_both(outcome: Outcome) -> dict[str, Outcome]:
@@ -578,6 +590,21 @@ CASES: list[Case] = [
         "{ id email role } }",
         lambda w: {"e": w.victim.admin_operator.email},
         {OTHER_ADMIN: Own(operator_in_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+    ),
+    Case(
+        "Query.auditLog",
+        "auditLog, filtered on the victim's workflow",
+        "query($cid: String) { auditLog(first: 100, filter: {targetId: $cid}) { totalCount "
+        "edges { node { action targetId } } } }",
+        lambda w: {"cid": str(w.workflow_id)},
+        {OTHER_ADMIN: Own(audit_of_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+    ),
+    Case(
+        "Mutation.revokeTokens",
+        "revokeTokens of the victim admin's subject",
+        "mutation($s: String!) { revokeTokens(subject: $s) { subject version } }",
+        lambda w: {"s": w.victim.admin.subject},
+        {OTHER_ADMIN: Own(revoked_in_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
     ),
 ]
 

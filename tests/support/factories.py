@@ -59,6 +59,25 @@ class Tenant:
             )
 
 
+OPERATORS: dict[uuid.UUID, dict[Role, str]] = {}
+"""The admin and CSM emails of each organization made by `make_tenant`: tokens minted for a
+role of it name a real operator (tokens are checked against the database)."""
+
+
+async def operator_subject(organization_id: uuid.UUID, role: Role) -> str:
+    """The email of an operator of `role` in the organization (created when there is none),
+    for tokens that must name a real operator."""
+    found = await Operator.filter(organization_id=organization_id, role=role).first()
+    if found is None:
+        found = await Operator.create(
+            organization_id=organization_id,
+            email=f"{role.value.lower()}-{uuid.uuid4().hex[:6]}@example.com",
+            name=role.value,
+            role=role,
+        )
+    return found.email
+
+
 async def last_sequence(customer_id: uuid.UUID) -> int:
     """The newest outbox sequence of a customer (0 when none)."""
     row = await OutboxEvent.filter(customer_id=customer_id).order_by("-sequence").first()
@@ -77,9 +96,13 @@ async def make_tenant() -> Tenant:
             created_by="test",
         )
     org = new.organization
+    csm = await Operator.create(
+        organization_id=org.id, email=f"csm@{slug}.test", name="CSM", role=Role.CSM
+    )
+    OPERATORS[org.id] = {Role.ADMIN: new.admin.email, Role.CSM: csm.email}
     return Tenant(
         org=org,
         admin_operator=new.admin,
         admin=new.viewer,
-        csm=Viewer(subject=f"csm@{slug}.test", organization_id=org.id, role=Role.CSM),
+        csm=Viewer(subject=csm.email, organization_id=org.id, role=Role.CSM),
     )

@@ -62,7 +62,9 @@ async def test_graphiql_works_offline(
     assert isinstance(browser, Browser)
     customer = await tenant.customer()
     settings = Settings(secret_key=SECRET)
-    admin = token_for(settings, subject="admin@test", organization_id=tenant.id, role=Role.ADMIN)
+    admin = token_for(
+        settings, subject=tenant.admin.subject, organization_id=tenant.id, role=Role.ADMIN
+    )
     headers = json.dumps({"Authorization": f"Bearer {admin}"})
     variables = json.dumps({"customerId": str(customer.id)})
 

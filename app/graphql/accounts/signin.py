@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import strawberry
 
 from app.accounts import signin
+from app.accounts.access import fresh_token
 from app.accounts.models import Operator as OperatorRow
-from app.accounts.tokens import token_for
 from app.db import transaction
 from app.errors import ValidationFailed
 from app.graphql.accounts.types import Organization
@@ -61,12 +61,14 @@ def _address(info: Info) -> str:
     return client.host if client else "unknown"
 
 
-def _payload(info: Info, outcome: signin.Outcome, *, minutes: int | None = None) -> SignInPayload:
+async def _payload(
+    info: Info, outcome: signin.Outcome, *, minutes: int | None = None
+) -> SignInPayload:
     done = outcome.unwrap()
     viewer, settings = done.viewer, info.context.settings
     ttl = timedelta(minutes=minutes or settings.signin_ttl_minutes)
     return SignInPayload(
-        token=token_for(
+        token=await fresh_token(
             settings,
             subject=viewer.subject,
             organization_id=viewer.organization_id,
@@ -95,7 +97,7 @@ class Mutation:
             outcome = await signin.login(
                 email=email, password=password, organization=organization, address=_address(info)
             )
-        return _payload(info, outcome)
+        return await _payload(info, outcome)
 
     @strawberry.mutation(
         description="Exchange a single-use sign-in link's secret (15 minutes) for an access token."
@@ -103,7 +105,7 @@ class Mutation:
     async def redeem_sign_in_link(self, info: Info, secret: str) -> SignInPayload:
         async with transaction():
             outcome = await signin.redeem_link(secret=secret, address=_address(info))
-        return _payload(info, outcome)
+        return await _payload(info, outcome)
 
     @strawberry.mutation(
         description="A short-lived CUSTOMER token for one customer (admin), for the company's "
@@ -116,7 +118,7 @@ class Mutation:
             raise ValidationFailed("ttlMinutes must be 1-1440.", field="ttlMinutes")
         async with transaction():
             done = await signin.customer_session(info.context.viewer, customer_id=customer_id)
-        return _payload(info, signin.Outcome(signed_in=done), minutes=ttl_minutes)
+        return await _payload(info, signin.Outcome(signed_in=done), minutes=ttl_minutes)
 
     @strawberry.mutation(description="Add an ADMIN or CSM to the organization (admin).")
     async def create_operator(self, info: Info, input: CreateOperatorInput) -> Operator:

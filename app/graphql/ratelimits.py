@@ -1,0 +1,100 @@
+"""Which budgets a GraphQL operation spends: per token subject, per organization and per
+client address; reads, writes, sign-ins and subscriptions counted apart."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from graphql import FieldNode, OperationType, get_operation_ast
+from graphql.error import GraphQLError
+from strawberry.extensions import SchemaExtension
+
+from app.errors import RateLimited
+from app.kit.ratelimit import Limiter
+from app.ops import metrics
+from app.settings import Settings
+
+SIGN_IN_FIELDS = frozenset({"login", "redeemSignInLink"})
+
+
+def client_address(request: Any) -> str:
+    """The caller's address as the server saw it."""
+    client = getattr(request, "client", None)
+    return client.host if client else "unknown"
+
+
+def budgets(
+    settings: Settings, *, kind: str, subject: str | None, organization: str | None, address: str
+) -> list[tuple[str, str, str]]:
+    """(budget, scope, key) to spend for one operation of `kind`."""
+    spend = [(settings.rate_per_address, "address", address)]
+    if kind == "sign-in":
+        spend.append((settings.rate_sign_ins, "sign-in", address))
+    if subject is not None and organization is not None:
+        per_subject = {
+            "read": settings.rate_reads,
+            "write": settings.rate_writes,
+            "subscribe": settings.rate_subscribes,
+        }.get(kind)
+        if per_subject:
+            spend.append((per_subject, f"{kind}:subject", f"{organization}:{subject}"))
+        spend.append((settings.rate_per_organization, "organization", organization))
+    return spend
+
+
+def refusal(scope: str, retry_after: float) -> RateLimited:
+    metrics.RATE_LIMITED.labels(budget=scope).inc()
+    return RateLimited(
+        f"Too many requests ({scope} budget); retry in {retry_after:g} seconds.",
+        retryAfter=retry_after,
+        scope=scope,
+    )
+
+
+async def check(limiter: Limiter, spend: list[tuple[str, str, str]]) -> RateLimited | None:
+    """Spend every budget; the first one that is exhausted, as a refusal."""
+    for text, scope, key in spend:
+        wait = await limiter.hit(text, scope, key)
+        if wait is not None:
+            return refusal(scope, wait)
+    return None
+
+
+def operation_kind(document: Any, operation_name: str | None) -> str:
+    operation = get_operation_ast(document, operation_name)
+    if operation is None or operation.operation is OperationType.QUERY:
+        return "read"
+    if operation.operation is OperationType.SUBSCRIPTION:
+        return "subscribe"
+    fields = {s.name.value for s in operation.selection_set.selections if isinstance(s, FieldNode)}
+    return "sign-in" if fields & SIGN_IN_FIELDS else "write"
+
+
+def rate_limits(settings: Settings, limiter: Limiter) -> type[SchemaExtension]:
+    """The extension that spends the budgets of each operation before it is validated; a
+    refusal is the operation's only error (RATE_LIMITED, with `retryAfter` seconds)."""
+
+    class RateLimits(SchemaExtension):
+        async def on_validate(self) -> AsyncIterator[None]:
+            execution = self.execution_context
+            context = execution.context
+            viewer = getattr(context, "_viewer", None)
+            spend = budgets(
+                settings,
+                kind=operation_kind(execution.graphql_document, execution.operation_name),
+                subject=viewer.subject if viewer else None,
+                organization=str(viewer.organization_id) if viewer else None,
+                address=client_address(getattr(context, "request", None)),
+            )
+            refused = await check(limiter, spend)
+            if refused is not None:
+                response = getattr(context, "response", None)
+                if response is not None and hasattr(response, "status_code"):
+                    response.status_code = 429
+                    response.headers["Retry-After"] = str(int(refused.details["retryAfter"]))
+                error = GraphQLError(refused.message, original_error=refused)
+                execution.pre_execution_errors = [error]
+            yield
+
+    return RateLimits

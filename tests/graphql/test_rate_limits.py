@@ -1,0 +1,163 @@
+"""Rate limits of the real GraphQL view (in-memory counters here, Redis in production):
+separate budgets per subject for reads, writes and subscriptions, per organization, per
+client address and for sign-ins; RATE_LIMITED with `retryAfter`, HTTP 429 and Retry-After."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+
+from app.accounts.models import Role
+from app.accounts.tokens import credentials_for
+from app.asgi import LiftoffGraphQL
+from app.errors import RateLimited
+from app.events.hub import Hub
+from app.graphql.context import Context
+from app.graphql.sessions import Sessions
+from app.kit.ratelimit import Limiter
+from tests.graphql.client import SETTINGS, tokens_of
+from tests.support.factories import Tenant
+
+READ = "{ viewer { role } }"
+ACTIVITY = "subscription { activity { type } }"
+WRITE = "mutation { updateWorkflowSettings(input: {remindersEnabled: true}) { id } }"
+
+
+def view(**budgets: str) -> LiftoffGraphQL:
+    return LiftoffGraphQL(SETTINGS.model_copy(update=budgets))
+
+
+async def send(
+    app: LiftoffGraphQL, query: str, *, token: str | None = None, address: str = "10.0.0.1"
+) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, client=(address, 5000))
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(transport=transport, base_url="http://liftoff.test") as client:
+        return await client.post("/", json={"query": query}, headers=headers)
+
+
+def refused(response: httpx.Response) -> dict[str, Any]:
+    body: dict[str, Any] = response.json()
+    assert response.status_code == 429, body
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "RATE_LIMITED", body
+    assert 0 < error["extensions"]["retryAfter"] <= 60
+    assert int(response.headers["retry-after"]) >= 1
+    return dict(error["extensions"])
+
+
+async def test_reads_and_writes_have_budgets_of_their_own(tenant: Tenant) -> None:
+    customer = await tenant.customer()
+    token = tokens_of(tenant, customer)[Role.CUSTOMER]
+    app = view(rate_reads="3/minute", rate_writes="2/minute")
+    for _ in range(3):
+        assert (await send(app, READ, token=token)).status_code == 200
+    assert refused(await send(app, READ, token=token))["scope"] == "read:subject"
+    for _ in range(2):  # writes still have their budget
+        assert "errors" not in (await send(app, WRITE, token=token)).json()
+    assert refused(await send(app, WRITE, token=token))["scope"] == "write:subject"
+    other = tokens_of(tenant, customer)[Role.CSM]  # another subject is not affected
+    assert (await send(app, READ, token=other)).json()["data"]["viewer"]["role"] == "CSM"
+
+
+async def test_an_organization_and_an_address_have_budgets(tenant: Tenant) -> None:
+    tokens = tokens_of(tenant, await tenant.customer())
+    app = view(rate_per_organization="4/minute")
+    answers = [await send(app, READ, token=tokens[role]) for role in (Role.ADMIN, Role.CSM) * 2]
+    assert all(a.status_code == 200 for a in answers)
+    assert refused(await send(app, READ, token=tokens[Role.CUSTOMER]))["scope"] == "organization"
+    app = view(rate_per_address="2/minute")
+    for _ in range(2):
+        assert (await send(app, "{ __typename }", address="10.9.9.9")).status_code == 200
+    assert refused(await send(app, "{ __typename }", address="10.9.9.9"))["scope"] == "address"
+    assert (await send(app, "{ __typename }", address="10.9.9.8")).status_code == 200
+
+
+async def test_sign_ins_have_a_budget_per_address() -> None:
+    app = view(rate_sign_ins="2/minute")
+    login = 'mutation { login(email: "nobody@example.com", password: "x") { token } }'
+    address = f"10.{uuid.uuid4().int % 250}.1.1"
+    for _ in range(2):
+        body = (await send(app, login, address=address)).json()
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert refused(await send(app, login, address=address))["scope"] == "sign-in"
+
+
+async def test_subscriptions_have_a_budget(tenant: Tenant) -> None:
+    app = view(rate_subscribes="2/minute")
+    token = tokens_of(tenant, await tenant.customer())[Role.CSM]
+    hub = Hub(None)
+    await hub.connect()
+    codes = []
+    try:
+        for _ in range(3):
+            context = Context(
+                request=Request({"type": "http", "headers": [], "client": ("10.1.1.1", 1)}),
+                response=None,
+                settings=SETTINGS,
+                hub=hub,
+            )
+            await context.authenticate(f"Bearer {token}")
+            result = await app.schema.subscribe(
+                "subscription { activity { type } }", context_value=context
+            )
+            if hasattr(result, "__anext__"):
+                try:
+                    first = await asyncio.wait_for(result.__anext__(), timeout=0.2)
+                    codes.append([e.extensions["code"] for e in first.errors or []])
+                except TimeoutError:
+                    codes.append([])
+                finally:
+                    await result.aclose()
+            else:
+                codes.append([e.extensions["code"] for e in result.errors or []])
+    finally:
+        await hub.disconnect()
+    assert codes == [[], [], ["RATE_LIMITED"]], codes
+
+
+async def test_the_limiter_counts_in_redis_across_processes(redis_url: str) -> None:
+    key = uuid.uuid4().hex
+    first, second = Limiter(redis_url), Limiter(redis_url)  # two processes' limiters
+    assert await first.hit("3/minute", "test", key) is None
+    assert await second.hit("3/minute", "test", key) is None
+    assert await first.hit("3/minute", "test", key) is None
+    wait = await second.hit("3/minute", "test", key)
+    assert wait is not None and 0 < wait <= 60
+
+
+async def test_websocket_caps_per_subject_and_organization(tenant: Tenant) -> None:
+    sessions = Sessions()
+    tokens = tokens_of(tenant, await tenant.customer())
+    admin = credentials_for(SETTINGS, tokens[Role.ADMIN])
+    csm = credentials_for(SETTINGS, tokens[Role.CSM])
+
+    class Socket:
+        def __init__(self) -> None:
+            self.scope: dict[str, Any] = {}
+
+    sockets = [Socket() for _ in range(3)]
+    for socket in sockets[:2]:
+        sessions.check_caps(admin.viewer, per_subject=2, per_organization=3)
+        sessions.add(socket, admin)  # type: ignore[arg-type]
+    try:
+        sessions.check_caps(admin.viewer, per_subject=2, per_organization=3)
+    except RateLimited as exc:
+        assert "2 websockets open already" in exc.message
+    else:
+        raise AssertionError("a third socket of one subject was allowed")
+    sessions.check_caps(csm.viewer, per_subject=2, per_organization=3)
+    sessions.add(sockets[2], csm)  # type: ignore[arg-type]
+    try:
+        sessions.check_caps(csm.viewer, per_subject=2, per_organization=3)
+    except RateLimited as exc:
+        assert "organization has 3 websockets" in exc.message
+    else:
+        raise AssertionError("a fourth socket of one organization was allowed")
+    for socket in sockets:
+        sessions.discard(socket.scope)
+    assert not sessions.open
