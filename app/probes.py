@@ -8,7 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from app.health import pending_migrations, relay_lag_seconds
+from app.liveness import pending_migrations, relay_lag_seconds
 from app.runtime import Runtime
 
 Endpoint = Callable[[Request], Awaitable[Response]]

@@ -21,20 +21,20 @@ from app.graphql.analytics.exports import Mutation as ExportMutation
 from app.graphql.analytics.exports import Query as ExportQuery
 from app.graphql.analytics.queries import Query as AnalyticsQuery
 from app.graphql.analytics.subscriptions import Subscription as AnalyticsSubscription
+from app.graphql.audit.queries import Query as AuditQuery
 from app.graphql.automation.mutations import Mutation as AutomationMutation
 from app.graphql.automation.queries import Query as AutomationQuery
 from app.graphql.automation.subscriptions import Subscription as AutomationSubscription
-from app.graphql.audit.queries import Query as AuditQuery
 from app.graphql.customers.queries import Mutation as CustomersMutation
 from app.graphql.customers.queries import Query as CustomersQuery
 from app.graphql.errors import ErrorCodes, domain_error_of, is_callers_error
 from app.graphql.events.sharing import shared_result
 from app.graphql.events.subscriptions import Subscription as EventsSubscription
 from app.graphql.events.types import SHAREABLE
+from app.graphql.guard import Limits, guard
 from app.graphql.health.queries import Mutation as HealthMutation
 from app.graphql.health.queries import Query as HealthQuery
 from app.graphql.health.subscriptions import Subscription as HealthSubscription
-from app.graphql.guard import Limits, guard
 from app.graphql.observe import Observe, counted, root_field
 from app.graphql.onboarding.mutations import Mutation as OnboardingMutation
 from app.graphql.onboarding.queries import Query as OnboardingQuery

@@ -35,7 +35,7 @@ def load_text(text: str, *, error: type[DomainError], what: str) -> Any:
             return super().compose_node(parent, index)
 
     try:
-        return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=Loader)
     except RecursionError:
         reason = "nested too deeply"
         raise error(f"{what} text is {reason}.", reasons=[reason]) from None

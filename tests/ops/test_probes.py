@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from app import probes
-from app.health import pending_migrations, relay_lag_seconds, shipped_migrations
+from app.liveness import pending_migrations, relay_lag_seconds, shipped_migrations
 from app.runtime import Runtime
 from tests.graphql.client import SETTINGS
 from tests.support.factories import Tenant

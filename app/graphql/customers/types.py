@@ -12,7 +12,7 @@ from app.customers.listing import EXACT_COUNT_LIMIT, Count, CustomerPage
 from app.customers.models import Customer as CustomerRow
 from app.graphql.context import Context
 from app.graphql.enums import StepOutcome, WorkflowStatus
-from app.kit.pagination import Page, encode_cursor
+from app.kit.pagination import encode_cursor
 
 if TYPE_CHECKING:
     from app.graphql.health.types import HealthScore
