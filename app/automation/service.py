@@ -49,7 +49,12 @@ async def _version(row: AutomationRule, *, by: str | None) -> None:
 
 
 async def create_rule(
-    viewer: Viewer, *, definition: Any, enabled: bool = False, key: str | None = None
+    viewer: Viewer,
+    *,
+    definition: Any,
+    enabled: bool = False,
+    key: str | None = None,
+    audited: bool = True,
 ) -> AutomationRule:
     """A new rule at version 1 (admin); refused with every reason when invalid."""
     viewer.require(Role.ADMIN)
@@ -67,6 +72,8 @@ async def create_rule(
         created_by=viewer.subject,
     )
     await _version(row, by=viewer.subject)
+    if not audited:
+        return row
     await audit.record(
         viewer=viewer,
         action="automation_rule.create",
@@ -197,7 +204,8 @@ def default_definitions() -> list[dict[str, Any]]:
 
 
 async def install_default_rules(viewer: Viewer, *, enabled: bool) -> list[AutomationRule]:
-    """Install the default rules the organization does not have yet (by key)."""
+    """Install the default rules the organization does not have yet (by key); part of
+    opening an organization, like its default template, so not an audited admin action."""
     have = set(
         await scoped(AutomationRule, viewer).filter(key__isnull=False).values_list("key", flat=True)
     )
@@ -207,5 +215,9 @@ async def install_default_rules(viewer: Viewer, *, enabled: bool) -> list[Automa
         if key in have:
             continue
         definition = {k: v for k, v in raw.items() if k != "key"}
-        out.append(await create_rule(viewer, definition=definition, enabled=enabled, key=key))
+        out.append(
+            await create_rule(
+                viewer, definition=definition, enabled=enabled, key=key, audited=False
+            )
+        )
     return out
