@@ -111,10 +111,15 @@ let features = null;
 /** Which root fields and type fields this server has: pages show what exists. */
 export async function schemaFeatures() {
   if (!features) {
-    features = gql(`{ __schema { types { name fields { name description } } } }`).then((data) => {
+    features = gql(`{ __schema { types { name fields { name description args { name } } inputFields { name } } } }`).then((data) => {
+      // Keys: "Type.field" (its description), "Type.field(arg)" and "Input.field".
       const found = new Map();
       for (const type of data.__schema.types) {
-        for (const field of type.fields || []) found.set(`${type.name}.${field.name}`, field.description || "");
+        for (const field of type.fields || []) {
+          found.set(`${type.name}.${field.name}`, field.description || "");
+          for (const arg of field.args || []) found.set(`${type.name}.${field.name}(${arg.name})`, "");
+        }
+        for (const field of type.inputFields || []) found.set(`${type.name}.${field.name}`, "");
       }
       return found;
     });

@@ -2,6 +2,7 @@
 import { html, useState, useEffect, useRef } from "./vendor.js";
 import { gql, subscribe, schemaFeatures, percent, fmt } from "./api.js";
 import { ErrorBox, Bar, Missing, celebrate, badgeIcon, CELEBRATION } from "./ui.js";
+import { HealthPanel } from "./health.js";
 
 const CUSTOMER = `query Customer($id: ID!) {
   customer(id: $id) { id name email company userType acquisitionChannel tags signedUpAt
@@ -73,6 +74,7 @@ export function CustomerPage({ id, who }) {
   const [timeline, setTimeline] = useState([]);
   const [party, setParty] = useState(null);
   const [scale, setScale] = useState({ workflow: "", stage: "" });
+  const [features, setFeatures] = useState(null);
   const [liveError, setLiveError] = useState(null);
   const timer = useRef(null);
 
@@ -82,7 +84,10 @@ export function CustomerPage({ id, who }) {
   const reload = () => { clearTimeout(timer.current); timer.current = setTimeout(load, 150); };
 
   useEffect(() => {
-    schemaFeatures().then((f) => setScale({ workflow: f.get("Workflow.progress") || "", stage: f.get("Stage.progress") || "" })).catch(() => {});
+    schemaFeatures().then((f) => {
+      setFeatures(f);
+      setScale({ workflow: f.get("Workflow.progress") || "", stage: f.get("Stage.progress") || "" });
+    }).catch(() => setFeatures(new Map()));
     setTimeline([]);
     load();
     // From sequence 0: the retained history first (replayed), then live, with no gap after a reconnect.
@@ -130,8 +135,9 @@ export function CustomerPage({ id, who }) {
         <section class="card" aria-labelledby="badges-title"><h2 id="badges-title">Badges</h2>
           ${wf?.badges.length ? html`<ul class="badges">${wf.badges.map((b) => html`<li title=${fmt.date(b.awardedAt)}>${badgeIcon(b.icon)} ${b.name}</li>`)}</ul>` : html`<p class="muted">None yet.</p>`}
         </section>
-        <section class="card" aria-labelledby="health-title"><h2 id="health-title">Health</h2>
-          <${Missing} what="The health score, its components, risk factors and history" needs="health scores" /></section>
+        ${features?.has("Customer.health") ? html`<${HealthPanel} id=${customer.id} features=${features} />`
+          : html`<section class="card" aria-labelledby="health-title"><h2 id="health-title">Health</h2>
+          ${features ? html`<${Missing} what="The health score, its components, risk factors and history" needs="health scores" />` : html`<p class="muted">Loading…</p>`}</section>`}
         <section class="card" aria-labelledby="ms-title"><h2 id="ms-title">Milestones</h2>
           <${Missing} what="Milestones" needs="the milestones API" /></section>
         <section class="card actions" aria-labelledby="actions-title"><h2 id="actions-title">Actions</h2>

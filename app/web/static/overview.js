@@ -69,11 +69,19 @@ export function Overview() {
   const [analytics, setAnalytics] = useState(undefined);
   const [error, setError] = useState(null);
   const [analyticsError, setAnalyticsError] = useState(null);
+  const [scored, setHealth] = useState(null);
   const timer = useRef(null);
 
   async function load() {
     try { setCounts(await gql(COUNTS)); setError(null); } catch (e) { setError(e); }
     const features = await schemaFeatures().catch(() => new Map());
+    if (features.has("Query.healthDistribution")) {
+      try {
+        const d = await gql(`query OverviewHealth { healthDistribution { overall { total levels { level count } } } }`);
+        const levels = Object.fromEntries(d.healthDistribution.overall.levels.map((l) => [l.level, l.count]));
+        setHealth([{ segment: "all", healthy: levels.HEALTHY || 0, atRisk: levels.AT_RISK || 0, critical: levels.CRITICAL || 0 }]);
+      } catch (e) { setAnalyticsError(e); }
+    }
     if (!features.has("Query.analytics")) { setAnalytics(null); return; }
     try { setAnalytics((await gql(ANALYTICS)).analytics); setAnalyticsError(null); } catch (e) { setAnalyticsError(e); }
   }
@@ -83,7 +91,8 @@ export function Overview() {
   const all = counts?.all.totalCount;
   const completed = counts?.completed.totalCount;
   const rate = all ? (100 * completed) / all : null;
-  const health = analytics?.healthDistribution;
+  // Every scored customer when the health API answers, else the analytics period's.
+  const health = scored || analytics?.healthDistribution;
   const atRisk = health ? health.reduce((n, r) => n + r.atRisk + r.critical, 0) : null;
   const points = analytics?.trends.points || [];
   return html`
