@@ -3,6 +3,7 @@ import { html, useState, useEffect, useRef } from "./vendor.js";
 import { gql, subscribe, schemaFeatures, percent, fmt } from "./api.js";
 import { ErrorBox, Bar, Missing, celebrate, badgeIcon, CELEBRATION } from "./ui.js";
 import { HealthPanel } from "./health.js";
+import { Milestones } from "./milestones.js";
 
 const CUSTOMER = `query Customer($id: ID!) {
   customer(id: $id) { id name email company userType acquisitionChannel tags signedUpAt
@@ -13,11 +14,12 @@ const CUSTOMER = `query Customer($id: ID!) {
 }`;
 const PROGRESS = `subscription CustomerProgress($id: ID, $afterSequence: Int) {
   workflowProgress(customerId: $id, afterSequence: $afterSequence) {
-    id sequence type replayed occurredAt taskKey stageKey status pointsAwarded points } }`;
+    id sequence type replayed occurredAt taskKey stageKey status pointsAwarded points payload } }`;
 const CELEBRATIONS = `subscription CustomerCelebrations($id: ID) {
   celebrations(customerId: $id) { id sequence kind title message points badge { name } } }`;
 
 function describe(e) {
+  if (e.type === "celebration" && e.payload?.title) return `🎉 ${e.payload.title}`;
   const what = e.taskKey || e.stageKey || "";
   const status = e.status ? ` → ${fmt.label(e.status)}` : "";
   const points = e.pointsAwarded ? ` (+${e.pointsAwarded} points)` : "";
@@ -138,8 +140,9 @@ export function CustomerPage({ id, who }) {
         ${features?.has("Customer.health") ? html`<${HealthPanel} id=${customer.id} features=${features} />`
           : html`<section class="card" aria-labelledby="health-title"><h2 id="health-title">Health</h2>
           ${features ? html`<${Missing} what="The health score, its components, risk factors and history" needs="health scores" />` : html`<p class="muted">Loading…</p>`}</section>`}
-        <section class="card" aria-labelledby="ms-title"><h2 id="ms-title">Milestones</h2>
-          <${Missing} what="Milestones" needs="the milestones API" /></section>
+        ${features?.has("Query.milestones") ? html`<${Milestones} id=${customer.id} version=${timeline.length} />`
+          : html`<section class="card" aria-labelledby="ms-title"><h2 id="ms-title">Milestones</h2>
+          ${features ? html`<${Missing} what="Milestones" needs="the milestones API" />` : html`<p class="muted">Loading…</p>`}</section>`}
         <section class="card actions" aria-labelledby="actions-title"><h2 id="actions-title">Actions</h2>
           ${wf && html`<${PauseResume} customerId=${customer.id} workflow=${wf} onDone=${load} />`}
           ${wf && who.role === "ADMIN" && html`<${StageOverride} customerId=${customer.id} stages=${wf.stages} onDone=${load} />`}
