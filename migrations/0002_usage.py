@@ -3,6 +3,7 @@ from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
 from tortoise.fields.base import OnDelete
+from tortoise.fields.db_defaults import SqlDefault
 from tortoise import fields
 from tortoise.indexes import Index
 
@@ -107,6 +108,6 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='ApiKey',
             name='scopes',
-            field=fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+            field=fields.JSONField(default=list, db_default=SqlDefault("'[]'::jsonb"), encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
         ),
     ]

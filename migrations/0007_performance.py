@@ -67,18 +67,18 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='Workflow',
             name='minutes_remaining',
-            field=fields.IntField(default=0),
+            field=fields.IntField(default=0, db_default=0),
         ),
         ops.AddField(
             model_name='Workflow',
             name='progress',
-            field=fields.FloatField(default=0, description='Percent of required tasks done, 0-100.'),
+            field=fields.FloatField(default=0, description='Percent of required tasks done, 0-100.', db_default=0),
         ),
         ops.RunSQL(BACKFILL_FIGURES, reverse_sql=ops.RunSQL.noop),
         ops.AddField(
             model_name='Customer',
             name='workflow_status',
-            field=fields.CharEnumField(default=WorkflowStatus.ACTIVE, description="Its workflow's status, kept here by the engine so lists filter on one index.", enum_type=WorkflowStatus, max_length=16),
+            field=fields.CharEnumField(default=WorkflowStatus.ACTIVE, description="Its workflow's status, kept here by the engine so lists filter on one index.", db_default='ACTIVE', enum_type=WorkflowStatus, max_length=16),
         ),
         ops.RunSQL(BACKFILL_CUSTOMER_STATUS, reverse_sql=ops.RunSQL.noop),
         ops.AddIndex(

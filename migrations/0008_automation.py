@@ -7,6 +7,7 @@ from app.notifications.models import CsmTaskStatus
 from json import dumps, loads
 from tortoise.fields.base import OnDelete
 from uuid import uuid4
+from tortoise.fields.db_defaults import SqlDefault
 from tortoise import fields
 from tortoise.indexes import Index
 
@@ -193,6 +194,6 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='Customer',
             name='properties',
-            field=fields.JSONField(default=dict, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
+            field=fields.JSONField(default=dict, db_default=SqlDefault("'{}'::jsonb"), encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads),
         ),
     ]

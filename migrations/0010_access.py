@@ -26,6 +26,6 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='Operator',
             name='active',
-            field=fields.BooleanField(default=True),
+            field=fields.BooleanField(default=True, db_default=True),
         ),
     ]

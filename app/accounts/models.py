@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from tortoise import fields
+from tortoise.fields.db_defaults import SqlDefault
 from tortoise.models import Model
 
 
@@ -36,7 +37,7 @@ class Operator(Model):
     email = fields.CharField(max_length=254)
     name = fields.CharField(max_length=200)
     role = fields.CharEnumField(Role, max_length=16)
-    active = fields.BooleanField(default=True)
+    active = fields.BooleanField(default=True, db_default=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -54,7 +55,9 @@ class ApiKey(Model):
     name = fields.CharField(max_length=200)
     prefix = fields.CharField(max_length=16)
     key_hash = fields.CharField(max_length=64, unique=True)
-    scopes: fields.Field[list[str]] = fields.JSONField(default=list)
+    scopes: fields.Field[list[str]] = fields.JSONField(
+        default=list, db_default=SqlDefault("'[]'::jsonb")
+    )
     created_by = fields.CharField(max_length=200, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     last_used_at = fields.DatetimeField(null=True)

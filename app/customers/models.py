@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tortoise import fields
+from tortoise.fields.db_defaults import SqlDefault
 from tortoise.models import Model
 
 from app.onboarding.states import WorkflowStatus
@@ -24,12 +25,15 @@ class Customer(Model):
     user_type = fields.CharField(max_length=64, default="standard")
     acquisition_channel = fields.CharField(max_length=64, default="direct")
     tags: fields.Field[list[str]] = fields.JSONField(default=list)
-    properties: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
+    properties: fields.Field[dict[str, Any]] = fields.JSONField(
+        default=dict, db_default=SqlDefault("'{}'::jsonb")
+    )
     signed_up_at = fields.DatetimeField()
     workflow_status = fields.CharEnumField(
         WorkflowStatus,
         max_length=16,
         default=WorkflowStatus.ACTIVE,
+        db_default=WorkflowStatus.ACTIVE.value,
         description="Its workflow's status, kept here by the engine so lists filter on one index.",
     )
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)

@@ -53,8 +53,10 @@ class Workflow(Model):
     completed_at = fields.DatetimeField(null=True)
     last_activity_at = fields.DatetimeField()
     version = fields.IntField(default=0)
-    progress = fields.FloatField(default=0, description="Percent of required tasks done, 0-100.")
-    minutes_remaining = fields.IntField(default=0)
+    progress = fields.FloatField(
+        default=0, db_default=0, description="Percent of required tasks done, 0-100."
+    )
+    minutes_remaining = fields.IntField(default=0, db_default=0)
     current_stage_key = fields.CharField(max_length=80, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
