@@ -15,24 +15,28 @@ from typing import Any
 CHUNK = 50_000
 
 _CUSTOMERS = """
-WITH c AS (
+WITH ids AS (
+    SELECT gen_random_uuid() AS id, i FROM generate_series($2::int, $3::int - 1) AS i
+), c AS (
     INSERT INTO customer (id, organization_id, email, name, company, user_type,
-        acquisition_channel, tags, signed_up_at, created_at)
-    SELECT gen_random_uuid(), $1, 'c' || i || '@bench.test', 'Customer ' || i, 'Bench',
+        acquisition_channel, tags, properties, signed_up_at, workflow_status, created_at)
+    SELECT id, $1, 'c' || i || '@bench.test', 'Customer ' || i, 'Bench',
            (ARRAY['startup', 'smb', 'mid_market', 'enterprise'])[1 + i % 4],
            (ARRAY['organic', 'referral', 'partner', 'paid_search'])[1 + (i / 4) % 4],
-           '[]'::jsonb, now() - make_interval(days => 5 + i % 120), now()
-    FROM generate_series($2::int, $3::int - 1) AS i
+           '[]'::jsonb, '{}'::jsonb, now() - make_interval(days => 5 + i % 120),
+           CASE WHEN abs(hashtext(id::text)) % 10 = 0 THEN 'COMPLETED' ELSE 'ACTIVE' END, now()
+    FROM ids
     RETURNING id, organization_id, signed_up_at
 ), w AS (
     INSERT INTO workflow (id, organization_id, customer_id, template_id, status, points,
         badges, paused, reminders_enabled, started_at, completed_at, last_activity_at,
-        version, created_at)
+        version, progress, minutes_remaining, created_at)
     SELECT gen_random_uuid(), c.organization_id, c.id, $4,
            CASE WHEN abs(hashtext(c.id::text)) % 10 = 0 THEN 'COMPLETED' ELSE 'ACTIVE' END,
            0, '[]'::jsonb, false, true, c.signed_up_at,
            CASE WHEN abs(hashtext(c.id::text)) % 10 = 0 THEN now() END,
-           now() - make_interval(days => abs(hashtext(c.id::text || 'a')) % 20), 0, now()
+           now() - make_interval(days => abs(hashtext(c.id::text || 'a')) % 20), 0, 0, 0,
+           now()
     FROM c
     RETURNING id, organization_id, status, started_at
 ), s AS (

@@ -193,28 +193,28 @@ def scored_sql(model: HealthModelDef, *, where: str, limit: int, first_param: in
         param_names=", ".join(PARAMS),
     )
     return f"""WITH {cte},
-v AS (
+v AS MATERIALIZED (
     SELECT f.*, p.*, {values}
     FROM f JOIN p ON p.segment = CASE WHEN f.user_type = ANY(${n}::text[])
                                       AND f.user_type <> '' THEN f.user_type ELSE '' END
-), w AS (
+), w AS MATERIALIZED (
     SELECT v.*, ({total}) AS wt, ({with_data}) AS wd FROM v
-), c AS (
+), c AS MATERIALIZED (
     SELECT w.*, {contributions} FROM w
-), s0 AS (
+), s0 AS MATERIALIZED (
     SELECT c.*,
            CASE WHEN wd > 0 THEN least(100.0, greatest(0.0, {" + ".join(f"c_{k}" for k in keys)}))
                 ELSE 50.0 END AS cscore,
            CASE WHEN wt > 0 THEN 100.0 * wd / wt ELSE 0.0 END AS confidence,
            jsonb_build_array({components}) AS components
     FROM c
-), s1 AS (
+), s1 AS MATERIALIZED (
     SELECT s0.*,
            CASE WHEN cscore >= healthy THEN 'HEALTHY' WHEN cscore >= at_risk THEN 'AT_RISK'
                 ELSE 'CRITICAL' END AS clevel,
            coalesce(o_score, cscore) AS escore
     FROM s0
-), s AS (
+), s AS MATERIALIZED (
     SELECT s1.*,
            CASE WHEN o_id IS NULL THEN clevel
                 ELSE coalesce(o_level, CASE WHEN escore >= healthy THEN 'HEALTHY'
