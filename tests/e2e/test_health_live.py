@@ -77,7 +77,7 @@ def token(tenant: Tenant, role: Role) -> str:
         secret=SECRET,
         issuer=ISSUER,
         audience=AUDIENCE,
-        subject=f"{role.value.lower()}@e2e.test",
+        subject=tenant.admin.subject if role is Role.ADMIN else tenant.csm.subject,
         organization_id=tenant.id,
         role=role,
     )
@@ -188,7 +188,7 @@ async def test_an_override_lapses_by_itself(
     assert shown == {
         "score": 10.0,
         "level": "CRITICAL",
-        "override": {"reason": "Renewal at risk", "createdBy": "csm:csm@e2e.test"},
+        "override": {"reason": "Renewal at risk", "createdBy": f"csm:{tenant.csm.subject}"},
     }
 
     async def restored() -> bool:

@@ -38,7 +38,10 @@ async def test_after_sequence_ahead_is_refused_with_the_latest(
     latest = await last_sequence(customer.id)
     assert latest >= 1
     admin = token_for(
-        Settings(secret_key=SECRET), subject="a@test", organization_id=tenant.id, role=Role.ADMIN
+        Settings(secret_key=SECRET),
+        subject=tenant.admin.subject,
+        organization_id=tenant.id,
+        role=Role.ADMIN,
     )
     cid = str(customer.id)
     async with await GqlWsClient.connect(api.ws_url, token=admin) as client:

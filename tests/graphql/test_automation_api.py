@@ -68,7 +68,9 @@ async def test_rule_crud_versions_and_roles(tenant: Tenant) -> None:
     assert await AutomationRuleVersion.filter(rule_id=rid).count() == 2
     from app.audit.models import AuditEntry
 
-    audited = await AuditEntry.filter(organization_id=tenant.id).values_list("action", flat=True)
+    audited = await AuditEntry.filter(
+        organization_id=tenant.id, action__startswith="automation_"
+    ).values_list("action", flat=True)
     assert audited == ["automation_rule.create", "automation_rule.update"]  # defaults are not
 
     on = await gql(

@@ -43,7 +43,9 @@ def gql() -> InProcessGraphQL:
 
 
 def _token(gql: InProcessGraphQL, tenant: Tenant) -> str:
-    return token_for(gql.settings, organization_id=tenant.id, role=Role.CSM, subject="csm@test")
+    return token_for(
+        gql.settings, organization_id=tenant.id, role=Role.CSM, subject=tenant.csm.subject
+    )
 
 
 async def test_filters_pages_and_stored_figures(gql: InProcessGraphQL, tenant: Tenant) -> None:
