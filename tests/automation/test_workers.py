@@ -78,6 +78,11 @@ async def test_sigkill_mid_burst_leaves_every_action_done_exactly_once(
         killed_at = None
         while len(customers) < (killed_at or MAX_BURST) + 20:
             customers.append(await tenant.customer(name=f"Burst {len(customers)}"))
+            if killed_at is None and len(customers) >= MAX_BURST:
+                for _ in range(600):  # a slow machine: give the first worker time to get going
+                    if await AutomationRun.filter(rule_id=rule.id).count() >= 10:
+                        break
+                    await asyncio.sleep(0.1)
             if killed_at is None and await AutomationRun.filter(rule_id=rule.id).count() >= 10:
                 first.kill()  # SIGKILL while it is working and events keep coming
                 killed_at = len(customers)
