@@ -25,7 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from app import headers, probes
 from app.accounts import access
 from app.errors import DomainError
-from app.graphql import requests
+from app.graphql import idempotent, requests
 from app.graphql.context import Context
 from app.graphql.errors import plain
 from app.graphql.events.frames import SharedFrames
@@ -84,7 +84,7 @@ class LiftoffGraphQL(GraphQL[Context, None]):
         try:
             requests.check_declared_length(Headers(scope=scope), limit)
             response = await self.run(Request(scope, receive=requests.bounded(receive, limit)))
-        except requests.RequestRefused as refused:
+        except (requests.RequestRefused, idempotent.Answered) as refused:
             response = refused.response()
         except HTTPException as exc:
             response = requests.RequestRefused(exc.status_code, exc.reason).response()
@@ -95,6 +95,33 @@ class LiftoffGraphQL(GraphQL[Context, None]):
         if not isinstance(data, list):
             requests.refuse_subscription(data.query, data.operation_name, self.settings.max_tokens)
         return data
+
+    async def execute_single(self, **kwargs: Any) -> Any:  # type: ignore[override]
+        """One operation; a mutation with an `Idempotency-Key` runs once per key."""
+        request, data, context = kwargs["request"], kwargs["request_data"], kwargs["context"]
+        raw_key = request.headers.get(idempotent.HEADER)
+        viewer = context._viewer
+        run = super().execute_single
+        if (
+            raw_key is None
+            or viewer is None
+            or not idempotent.is_mutation(data.query, data.operation_name, self.settings.max_tokens)
+        ):
+            return await run(**kwargs)
+        sub_response = kwargs["sub_response"]
+
+        async def answer(result: Any) -> tuple[int, Any]:
+            return sub_response.status_code or 200, await self.process_result(request, result)
+
+        return await idempotent.run_once(
+            viewer=viewer,
+            raw_key=raw_key,
+            query=data.query,
+            variables=data.variables,
+            operation_name=data.operation_name,
+            execute=lambda: run(**kwargs),
+            answer=answer,
+        )
 
     def parse_json(self, data: str | bytes) -> Any:
         return requests.decode(data, self.limits)

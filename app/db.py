@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -23,6 +24,7 @@ MODEL_MODULES = [
     "app.usage.models",
     "app.accounts.credentials",
     "app.audit.models",
+    "app.idempotency.models",
     "app.analytics.models",
     "app.automation.models",
     "app.deliveries.models",
@@ -38,7 +40,15 @@ __all__ = [
     "init_db",
     "tortoise_config",
     "transaction",
+    "transaction_hook",
 ]
+
+TransactionHook = Callable[[BaseDBAsyncClient], Awaitable[None]]
+transaction_hook: ContextVar[TransactionHook | None] = ContextVar(
+    "liftoff_transaction_hook", default=None
+)
+"""Run at the start of every `transaction()` of the current task (e.g. to tie the change to
+the request's idempotency key in the same transaction)."""
 
 
 @asynccontextmanager
@@ -53,8 +63,11 @@ async def transaction() -> AsyncIterator[BaseDBAsyncClient]:
     """
     handler = tortoise.connection.connections
     before = handler._get_storage()
+    hook = transaction_hook.get()
     try:
         async with in_transaction() as connection:
+            if hook is not None:
+                await hook(connection)
             yield connection
     finally:
         if handler._get_storage() is not before:

@@ -25,6 +25,7 @@ from app.analytics import maintain as analytics_maintain
 from app.automation.timed import tick as automation_tick
 from app.db import transaction
 from app.health import spine as health
+from app.idempotency import service as idempotency
 from app.kit.clock import utcnow
 from app.onboarding import service as onboarding
 from app.settings import get_settings
@@ -110,6 +111,7 @@ SCHEDULES: list[Schedule] = [
     Schedule("health.jobs", 2.0, health.run_pending_jobs),
     Schedule("health.override_expiry", 5.0, health.lapse_overrides),
     Schedule("health.daily_snapshot", 600.0, health.snapshot_all),
+    Schedule("idempotency.prune", 600.0, idempotency.prune),
 ]
 
 
