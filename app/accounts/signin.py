@@ -28,6 +28,7 @@ from app.errors import (
     ValidationFailed,
 )
 from app.kit.clock import utcnow
+from app.ops import metrics
 from app.kit.tenancy import scoped
 
 LINK_TTL = timedelta(minutes=15)
@@ -143,6 +144,7 @@ def _refuse_if_throttled(checks: list[Checked], now: datetime) -> DomainError | 
         if wait > timedelta(0):
             locked = row.locked_until is not None and now < row.locked_until
             verb = "is locked" if locked else "is slowed down"
+            metrics.RATE_LIMITED.labels(budget=f"sign-in:{what}").inc()
             return RateLimited(
                 f"Too many failed sign-ins: this {what} {verb}; try again in "
                 f"{throttle.in_words(wait)}.",

@@ -26,6 +26,7 @@ from app.db import transaction
 from app.deliveries.models import Delivery, DeliveryKind, DeliveryStatus, WebhookEndpoint
 from app.deliveries.ssrf import RefusedDestination, Unresolvable, resolve
 from app.kit.clock import utcnow
+from app.ops import metrics
 from app.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -244,7 +245,29 @@ async def deliver_due(
             )
         if final and on_final is not None:
             await on_final(final)
+    for row, out in zip(rows, outcomes, strict=True):
+        count_attempt(row, out, now=now)
     return len(rows)
+
+
+def outcome_label(row: Delivery, out: Outcome) -> str:
+    """`sent`, `retry` (will be tried again), `failed` (refused for good or the endpoint is
+    gone) or `dead` (retries exhausted)."""
+    if out.ok:
+        return "sent"
+    if row.status is DeliveryStatus.PENDING:
+        return "retry"
+    return "dead" if row.status is DeliveryStatus.DEAD and out.retry else "failed"
+
+
+def count_attempt(row: Delivery, out: Outcome, *, now: datetime) -> None:
+    """One attempt in `liftoff_external_deliveries_total`; a success also in the latency
+    histogram (from the delivery's creation, in the transaction of the triggering event)."""
+    kind = row.kind.value.lower()
+    metrics.EXTERNAL_DELIVERIES.labels(kind=kind, outcome=outcome_label(row, out)).inc()
+    if out.ok and row.created_at is not None:
+        seconds = max(0.0, (now - row.created_at).total_seconds())
+        metrics.EXTERNAL_SECONDS.labels(kind=kind).observe(seconds)
 
 
 async def next_due_in(*, now: datetime) -> float | None:

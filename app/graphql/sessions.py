@@ -16,6 +16,7 @@ from app.accounts.tokens import Credentials
 from app.accounts.viewer import Viewer
 from app.errors import DomainError, RateLimited
 from app.events.hub import Hub
+from app.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +52,13 @@ class Sessions:
         mine = [s.credentials.viewer for s in self.open.values()]
         same_org = [v for v in mine if v.organization_id == viewer.organization_id]
         if len(same_org) >= per_organization:
+            metrics.RATE_LIMITED.labels(budget="websockets:organization").inc()
             raise RateLimited(
                 f"Your organization has {len(same_org)} websockets open here; close some first.",
                 retryAfter=5,
             )
         if sum(1 for v in same_org if v.subject == viewer.subject) >= per_subject:
+            metrics.RATE_LIMITED.labels(budget="websockets:subject").inc()
             raise RateLimited(
                 f"You have {per_subject} websockets open already; reuse one (each carries "
                 "several subscriptions).",

@@ -20,6 +20,7 @@ import pytest
 
 from app.accounts.models import Role
 from app.accounts.tokens import mint_token
+from tests.automation.support import add_rule, definition
 from tests.support.factories import Tenant, make_tenant
 from tests.support.gqlws import GqlWsClient
 from tests.support.procs import free_port
@@ -52,6 +53,7 @@ def ops(database_url: str, redis_url: str) -> Iterator[Ops]:
         outbox_poll_seconds=0.2,
         log_format="json",
     )
+    env["LIFTOFF_WS_MAX_PER_SUBJECT"] = "5"
     port = free_port()
     api = ApiProcess("ops-api", env)
     api.args += ["--workers", "2"]
@@ -329,3 +331,54 @@ async def test_a_mutation_and_its_delivery_move_the_metrics_and_carry_the_reques
     worker_lines = [line for line in lines(ops.worker) if line.get("event") == "relay.published"]
     assert worker_lines and worker_lines[0]["request_id"] == rid
     assert "Bearer" not in ops.api.log(tail=5_000_000)
+
+
+async def test_an_automation_email_counts_as_an_external_delivery_on_the_workers_metrics(
+    db: str, ops: Ops, http: httpx.AsyncClient
+) -> None:
+    tenant = await make_tenant()
+    await add_rule(
+        tenant,
+        definition("customer.created", {"type": "send_email", "subject": "Hi", "text": "Hello"}),
+    )
+    before = await scrape(http, ops.worker_metrics)
+    await tenant.customer()  # its customer.created event fires the rule in the worker
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        after = await scrape(http, ops.worker_metrics)
+        sent = samples(after, "liftoff_external_deliveries_total", kind="email", outcome="sent")
+        if sent > samples(
+            before, "liftoff_external_deliveries_total", kind="email", outcome="sent"
+        ):
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError(after[-3000:])
+    assert samples(after, "liftoff_external_delivery_seconds_count", kind="email") > samples(
+        before, "liftoff_external_delivery_seconds_count", kind="email"
+    )
+
+
+async def test_a_websocket_over_its_cap_counts_as_rate_limited_on_the_metrics(
+    db: str, ops: Ops, http: httpx.AsyncClient
+) -> None:
+    tenant = await make_tenant()
+    bearer = token(tenant, Role.ADMIN)
+    before = await scrape(http, f"{ops.api.http_url}/metrics")
+    clients = []
+    try:
+        refused = None
+        for _ in range(12):  # LIFTOFF_WS_MAX_PER_SUBJECT is 5 per api process (two here)
+            try:
+                clients.append(await GqlWsClient.connect(ops.api.ws_url, token=bearer))
+            except Exception as exc:
+                refused = exc
+                break
+        assert refused is not None, "no websocket was refused"
+    finally:
+        for client in clients:
+            await client.close()
+    after = await scrape(http, f"{ops.api.http_url}/metrics")
+    assert samples(after, "liftoff_rate_limited_total", budget="websockets:subject") > samples(
+        before, "liftoff_rate_limited_total", budget="websockets:subject"
+    )
