@@ -28,8 +28,8 @@ from app.errors import (
     ValidationFailed,
 )
 from app.kit.clock import utcnow
-from app.ops import metrics
 from app.kit.tenancy import scoped
+from app.ops import metrics
 
 LINK_TTL = timedelta(minutes=15)
 WRONG = "Wrong email or password."
