@@ -23,7 +23,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from app import headers, probes
-from app.accounts import access
+from app.accounts import access, apikeys
 from app.errors import DomainError
 from app.graphql import idempotent, requests
 from app.graphql.context import Context
@@ -149,7 +149,9 @@ class LiftoffGraphQL(GraphQL[Context, None]):
             request=request, response=response, settings=self.settings, hub=hub, live=live
         )
         if not isinstance(request, WebSocket):
-            await context.authenticate_if_sent(request.headers.get("authorization"))
+            await context.authenticate_if_sent(
+                request.headers.get("authorization"), request.headers.get("x-api-key")
+            )
         return context
 
     async def on_ws_connect(self, context: Context) -> dict[str, object] | None:
@@ -188,6 +190,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(_: Starlette) -> AsyncIterator[dict[str, Any]]:
         await runtime.start()
         access.CACHE.seconds = s.auth_cache_seconds
+        apikeys.CACHE.seconds = s.auth_cache_seconds
         watchers = [
             asyncio.create_task(graphql.sessions.follow(runtime.hub), name="access-changes"),
             asyncio.create_task(graphql.sessions.run(every=s.auth_cache_seconds), name="ws-tokens"),

@@ -561,3 +561,12 @@ def _register_health_commands() -> None:
 
 
 _register_health_commands()
+
+
+def _register_usage_commands() -> None:
+    from app.cli_usage import register
+
+    register(cli)
+
+
+_register_usage_commands()

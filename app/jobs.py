@@ -29,6 +29,7 @@ from app.idempotency import service as idempotency
 from app.kit.clock import utcnow
 from app.onboarding import service as onboarding
 from app.settings import get_settings
+from app.usage import retention as usage_retention_rules
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,14 @@ async def analytics_idle() -> int:
             return changed
 
 
+async def usage_retention() -> int:
+    """Create the coming months' event partitions; prune what retention lets go."""
+    settings = get_settings()
+    created = await usage_retention_rules.ensure_ahead()
+    pruned = await usage_retention_rules.prune(default_days=settings.event_retention_days)
+    return created + pruned.total
+
+
 SCHEDULES: list[Schedule] = [
     Schedule("onboarding.time_unlocks", 60.0, unlock_due_stages),
     Schedule("analytics.idle", 300.0, analytics_idle),
@@ -112,6 +121,7 @@ SCHEDULES: list[Schedule] = [
     Schedule("health.override_expiry", 5.0, health.lapse_overrides),
     Schedule("health.daily_snapshot", 600.0, health.snapshot_all),
     Schedule("idempotency.prune", 600.0, idempotency.prune),
+    Schedule("usage.retention", 3600.0, usage_retention),
 ]
 
 

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     rate_reads: str = "600/minute"
     rate_writes: str = "300/minute"
     rate_sign_ins: str = "60/minute"
+    rate_ingest: str = "6000/minute"
     rate_subscribes: str = "300/minute"
     rate_ws_connects: str = "120/minute"
     ws_max_per_subject: int = 50

@@ -22,6 +22,10 @@ class Organization(Model):
     name = fields.CharField(max_length=200)
     slug = fields.CharField(max_length=80, unique=True)
     created_at = fields.DatetimeField(auto_now_add=True)
+    event_retention_days = fields.IntField(
+        null=True,
+        description="Days of usage events kept; null keeps LIFTOFF_EVENT_RETENTION_DAYS.",
+    )
 
     class Meta:
         table = "organization"

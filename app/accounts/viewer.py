@@ -18,14 +18,30 @@ class Viewer:
     organization_id: uuid.UUID
     role: Role
     customer_id: uuid.UUID | None = None
+    scopes: frozenset[str] | None = None
+    """None for a person (a JWT, bounded by its role); the scopes of a server's API key."""
 
     @property
     def is_operator(self) -> bool:
-        return self.role in (Role.ADMIN, Role.CSM)
+        return self.role in (Role.ADMIN, Role.CSM) and self.scopes is None
+
+    @property
+    def is_api_key(self) -> bool:
+        return self.scopes is not None
 
     @property
     def label(self) -> str:
+        if self.scopes is not None:
+            return f"api-key:{self.subject}"
         return f"{self.role.value.lower()}:{self.subject}"
+
+    def require_scope(self, scope: str, *roles: Role) -> None:
+        """Refuse the call unless the viewer is an API key with `scope`, or a person with one
+        of `roles`."""
+        if self.scopes is None:
+            self.require(*roles)
+        elif scope not in self.scopes:
+            raise Forbidden(f"This API key lacks the `{scope}` scope.")
 
     def require(self, *roles: Role) -> None:
         """Refuse the call unless the viewer has one of `roles`."""

@@ -9,18 +9,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from app.accounts import access
+from app.accounts import access, apikeys
 from app.accounts.models import Role
 from app.accounts.tokens import Credentials, bearer, credentials_for
 from app.accounts.viewer import Viewer
 from app.analytics.live import LiveMetrics
-from app.errors import DomainError, Unauthenticated, Unavailable
+from app.errors import DomainError, Forbidden, Unauthenticated, Unavailable
 from app.events.hub import Hub
 from app.graphql.loaders import Loaders
 from app.kit.connections import connection_lost
 from app.settings import Settings
 
 NO_TOKEN = "Send `Authorization: Bearer <token>` (mint one with `liftoff token`)."
+KEY_ONLY_INGESTS = (
+    "An API key can only call `ingestEvents`; everything else needs an operator's or a "
+    "customer's bearer token."
+)
 
 
 class Context:
@@ -55,13 +59,21 @@ class Context:
         self.credentials = credentials
         return self._viewer
 
-    async def authenticate_if_sent(self, header: str | None) -> None:
-        """Authenticate when a header was sent; a refusal waits for the first field that
-        needs a viewer (so fields that need none, such as signing in, still answer)."""
-        if header is None:
+    async def authenticate_if_sent(self, header: str | None, api_key: str | None = None) -> None:
+        """Authenticate when a header was sent (a JWT, or an API key as `Bearer lk_…` or in
+        `X-Api-Key`); a refusal waits for the first field that needs a viewer (so fields
+        that need none, such as signing in, still answer)."""
+        if header is None and api_key is None:
             return
         try:
-            await self.authenticate(header)
+            secret = api_key
+            if secret is None and header is not None:
+                token = bearer(header)
+                secret = token if apikeys.is_api_key(token) else None
+            if secret is not None:
+                self._viewer = await apikeys.authenticate(secret)
+            else:
+                await self.authenticate(header)
         except DomainError as exc:
             self._refusal = exc
         except Exception as exc:
@@ -76,7 +88,16 @@ class Context:
 
     @property
     def viewer(self) -> Viewer:
-        """The authenticated caller; UNAUTHENTICATED when there is none."""
+        """The authenticated person; UNAUTHENTICATED when there is none, FORBIDDEN for an
+        API key (keys reach only the fields that ask for `caller`)."""
+        caller = self.caller
+        if caller.is_api_key:
+            raise Forbidden(KEY_ONLY_INGESTS)
+        return caller
+
+    @property
+    def caller(self) -> Viewer:
+        """The authenticated person or API key; UNAUTHENTICATED when there is none."""
         if self._viewer is None:
             if self._refusal is not None:
                 raise type(self._refusal)(self._refusal.message, **self._refusal.details)

@@ -16,6 +16,7 @@ from app.ops import metrics
 from app.settings import Settings
 
 SIGN_IN_FIELDS = frozenset({"login", "redeemSignInLink"})
+INGEST_FIELDS = frozenset({"ingestEvents"})
 
 
 def client_address(request: Any) -> str:
@@ -28,6 +29,9 @@ def budgets(
     settings: Settings, *, kind: str, subject: str | None, organization: str | None, address: str
 ) -> list[tuple[str, str, str]]:
     """(budget, scope, key) to spend for one operation of `kind`."""
+    if kind == "ingest" and subject is not None and organization is not None:
+        # servers send batches at a steady rate from few addresses: their own budget
+        return [(settings.rate_ingest, "ingest:subject", f"{organization}:{subject}")]
     spend = [(settings.rate_per_address, "address", address)]
     if kind == "sign-in":
         spend.append((settings.rate_sign_ins, "sign-in", address))
@@ -68,6 +72,8 @@ def operation_kind(document: Any, operation_name: str | None) -> str:
     if operation.operation is OperationType.SUBSCRIPTION:
         return "subscribe"
     fields = {s.name.value for s in operation.selection_set.selections if isinstance(s, FieldNode)}
+    if fields and fields <= INGEST_FIELDS:
+        return "ingest"
     return "sign-in" if fields & SIGN_IN_FIELDS else "write"
 
 

@@ -14,6 +14,8 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from app.graphql.accounts.apikeys import Mutation as ApiKeysMutation
+from app.graphql.accounts.apikeys import Query as ApiKeysQuery
 from app.graphql.accounts.queries import Query as AccountsQuery
 from app.graphql.accounts.signin import Mutation as SignInMutation
 from app.graphql.accounts.tokens import Mutation as TokensMutation
@@ -39,6 +41,7 @@ from app.graphql.observe import Observe, counted, root_field
 from app.graphql.onboarding.mutations import Mutation as OnboardingMutation
 from app.graphql.onboarding.queries import Query as OnboardingQuery
 from app.graphql.ratelimits import rate_limits
+from app.graphql.usage.mutations import Mutation as UsageMutation
 from app.kit.ratelimit import Limiter
 from app.settings import Settings, get_settings
 
@@ -55,6 +58,7 @@ Query = merge_types(
         AutomationQuery,
         HealthQuery,
         AuditQuery,
+        ApiKeysQuery,
     ),
 )
 Subscription = merge_types(
@@ -71,6 +75,8 @@ Mutation = merge_types(
         AutomationMutation,
         HealthMutation,
         TokensMutation,
+        ApiKeysMutation,
+        UsageMutation,
     ),
 )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
-from app.accounts import access
+from app.accounts import access, apikeys
 from app.accounts.tokens import Credentials
 from app.accounts.viewer import Viewer
 from app.errors import DomainError, RateLimited
@@ -115,6 +115,7 @@ class Sessions:
                 event = await subscriber.get()
                 organization_id, _, subject = str(event.message).partition(":")
                 access.CACHE.forget(organization_id, subject)
+                apikeys.CACHE.forget(subject)
                 try:
                     await self.recheck(organization_id, subject)
                 except Exception:

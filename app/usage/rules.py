@@ -31,6 +31,7 @@ class Reject(StrEnum):
     INVALID_CUSTOMER = "INVALID_CUSTOMER"
     INVALID_NAME = "INVALID_NAME"
     INVALID_IDEMPOTENCY_KEY = "INVALID_IDEMPOTENCY_KEY"
+    INVALID_OCCURRED_AT = "INVALID_OCCURRED_AT"
     OCCURRED_IN_FUTURE = "OCCURRED_IN_FUTURE"
     OUTSIDE_RETENTION = "OUTSIDE_RETENTION"
     INVALID_PROPERTIES = "INVALID_PROPERTIES"
@@ -43,7 +44,7 @@ class EventIn:
     """One event as a caller sent it: a customer by our id or by the organization's own id."""
 
     name: str
-    occurred_at: datetime
+    occurred_at: datetime | str  # text as sent over the API, parsed per item
     idempotency_key: str
     customer_id: str | None = None
     external_id: str | None = None
@@ -90,6 +91,22 @@ def encode_properties(properties: Any) -> str | Rejection:
     return text
 
 
+def occurred_at_of(value: datetime | str) -> datetime | Rejection:
+    """The time an event happened (ISO 8601 with a UTC offset), or why it is refused."""
+    if isinstance(value, str):
+        sent = value
+        try:
+            value = datetime.fromisoformat(sent)
+        except ValueError:
+            return Rejection(
+                Reject.INVALID_OCCURRED_AT,
+                f"`occurredAt` {sent[:40]!r} is not an ISO 8601 time, e.g. 2024-05-01T09:30:00Z.",
+            )
+    if value.tzinfo is None or value.utcoffset() is None:
+        return Rejection(Reject.INVALID_OCCURRED_AT, "`occurredAt` needs a UTC offset.")
+    return value
+
+
 def check_event(event: EventIn, *, now: datetime, retention_days: int) -> Rejection | None:
     """Why `event` cannot be stored (apart from its customer and properties), or None."""
     if (event.customer_id is None) == (event.external_id is None):
@@ -108,13 +125,14 @@ def check_event(event: EventIn, *, now: datetime, retention_days: int) -> Reject
             Reject.INVALID_IDEMPOTENCY_KEY,
             f"`idempotencyKey` must be 1-{MAX_KEY_LENGTH} characters without surrounding spaces.",
         )
-    if event.occurred_at.tzinfo is None:
-        return Rejection(Reject.OUTSIDE_RETENTION, "`occurredAt` needs a time zone offset.")
-    if event.occurred_at > now + FUTURE_TOLERANCE:
+    at = occurred_at_of(event.occurred_at)
+    if isinstance(at, Rejection):
+        return at
+    if at > now + FUTURE_TOLERANCE:
         return Rejection(
             Reject.OCCURRED_IN_FUTURE, "`occurredAt` is more than 5 minutes in the future."
         )
-    if event.occurred_at < retention_start(now=now, retention_days=retention_days):
+    if at < retention_start(now=now, retention_days=retention_days):
         return Rejection(
             Reject.OUTSIDE_RETENTION,
             f"`occurredAt` is older than the {retention_days}-day retention window.",

@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from app.accounts.apikeys import INGEST as INGEST_SCOPE
+from app.accounts.models import Role
+from app.accounts.viewer import Viewer
+from app.customers import external
 from app.customers.models import Customer
 from app.errors import ValidationFailed
 from app.events import outbox
 from app.kit.clock import utcnow
 from app.kit.tenancy import Tenant, scoped
-from app.usage import storage
+from app.usage import retention, storage
 from app.usage.rules import (
     MAX_BATCH,
     EventIn,
@@ -25,6 +29,7 @@ from app.usage.rules import (
     Rejection,
     check_event,
     encode_properties,
+    occurred_at_of,
     roll_up,
 )
 from app.usage.storage import EventRow
@@ -88,40 +93,51 @@ async def ingest_events(
     actor: str,
     retention_days: int,
     now: datetime | None = None,
+    create_missing: bool = False,
 ) -> Ingested:
-    """Store a batch: each item ACCEPTED, DUPLICATE (key seen before) or REJECTED with a code."""
+    """Store a batch: each item ACCEPTED, DUPLICATE (key seen before) or REJECTED with a code.
+
+    With `create_missing`, an unknown `externalId` becomes a new customer with its default
+    workflow (`app/customers/external.py`) instead of a NOT_FOUND."""
     if len(events) > MAX_BATCH:
         raise ValidationFailed(
             f"A batch holds at most {MAX_BATCH} events; this one has {len(events)}.",
             field="events",
         )
     now = now or utcnow()
-    known, by_external = await resolve_customers(tenant, events)
     results: dict[int, ItemResult] = {}
-    pending: dict[str, tuple[int, EventRow]] = {}
+    valid: list[tuple[int, EventIn, datetime, str]] = []
     for index, event in enumerate(events):
         problem = check_event(event, now=now, retention_days=retention_days)
         properties = encode_properties(event.properties) if problem is None else ""
         if isinstance(properties, Rejection):
             problem = properties
-        customer = _customer_of(event, known, by_external) if problem is None else None
-        if problem is None and customer is None:
-            problem = Rejection(
-                Reject.NOT_FOUND, f"No customer {_named(event)} in your organization."
-            )
         if problem is not None:
             results[index] = ItemResult(
                 index, ItemStatus.REJECTED, None, problem.code, problem.reason
             )
             continue
-        assert customer is not None and isinstance(properties, str)
-        if event.idempotency_key in pending:
+        at = occurred_at_of(event.occurred_at)
+        assert isinstance(at, datetime) and isinstance(properties, str)
+        valid.append((index, event, at, properties))
+    known, by_external = await resolve_customers(tenant, [v[1] for v in valid])
+    if create_missing:
+        missing = {e.external_id for _, e, _, _ in valid if e.external_id} - set(by_external)
+        if missing:
+            by_external.update(
+                await external.ensure_customers(tenant, missing, actor=actor, now=now)
+            )
+    pending: dict[str, tuple[int, EventRow]] = {}
+    for index, event, at, properties in valid:
+        customer = _customer_of(event, known, by_external)
+        if customer is None:
+            reason = f"No customer {_named(event)} in your organization."
+            results[index] = ItemResult(index, ItemStatus.REJECTED, None, Reject.NOT_FOUND, reason)
+        elif event.idempotency_key in pending:
             results[index] = ItemResult(index, ItemStatus.DUPLICATE, customer)
-            continue
-        pending[event.idempotency_key] = (
-            index,
-            EventRow(customer, event.name, event.occurred_at, event.idempotency_key, properties),
-        )
+        else:
+            row = EventRow(customer, event.name, at, event.idempotency_key, properties)
+            pending[event.idempotency_key] = (index, row)
     fresh = await storage.claim_keys(tenant.organization_id, list(pending))
     rows: list[EventRow] = []
     for key, (index, row) in pending.items():
@@ -178,4 +194,24 @@ def _customer_of(
 def _named(event: EventIn) -> str:
     return (
         f"with externalId {event.external_id!r}" if event.external_id else f"{event.customer_id!r}"
+    )
+
+
+async def ingest_as(
+    viewer: Viewer,
+    *,
+    events: Sequence[EventIn],
+    create_missing: bool = False,
+    default_retention_days: int,
+) -> Ingested:
+    """`ingest_events` for an API key with the ingest scope or an ADMIN (a customer's or a
+    CSM's token is refused), within the organization's retention window."""
+    viewer.require_scope(INGEST_SCOPE, Role.ADMIN)
+    days = await retention.retention_days(viewer.organization_id, default=default_retention_days)
+    return await ingest_events(
+        viewer,
+        events=events,
+        actor=viewer.label,
+        retention_days=days,
+        create_missing=create_missing,
     )

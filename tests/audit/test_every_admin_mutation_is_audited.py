@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.accounts.apikeys import create_key
 from app.accounts.models import Role
 from app.accounts.signin import create_link, set_password
 from app.audit.models import AuditEntry
@@ -27,6 +28,7 @@ EXEMPT = {
     "updateTask": "task progress by customers and CSMs is the product's own traffic",
     "completeCsmTask": "a CSM ticking off a follow-up task is day-to-day work, not administration",
     "markNotificationsRead": "reading one's own notifications changes nothing administrative",
+    "ingestEvents": "usage events are the product's own traffic, announced on the outbox",
 }
 
 # Administrative mutations whose services write audit entries (app/automation/service.py,
@@ -71,6 +73,12 @@ async def a_link(tenant: Tenant, _: str) -> dict[str, Any]:
             organization=tenant.org, email=tenant.admin_operator.email, created_by="test"
         )
     return {"s": secret}
+
+
+async def a_key(tenant: Tenant, _: str) -> dict[str, Any]:
+    async with transaction():
+        row, _secret = await create_key(tenant.admin, name="to revoke")
+    return {"k": str(row.id)}
 
 
 async def nothing(tenant: Tenant, _: str) -> dict[str, Any]:
@@ -126,6 +134,16 @@ CASES: dict[str, Case] = {
         "mutation($s: String!) { revokeTokens(subject: $s) { version } }",
         nothing,
         "tokens.revoke",
+    ),
+    "createApiKey": Case(
+        'mutation { createApiKey(name: "audit walk") { secret } }',
+        nothing,
+        "api_key.created",
+    ),
+    "revokeApiKey": Case(
+        "mutation($k: ID!) { revokeApiKey(id: $k) { revokedAt } }",
+        a_key,
+        "api_key.revoked",
     ),
 }
 

@@ -35,7 +35,7 @@ from app.onboarding.models import (
     WorkflowTemplate,
 )
 from app.onboarding.templates import bundled_default_text
-from tests.graphql import tenancy_health
+from tests.graphql import tenancy_health, tenancy_usage
 from tests.graphql.client import SETTINGS, error_codes, gql, token
 from tests.support.factories import Tenant
 
@@ -145,6 +145,9 @@ async def make_world(tenant: Tenant, other_tenant: Tenant) -> World:
         export_id=export.id,
     )
     world.extra = await tenancy_health.prepare(world)
+    usage = await tenancy_usage.prepare(world)
+    world.extra["secrets"] = world.extra.get("secrets", set()) | usage["secrets"]
+    world.extra["usage_key"] = usage["key"]
     return world
 
 
@@ -174,6 +177,7 @@ async def snapshot(w: World) -> dict[str, Any]:
         "org_outbox": await OutboxEvent.filter(organization_id=org).count(),
         **await tenancy_automation.snapshot(w),
         "health": await tenancy_health.snapshot(w),
+        "usage": await tenancy_usage.snapshot(w),
     }
 
 
@@ -609,6 +613,7 @@ CASES: list[Case] = [
 ]
 
 CASES += tenancy_health.cases()
+CASES += tenancy_usage.cases()
 
 
 from tests.graphql import tenancy_automation  # noqa: E402  (needs the case classes above)

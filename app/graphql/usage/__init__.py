@@ -1,0 +1,1 @@
+"""Usage ingestion over GraphQL."""

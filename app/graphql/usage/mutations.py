@@ -1,0 +1,112 @@
+"""`ingestEvents`: a batch of usage events from the organization's servers."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+from strawberry.scalars import JSON
+
+from app.db import transaction
+from app.graphql.customers.types import Info
+from app.usage import service
+from app.usage.rules import MAX_BATCH, EventIn, ItemStatus
+
+
+@strawberry.enum(description="What happened to one item of an ingested batch.")
+class IngestStatus(Enum):
+    ACCEPTED = ItemStatus.ACCEPTED.value
+    DUPLICATE = ItemStatus.DUPLICATE.value
+    REJECTED = ItemStatus.REJECTED.value
+
+
+@strawberry.input(description="One usage event; name the customer by `customerId` or `externalId`.")
+class UsageEventInput:
+    name: str = strawberry.field(description="Matches [a-z][a-z0-9_.]{0,63}.")
+    occurred_at: str = strawberry.field(
+        description="ISO 8601 with a UTC offset; at most 5 minutes ahead, within retention."
+    )
+    idempotency_key: str = strawberry.field(
+        description="Unique per event for the organization; a resend answers DUPLICATE."
+    )
+    customer_id: strawberry.ID | None = None
+    external_id: str | None = strawberry.field(
+        default=None, description="The organization's own id of the customer."
+    )
+    properties: JSON | None = strawberry.field(
+        default=None, description="A JSON object, at most 8 KiB, nested at most 5 deep."
+    )
+
+
+@strawberry.input(description=f"At most {MAX_BATCH} events, each answered on its own.")
+class IngestEventsInput:
+    events: list[UsageEventInput]
+    create_missing_customers: bool = strawberry.field(
+        default=False,
+        description="Create a customer (with its default workflow) for an unknown `externalId`.",
+    )
+
+
+@strawberry.type(description="The answer to one item, in the order sent.")
+class IngestItem:
+    index: int
+    status: IngestStatus
+    customer_id: strawberry.ID | None
+    code: str | None = strawberry.field(description="Why it was REJECTED (a stable code).")
+    reason: str | None = strawberry.field(description="Why it was REJECTED, in words.")
+
+
+@strawberry.type(description="The answer to a batch.")
+class IngestEventsPayload:
+    accepted: int
+    duplicates: int
+    rejected: int
+    items: list[IngestItem]
+
+
+_STATUS = {s.value: s for s in IngestStatus}
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(
+        description=f"Ingest up to {MAX_BATCH} usage events (an API key with the EVENTS_INGEST "
+        "scope, or an ADMIN). Each item is ACCEPTED, DUPLICATE or REJECTED with a code; one bad "
+        "item never rejects the others."
+    )
+    async def ingest_events(self, info: Info, input: IngestEventsInput) -> IngestEventsPayload:
+        caller = info.context.caller
+        events = [
+            EventIn(
+                name=e.name,
+                occurred_at=e.occurred_at,
+                idempotency_key=e.idempotency_key,
+                customer_id=e.customer_id,
+                external_id=e.external_id,
+                properties=e.properties,
+            )
+            for e in input.events
+        ]
+        async with transaction():
+            done = await service.ingest_as(
+                caller,
+                events=events,
+                create_missing=input.create_missing_customers,
+                default_retention_days=info.context.settings.event_retention_days,
+            )
+        items = [
+            IngestItem(
+                index=i.index,
+                status=_STATUS[i.status.value],
+                customer_id=strawberry.ID(str(i.customer_id)) if i.customer_id else None,
+                code=i.code,
+                reason=i.reason,
+            )
+            for i in done.items
+        ]
+        return IngestEventsPayload(
+            accepted=done.count(ItemStatus.ACCEPTED),
+            duplicates=done.count(ItemStatus.DUPLICATE),
+            rejected=done.count(ItemStatus.REJECTED),
+            items=items,
+        )

@@ -1,0 +1,165 @@
+"""How long usage events are kept, per organization, and the worker's pruning.
+
+Plan (README, "Usage events"): `usage_event` is partitioned by month of `occurred_at`.
+The worker drops whole partitions older than the longest retention of any organization
+(the default, LIFTOFF_EVENT_RETENTION_DAYS, or a longer one an organization chose); the few
+organizations with a shorter retention have their older rows deleted, which partition
+pruning keeps to the partitions past their window. Idempotency keys are deleted once an
+event with them could no longer be accepted (received before the window and the 5-minute
+future tolerance), daily rollups once their day is out of the window.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from tortoise.connection import get_connection
+
+from app.accounts.models import Organization
+from app.db import transaction
+from app.kit.clock import utcnow
+from app.usage.rules import FUTURE_TOLERANCE, retention_start
+
+MIN_DAYS = 1
+MAX_DAYS = 3650
+CACHE_SECONDS = 60.0
+PARTITION = "usage_event_p"
+_cache: dict[uuid.UUID, tuple[float, int | None]] = {}
+
+
+async def retention_days(organization_id: uuid.UUID, *, default: int) -> int:
+    """The organization's retention in days (its own, or `default`); cached a minute."""
+    found = _cache.get(organization_id)
+    if found is None or found[0] < time.monotonic():
+        days = await Organization.filter(id=organization_id).values_list(
+            "event_retention_days", flat=True
+        )
+        value = days[0] if days else None
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[organization_id] = (time.monotonic() + CACHE_SECONDS, value)  # type: ignore[assignment]
+        found = _cache[organization_id]
+    return found[1] or default
+
+
+async def set_retention_days(organization_id: uuid.UUID, days: int | None) -> None:
+    """Set (or, with None, reset to the default) an organization's retention."""
+    from app.errors import ValidationFailed
+
+    if days is not None and not MIN_DAYS <= days <= MAX_DAYS:
+        raise ValidationFailed(
+            f"Retention must be {MIN_DAYS}-{MAX_DAYS} days.", field="eventRetentionDays"
+        )
+    await Organization.filter(id=organization_id).update(event_retention_days=days)
+    _cache.pop(organization_id, None)
+
+
+@dataclass
+class Pruned:
+    """What one pruning run removed."""
+
+    partitions: list[str]
+    events: int = 0
+    keys: int = 0
+    rollups: int = 0
+
+    @property
+    def total(self) -> int:
+        return len(self.partitions) + self.events + self.keys + self.rollups
+
+
+def partition_month(name: str) -> date | None:
+    """The first day of the month a partition `usage_event_pYYYYMM` holds."""
+    if not name.startswith(PARTITION) or len(name) != len(PARTITION) + 6:
+        return None
+    digits = name[len(PARTITION) :]
+    if not digits.isdigit():
+        return None
+    year, month = int(digits[:4]), int(digits[4:])
+    return date(year, month, 1) if 1 <= month <= 12 else None
+
+
+def next_month(month: date) -> date:
+    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
+
+
+def droppable(names: list[str], *, oldest_kept: datetime) -> list[str]:
+    """Partitions whose whole month ends at or before `oldest_kept`."""
+    out = []
+    for name in names:
+        month = partition_month(name)
+        if month is not None and next_month(month) <= oldest_kept.date():
+            out.append(name)
+    return sorted(out)
+
+
+async def _retentions() -> dict[uuid.UUID, int]:
+    rows = await Organization.exclude(event_retention_days=None).values_list(
+        "id", "event_retention_days"
+    )
+    return {oid: int(days) for oid, days in rows if days}
+
+
+async def prune(*, default_days: int, now: datetime | None = None) -> Pruned:
+    """Remove what every organization's retention lets go; each step its own transaction."""
+    now = now or utcnow()
+    own = await _retentions()
+    longest = max([default_days, *own.values()])
+    conn = get_connection("default")
+    parts = await conn.execute_query_dict(
+        "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = 'usage_event'::regclass"
+    )
+    out = Pruned(droppable([p["name"] for p in parts], oldest_kept=now - timedelta(longest)))
+    for name in out.partitions:
+        async with transaction():
+            await conn.execute_script("SET LOCAL lock_timeout = '5s'")
+            await conn.execute_script(f'DROP TABLE IF EXISTS "{name}"')
+    everyone_cutoff = retention_start(now=now, retention_days=longest)
+    async with transaction():  # everyone's keys and rollups past the longest window
+        out.keys += await _delete(
+            "DELETE FROM usage_event_key WHERE received_at < $1", everyone_cutoff - FUTURE_TOLERANCE
+        )
+        out.rollups += await _delete(
+            "DELETE FROM usage_daily WHERE day < $1", everyone_cutoff.date()
+        )
+    shorter = {oid: d for oid, d in own.items() if d < longest}
+    if default_days < longest:
+        others = await Organization.exclude(id__in=list(own)).values_list("id", flat=True)
+        shorter.update({oid: default_days for oid in others})  # type: ignore[misc]
+    for oid, days in sorted(shorter.items()):  # type: ignore[type-var]
+        cutoff = retention_start(now=now, retention_days=days)
+        async with transaction():
+            out.events += await _delete(
+                "DELETE FROM usage_event WHERE organization_id = $2 AND occurred_at < $1",
+                cutoff,
+                oid,
+            )
+            out.keys += await _delete(
+                "DELETE FROM usage_event_key WHERE organization_id = $2 AND received_at < $1",
+                cutoff - FUTURE_TOLERANCE,
+                oid,
+            )
+            out.rollups += await _delete(
+                "DELETE FROM usage_daily WHERE organization_id = $2 AND day < $1",
+                cutoff.date(),
+                oid,
+            )
+    return out
+
+
+async def _delete(sql: str, *params: object) -> int:
+    count, _ = await get_connection("default").execute_query(sql, list(params))
+    return int(count)
+
+
+async def ensure_ahead(*, now: datetime | None = None, months: int = 2) -> int:
+    """Create the partitions of the coming months before events need them."""
+    from app.usage.storage import ensure_partitions
+
+    now = now or utcnow()
+    async with transaction():
+        return await ensure_partitions(now.date(), (now + timedelta(days=31 * months)).date())
