@@ -570,3 +570,12 @@ def _register_usage_commands() -> None:
 
 
 _register_usage_commands()
+
+
+def _register_milestone_commands() -> None:
+    from app.cli_milestones import register
+
+    register(cli)
+
+
+_register_milestone_commands()

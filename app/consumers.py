@@ -10,9 +10,13 @@ from app.analytics import consumer as analytics
 from app.automation import engine as automation
 from app.events.consumers import Consumer
 from app.health.spine import CONSUMER as HEALTH
+from app.milestones.spine import CONSUMER as MILESTONES
+from app.onboarding.autocomplete import CONSUMER as SUCCESS_CRITERIA
 
 CONSUMERS: list[Consumer] = [
     Consumer(analytics.NAME, analytics.handle, types=analytics.TYPES, batch_size=500),
     Consumer("automation", automation.handle),
     HEALTH,
+    SUCCESS_CRITERIA,
+    MILESTONES,
 ]

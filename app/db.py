@@ -30,6 +30,7 @@ MODEL_MODULES = [
     "app.deliveries.models",
     "app.notifications.models",
     "app.health.models",
+    "app.milestones.models",
 ]
 
 __all__ = [

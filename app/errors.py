@@ -76,3 +76,7 @@ class RateLimited(DomainError):
 
 class Unavailable(DomainError):
     code = "SERVICE_UNAVAILABLE"
+
+
+class InvalidMilestones(DomainError):
+    code = "INVALID_MILESTONES"

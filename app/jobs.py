@@ -27,6 +27,7 @@ from app.db import transaction
 from app.health import spine as health
 from app.idempotency import service as idempotency
 from app.kit.clock import utcnow
+from app.milestones import spine as milestones
 from app.onboarding import service as onboarding
 from app.settings import get_settings
 from app.usage import retention as usage_retention_rules
@@ -122,6 +123,7 @@ SCHEDULES: list[Schedule] = [
     Schedule("health.daily_snapshot", 600.0, health.snapshot_all),
     Schedule("idempotency.prune", 600.0, idempotency.prune),
     Schedule("usage.retention", 3600.0, usage_retention),
+    Schedule("milestones.timed", 3600.0, milestones.sweep_timed),
 ]
 
 

@@ -14,6 +14,7 @@ from app.customers.models import Customer
 from app.errors import NotFound
 from app.health import service as health
 from app.kit.tenancy import Tenant, scoped
+from app.milestones import service as milestones
 from app.onboarding import records
 from app.onboarding.models import StageOverride, WorkflowTemplate
 from app.onboarding.records import StageRecord, WorkflowRecord
@@ -34,6 +35,7 @@ class Loaders:
         self.health = DataLoader(self._health)
         self.health_delta_7d = DataLoader(self._delta_7d)
         self.health_delta_30d = DataLoader(self._delta_30d)
+        self.milestones = DataLoader(self._milestones)
         self.memo: dict[tuple[str, object], object] = {}
 
     async def customer_of(self, customer_id: uuid.UUID) -> Customer:
@@ -69,6 +71,10 @@ class Loaders:
     async def _delta_30d(self, ids: Sequence[uuid.UUID]) -> list[float | None]:
         found = await health.deltas(self.tenant, ids, 30)
         return [found.get(i) for i in ids]
+
+    async def _milestones(self, ids: Sequence[uuid.UUID]) -> list[list[milestones.MilestoneView]]:
+        found = await milestones.progress_of(self.tenant, ids)
+        return [found.get(i, []) for i in ids]
 
     async def _by_key(
         self, model: type[M], field: str, keys: Sequence[uuid.UUID]

@@ -37,6 +37,8 @@ from app.graphql.guard import Limits, guard
 from app.graphql.health.queries import Mutation as HealthMutation
 from app.graphql.health.queries import Query as HealthQuery
 from app.graphql.health.subscriptions import Subscription as HealthSubscription
+from app.graphql.milestones.queries import Mutation as MilestonesMutation
+from app.graphql.milestones.queries import Query as MilestonesQuery
 from app.graphql.observe import Observe, counted, root_field
 from app.graphql.onboarding.mutations import Mutation as OnboardingMutation
 from app.graphql.onboarding.queries import Query as OnboardingQuery
@@ -57,6 +59,7 @@ Query = merge_types(
         ExportQuery,
         AutomationQuery,
         HealthQuery,
+        MilestonesQuery,
         AuditQuery,
         ApiKeysQuery,
     ),
@@ -74,6 +77,7 @@ Mutation = merge_types(
         ExportMutation,
         AutomationMutation,
         HealthMutation,
+        MilestonesMutation,
         TokensMutation,
         ApiKeysMutation,
         UsageMutation,

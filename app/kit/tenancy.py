@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from tortoise.models import Model
@@ -21,3 +22,10 @@ class Tenant(Protocol):
 def scoped(model: type[M], tenant: Tenant) -> QuerySet[M]:
     """`model`'s rows that belong to the tenant's organization, and no others."""
     return model.filter(organization_id=tenant.organization_id)
+
+
+@dataclass(frozen=True)
+class Organization:
+    """The tenant of system work (consumers, jobs) on one organization."""
+
+    organization_id: uuid.UUID

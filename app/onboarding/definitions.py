@@ -25,8 +25,12 @@ class HelpResource(_Def):
 
 
 class SuccessCriterion(_Def):
-    event: str = Field(min_length=1, max_length=120)
-    count: int = Field(default=1, ge=1)
+    """Completes the task once `count` usage events named `event` arrived (in the last
+    `within_days` days when given); events sent while the task is locked count too."""
+
+    event: str = Field(pattern=r"^[a-z][a-z0-9_.]{0,63}$")
+    count: int = Field(default=1, ge=1, le=1_000_000)
+    within_days: int | None = Field(default=None, ge=1, le=400)
 
 
 class TaskDef(_Def):

@@ -249,6 +249,29 @@ def apply_stage_action(
     return out
 
 
+def award(
+    state: WorkflowState,
+    *,
+    points: int,
+    badge: dict[str, Any] | None,
+    source: str,
+    now: datetime,
+) -> Outcome:
+    """Points and/or a badge earned outside the checklist (a milestone), then settle: the
+    points may unlock a stage."""
+    out = Outcome()
+    if points:
+        _award_points(state, out, points, source=source)
+    if badge and not any(b.get("key") == badge["key"] for b in state.badges):
+        earned = {**badge, "source": source, "awarded_at": now.isoformat()}
+        state.badges.append(earned)
+        out.badges_awarded.append(earned)
+        out.workflow_changed = True
+        out.emit("badge.earned", badge=earned)
+    settle(state, out, now=now)
+    return out
+
+
 def settle(state: WorkflowState, out: Outcome, *, now: datetime) -> None:
     """Complete what is done, unlock what qualifies, until nothing changes."""
     stages = sorted(state.stages, key=lambda s: s.position)

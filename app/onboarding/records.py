@@ -35,6 +35,7 @@ class Criterion:
 
     event: str
     count: int
+    within_days: int | None = None
 
 
 @dataclass(slots=True)
@@ -117,7 +118,7 @@ def _links(text: str) -> tuple[HelpLink, ...]:
 @lru_cache(maxsize=4096)
 def _criterion(text: str) -> Criterion:
     c = json.loads(text)
-    return Criterion(event=c["event"], count=c.get("count", 1))
+    return Criterion(event=c["event"], count=c.get("count", 1), within_days=c.get("within_days"))
 
 
 @lru_cache(maxsize=4096)

@@ -111,15 +111,28 @@ async def load(tenant: Tenant, customer_id: uuid.UUID) -> Loaded:
 
 
 async def _persist(viewer: Viewer, loaded: Loaded, out: Outcome, now: datetime) -> None:
+    await persist(loaded, out, now, actor=viewer.label)
+
+
+async def persist(
+    loaded: Loaded,
+    out: Outcome,
+    now: datetime,
+    *,
+    actor: str,
+    before: Sequence[tuple[str, dict[str, Any]]] = (),
+) -> None:
+    """Store an engine step and record its events (after `before`), with fresh figures."""
     tasks, stages = copy_back(loaded, out.changed_tasks, out.changed_stages, now)
     await write(loaded, tasks, stages)
     snapshot = figures(loaded.state, loaded.workflow.id)
     await outbox.record(
-        organization_id=viewer.organization_id,
+        organization_id=loaded.workflow.organization_id,
         customer_id=loaded.workflow.customer_id,
-        events=[(kind, {**payload, "workflow": snapshot}) for kind, payload in out.events]
+        events=[(kind, {**payload, "workflow": snapshot}) for kind, payload in before]
+        + [(kind, {**payload, "workflow": snapshot}) for kind, payload in out.events]
         + [("celebration", {**vars(c), "workflow": snapshot}) for c in out.celebrations],
-        actor=viewer.label,
+        actor=actor,
     )
 
 

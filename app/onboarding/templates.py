@@ -135,4 +135,7 @@ async def open_organization(
 
         await install_default_rules(viewer, enabled=False)
         await health_versions.install_default(viewer, created_by=created_by)
+        from app.milestones.service import install_default as install_milestones
+
+        await install_milestones(viewer, created_by=created_by)
     return NewOrganization(organization=org, admin=admin, viewer=viewer, template=row)

@@ -17,6 +17,7 @@ from app.accounts.signin import create_link, set_password
 from app.audit.models import AuditEntry
 from app.db import transaction
 from app.graphql.schema import build_schema
+from app.milestones.definitions import bundled_default_text as milestones_default_text
 from app.onboarding.templates import bundled_default_text
 from tests.graphql.client import SETTINGS, error_codes, gql, tokens_of
 from tests.support.factories import Tenant
@@ -85,6 +86,10 @@ async def nothing(tenant: Tenant, _: str) -> dict[str, Any]:
     return {"d": bundled_default_text(), "s": tenant.csm.subject, "e": "new-op@example.com"}
 
 
+async def milestone_set(tenant: Tenant, _: str) -> dict[str, Any]:
+    return {"d": milestones_default_text()}
+
+
 CASES: dict[str, Case] = {
     "updateStage": Case(
         'mutation($cid: ID!) { updateStage(input: {customerId: $cid, stageKey: "features", '
@@ -129,6 +134,11 @@ CASES: dict[str, Case] = {
         "mutation { exportAnalytics(input: {format: JSON, sections: [OVERVIEW]}) { id } }",
         nothing,
         "analytics.export",
+    ),
+    "installMilestoneSet": Case(
+        "mutation($d: String!) { installMilestoneSet(input: {definition: $d}) { id } }",
+        milestone_set,
+        "milestones.install",
     ),
     "revokeTokens": Case(
         "mutation($s: String!) { revokeTokens(subject: $s) { version } }",

@@ -35,7 +35,7 @@ from app.onboarding.models import (
     WorkflowTemplate,
 )
 from app.onboarding.templates import bundled_default_text
-from tests.graphql import tenancy_health, tenancy_usage
+from tests.graphql import tenancy_health, tenancy_milestones, tenancy_usage
 from tests.graphql.client import SETTINGS, error_codes, gql, token
 from tests.support.factories import Tenant
 
@@ -148,6 +148,7 @@ async def make_world(tenant: Tenant, other_tenant: Tenant) -> World:
     usage = await tenancy_usage.prepare(world)
     world.extra["secrets"] = world.extra.get("secrets", set()) | usage["secrets"]
     world.extra["usage_key"] = usage["key"]
+    world.extra["secrets"] |= await tenancy_milestones.prepare(world)
     return world
 
 
@@ -178,6 +179,7 @@ async def snapshot(w: World) -> dict[str, Any]:
         **await tenancy_automation.snapshot(w),
         "health": await tenancy_health.snapshot(w),
         "usage": await tenancy_usage.snapshot(w),
+        "milestones": await tenancy_milestones.snapshot(w),
     }
 
 
@@ -227,7 +229,7 @@ class Case:
 
 
 CUSTOMER_FIELDS = """id email name company externalId userType acquisitionChannel tags
-  workflow { id points stages { id } }"""
+  workflow { id points stages { id } } milestones { key percent achievedAt }"""
 STAGE_FIELDS = "id key status progress tasks { id key status }"
 WORKFLOW_FIELDS = f"""id status points paused remindersEnabled version progress
   estimatedMinutesRemaining badges {{ key }} currentStage {{ id key }}
@@ -614,6 +616,7 @@ CASES: list[Case] = [
 
 CASES += tenancy_health.cases()
 CASES += tenancy_usage.cases()
+CASES += tenancy_milestones.cases()
 
 
 from tests.graphql import tenancy_automation  # noqa: E402  (needs the case classes above)

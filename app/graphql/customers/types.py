@@ -16,6 +16,7 @@ from app.kit.pagination import encode_cursor
 
 if TYPE_CHECKING:
     from app.graphql.health.types import HealthScore
+    from app.graphql.milestones.types import MilestoneProgress
     from app.graphql.onboarding.types import Workflow
 
 Info = strawberry.Info[Context, None]
@@ -57,6 +58,15 @@ class Customer:
         await check_visible(info.context.viewer, self.row.id)
         view = await info.context.loaders.health.load(self.row.id)
         return HealthScore.of(view) if view else None
+
+    @strawberry.field(description="Milestones with progress and when each was achieved.")
+    async def milestones(
+        self, info: Info
+    ) -> list[Annotated[MilestoneProgress, strawberry.lazy("app.graphql.milestones.types")]]:
+        from app.graphql.milestones.types import MilestoneProgress
+
+        views = await info.context.loaders.milestones.load(self.row.id)
+        return [MilestoneProgress.of(v) for v in views]
 
     @classmethod
     def of(cls, row: CustomerRow) -> Customer:

@@ -42,6 +42,9 @@ class HelpResource:
 class SuccessCriterion:
     event: str
     count: int
+    within_days: int | None = strawberry.field(
+        default=None, description="Only events of the last N days count, when set."
+    )
 
 
 @strawberry.type(description="A badge, earned or on offer.")
