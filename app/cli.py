@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import MofNCompleteColumn, Progress
 
 from app.accounts.models import Operator, Organization, Role
 from app.accounts.tokens import token_for
@@ -501,24 +501,32 @@ cli.add_typer(analytics_cli, name="analytics")
 @analytics_cli.command("rebuild")
 def analytics_rebuild(
     org: Annotated[str, typer.Option(help="Organization slug or id.")],
+    chunk: Annotated[int, typer.Option(min=1, help="Customers per transaction.")] = 2000,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue an interrupted rebuild: refresh only customers it had not reached."
+        ),
+    ] = False,
 ) -> None:
-    """Recompute an organization's analytics rollups from its customers' current state."""
+    """Recompute an organization's analytics rollups from its customers' current state, one
+    transaction per chunk (the consumer may keep running; figures fill in as it goes)."""
     from app.analytics.maintain import rebuild
-    from app.db import transaction
     from app.kit.clock import utcnow
 
     settings = get_settings()
 
     async def go() -> int:
         found = await _find_org(org)
-        with Progress(console=console, transient=False) as bar:
+        with Progress(
+            *Progress.get_default_columns(), MofNCompleteColumn(), console=console
+        ) as bar:
             job = bar.add_task(f"Rebuilding analytics of {found.slug}", total=None)
 
             def step(done: int, total: int) -> None:
                 bar.update(job, completed=done, total=total)
 
-            async with transaction():
-                return await rebuild(found.id, now=utcnow(), progress=step)
+            return await rebuild(found.id, now=utcnow(), chunk=chunk, resume=resume, progress=step)
 
     count = _run_or_exit(settings, go)
     console.print(f"[green]Rebuilt the analytics of {count} customers.[/green]")

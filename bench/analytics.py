@@ -127,6 +127,13 @@ async def _prepare(db_url: str, secret: str, sizes: list[int]) -> list[Org]:
                     ttl=timedelta(hours=6),
                 )
 
+            from app.accounts.models import Operator
+
+            csm_email = f"csm@{slug}.test"
+            if not await Operator.filter(organization_id=org_id, email=csm_email).exists():
+                await Operator.create(
+                    organization_id=org_id, email=csm_email, name="CSM", role=Role.CSM
+                )
             org = Org(size, org_id, slug, token(Role.CSM), token(Role.ADMIN))
             if existing is None:
                 log(f"generating {size:,} customers")
@@ -135,8 +142,7 @@ async def _prepare(db_url: str, secret: str, sizes: list[int]) -> list[Org]:
                 org.seconds_generate = time.perf_counter() - started
                 log(f"rebuilding the rollups of {size:,} customers")
                 started = time.perf_counter()
-                async with transaction():
-                    await rebuild(org_id, now=utcnow(), chunk=5000)
+                await rebuild(org_id, now=utcnow(), chunk=5000)
                 org.seconds_rebuild = time.perf_counter() - started
             else:
                 log(f"reusing the {size:,} customers of {slug}")

@@ -19,6 +19,7 @@ from tortoise.connection import get_connection
 
 from app.analytics import rules
 from app.analytics.rules import COHORT, COMPLETION, LAYOUT, STEP, CustomerFacts, Delta
+from app.db import transaction
 
 NOTIFY_CHANNEL = "liftoff_analytics"
 _LOCK_SPACE = 7_340_012
@@ -37,7 +38,7 @@ def _upsert_sql(kind: str) -> str:
     columns = ["organization_id", *keys, *scalars, *(name for name, _ in arrays)]
     params = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     sets = [f"{c} = {table}.{c} + EXCLUDED.{c}" for c in scalars] + [
-        f"{a} = ARRAY(SELECT x + y FROM unnest({table}.{a}, EXCLUDED.{a})"
+        f"{a} = ARRAY(SELECT coalesce(x, 0) + coalesce(y, 0) FROM unnest({table}.{a}, EXCLUDED.{a})"
         f" WITH ORDINALITY AS u(x, y, n) ORDER BY n)"
         for a, _ in arrays
     ]
@@ -152,16 +153,31 @@ async def apply(organization_id: uuid.UUID, delta: Delta) -> None:
             await conn.execute_many(UPSERT[kind], rows)
 
 
+_OWNERS = """SELECT id, organization_id FROM customer WHERE id = ANY($1::uuid[])"""
+_CLAIM = """INSERT INTO analytics_customer
+  (id, organization_id, contribution, active, last_activity_at, updated_at)
+SELECT id, org, '{}'::jsonb, false, $3, $3 FROM unnest($1::uuid[], $2::uuid[]) AS u(id, org)
+ORDER BY id ON CONFLICT (id) DO NOTHING"""
+
+
 async def refresh(customer_ids: Iterable[uuid.UUID], *, now: datetime) -> set[uuid.UUID]:
-    """Bring these customers' contributions up to date; return the organizations touched."""
+    """Bring these customers' contributions up to date; return the organizations touched.
+
+    Each customer's row in analytics_customer is locked (created empty first if missing)
+    before its facts are read, so two refreshes of one customer (the consumer, the aging
+    job, a rebuild) apply one after the other, the second from what the first saved.
+    """
     ids = sorted(set(customer_ids))
     if not ids:
         return set()
     conn = _conn()
-    facts = await load_facts(ids)
-    organizations = sorted({org for org, _ in facts.values()})
+    owners = {r["id"]: r["organization_id"] for r in await conn.execute_query_dict(_OWNERS, [ids])}
+    ids = [cid for cid in ids if cid in owners]
+    organizations = sorted(set(owners.values()))
     await lock_organizations(organizations, exclusive=False)
+    await conn.execute_query(_CLAIM, [ids, [owners[cid] for cid in ids], now])
     old = {r["id"]: _json(r["contribution"]) for r in await conn.execute_query_dict(_OLD, [ids])}
+    facts = await load_facts(ids)
     pairs: dict[uuid.UUID, list[tuple[dict[str, Any] | None, dict[str, Any]]]] = {}
     saves = []
     for cid in ids:
@@ -169,7 +185,7 @@ async def refresh(customer_ids: Iterable[uuid.UUID], *, now: datetime) -> set[uu
             continue
         org, f = facts[cid]
         new = rules.entries(f, now=now)
-        pairs.setdefault(org, []).append((old.get(cid), new))
+        pairs.setdefault(org, []).append((old.get(cid) or None, new))
         saves.append([cid, org, json.dumps(new), rules.is_active(f, now), f.last_activity_at, now])
     changed = set()
     for org in organizations:
@@ -203,26 +219,22 @@ async def age(*, now: datetime, limit: int = AGE_BATCH) -> int:
     return len(rows)
 
 
-_PAGE = """SELECT id FROM customer WHERE organization_id = $1 AND id > $2 ORDER BY id LIMIT $3"""
+_PAGE = """SELECT c.id FROM customer c WHERE c.organization_id = $1 AND c.id > $2
+  AND ($4 OR NOT EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = c.id))
+ORDER BY c.id LIMIT $3"""
+_COUNT = """SELECT count(*) AS n FROM customer c WHERE c.organization_id = $1
+  AND ($2 OR NOT EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = c.id))"""
 
 
-async def _copy_rollups(organization_id: uuid.UUID, delta: Delta) -> None:
-    """Write fresh rollup rows with COPY (the organization's rows were just deleted)."""
-    async with _conn().acquire_connection() as raw:
-        for kind, table in TABLES.items():
-            scalars, arrays = LAYOUT[kind]
-            records = []
-            for (k, key), values in delta.items():
-                if k != kind or not any(values):
-                    continue
-                cut = len(scalars)
-                parts: list[Any] = [organization_id, *key, *values[:cut]]
-                for _, size in arrays:
-                    parts.append(values[cut : cut + size])
-                    cut += size
-                records.append(tuple(parts))
-            columns = ["organization_id", *KEYS[kind], *scalars, *(a for a, _ in arrays)]
-            await raw.copy_records_to_table(table, records=records, columns=columns)
+async def clear(organization_id: uuid.UUID) -> None:
+    """Forget an organization's rollups and contributions (caller's transaction), waiting for
+    the refreshes under way to finish first."""
+    conn = _conn()
+    await lock_organizations([organization_id], exclusive=True)
+    for table in (*TABLES.values(), "analytics_customer"):
+        await conn.execute_query(
+            f"DELETE FROM {table} WHERE organization_id = $1", [organization_id]
+        )
 
 
 async def rebuild(
@@ -230,41 +242,36 @@ async def rebuild(
     *,
     now: datetime,
     chunk: int = 2000,
+    resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Recompute an organization's rollups from its current rows (caller's transaction)."""
+    """Recompute an organization's rollups from its customers' current rows, one transaction
+    per `chunk` customers; return how many customers it refreshed.
+
+    A first short transaction clears the organization; each chunk then adds its customers'
+    contributions the way the consumer does, so events committed meanwhile are counted once,
+    whichever refresh comes first. With `resume` (after an interrupted rebuild) nothing is
+    cleared and only customers without a contribution are refreshed. While it runs, figures
+    cover the customers refreshed so far.
+    """
     conn = _conn()
-    await lock_organizations([organization_id], exclusive=True)
-    for table in (*TABLES.values(), "analytics_customer"):
-        await conn.execute_query(
-            f"DELETE FROM {table} WHERE organization_id = $1", [organization_id]
-        )
-    total_rows = await conn.execute_query_dict(
-        "SELECT count(*) AS n FROM customer WHERE organization_id = $1", [organization_id]
-    )
+    if not resume:
+        async with transaction():
+            await clear(organization_id)
+    total_rows = await conn.execute_query_dict(_COUNT, [organization_id, not resume])
     total, done = int(total_rows[0]["n"]), 0
-    delta: Delta = {}
     after = uuid.UUID(int=0)
+    if progress:
+        progress(0, total)
     while True:
-        rows = await conn.execute_query_dict(_PAGE, [organization_id, after, chunk])
+        rows = await conn.execute_query_dict(_PAGE, [organization_id, after, chunk, not resume])
         page = [r["id"] for r in rows]
         if not page:
             break
         after = page[-1]
-        saves = []
-        for cid, (org, f) in (await load_facts(page)).items():
-            new = rules.entries(f, now=now)
-            rules.expand(new, 1, delta)
-            saves.append(
-                (cid, org, json.dumps(new), rules.is_active(f, now), f.last_activity_at, now)
-            )
-        async with conn.acquire_connection() as raw:
-            await raw.copy_records_to_table("analytics_customer", records=saves, columns=_SNAPSHOT)
+        async with transaction():
+            await refresh(page, now=now)
         done += len(page)
         if progress:
-            progress(done, total)
-    await _copy_rollups(organization_id, delta)
+            progress(min(total, done), total)
     return done
-
-
-_SNAPSHOT = ["id", "organization_id", "contribution", "active", "last_activity_at", "updated_at"]

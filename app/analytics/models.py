@@ -75,6 +75,11 @@ class StepRollup(Model):
     here = fields.IntField(default=0)
     dropped = fields.IntField(default=0)
     time_hist = ArrayField("int", description="Time spent until completed, by bucket.")
+    here_hist = ArrayField(
+        "int",
+        null=True,
+        description="Stage rows: customers in the stage now, by time from signup to entering it.",
+    )
 
     class Meta:
         table = "analytics_step"

@@ -8,6 +8,8 @@ from typing import Any
 
 from fpdf import FPDF
 
+from app.analytics.render import FORECAST_STAGE_KEYS
+
 INK = (33, 37, 41)
 BLUE = (45, 110, 200)
 GREEN = (60, 160, 90)
@@ -291,6 +293,13 @@ def render_pdf(
             ],
             [110, 60],
         )
+        if f.get("stages"):
+            _table(
+                pdf,
+                ["Stage", "In flight", "Passes", "Median days", "Stage 30 d %", "Done 30 d %"],
+                [[s[k] for k in FORECAST_STAGE_KEYS[1:7]] for s in f["stages"]],
+                [50, 22, 22, 26, 26, 26],
+            )
         pdf.set_font("helvetica", size=9)
         pdf.multi_cell(0, 5, text(f["method"]), new_x="LMARGIN", new_y="NEXT")
     if "recommendations" in data:

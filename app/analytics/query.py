@@ -112,6 +112,7 @@ def _where(scope: Scope, start: date, *, signup: str) -> tuple[str, list[Any]]:
 COHORT_SUMS = _sums(COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS)))
 STEP_SUMS = _sums(STEP_COLUMNS, (("time_hist", BUCKETS),))
 COMPLETION_SUMS = _sums(("completions",), (("done_hist", BUCKETS),))
+FLIGHT_SUMS = _sums((), (("here_hist", BUCKETS),))
 
 
 def _values(row: dict[str, Any], skip: int) -> list[int]:
@@ -164,6 +165,17 @@ async def step_rows(scope: Scope) -> list[tuple[str, str, str, str, int, list[in
         (r["user_type"], r["channel"], r["stage_key"], r["task_key"], r["position"], _values(r, 5))
         for r in rows
     ]
+
+
+async def stage_flight(scope: Scope) -> list[tuple[date, str, list[int]]]:
+    """Customers in each stage now, per signup day, by time from signup to entering it."""
+    where, params = _where(scope, scope.start, signup="day")
+    sql = (
+        f"SELECT day, stage_key, {FLIGHT_SUMS} FROM analytics_step"
+        f" WHERE {where} AND task_key = '' GROUP BY day, stage_key"
+    )
+    rows = await get_connection("default").execute_query_dict(sql, params)
+    return [(r["day"], r["stage_key"], _values(r, 2)) for r in rows]
 
 
 async def completion_rows(scope: Scope) -> list[tuple[date, list[int]]]:

@@ -27,6 +27,18 @@ _RISKY = ("=", "+", "-", "@", "\t", "\r")
 
 Table = tuple[list[str], list[list[Any]]]
 
+FORECAST_STAGE_KEYS = (
+    "stageKey",
+    "name",
+    "inFlight",
+    "completedSample",
+    "medianDaysInStage",
+    "probabilityStageWithin30Days",
+    "probabilityWithin30Days",
+    "expectedCompletionsWithin30Days",
+)
+"""The per-stage forecast figures exported, in column order."""
+
 
 def safe_cell(value: Any) -> Any:
     """A spreadsheet cannot run it: text starting with = + - @ (or tab, CR) gets a leading '."""
@@ -138,8 +150,22 @@ def tables(section: str, data: dict[str, Any]) -> dict[str, Table]:
             [p["days"], p["stillOnboarding"], p["atRisk"], p["completed"], p["censored"]]
             for p in f["curve"]
         ]
+        stages = [[s[k] for k in FORECAST_STAGE_KEYS] for s in f.get("stages", [])]
         return {
             "forecast": (["metric", "value"], summary),
+            "forecast_stages": (
+                [
+                    "stage_key",
+                    "stage",
+                    "in_flight",
+                    "completed_sample",
+                    "median_days_in_stage",
+                    "probability_stage_within_30_days",
+                    "probability_within_30_days",
+                    "expected_completions_within_30_days",
+                ],
+                stages,
+            ),
             "survival_curve": (
                 ["days", "still_onboarding", "at_risk", "completed", "censored"],
                 curve,

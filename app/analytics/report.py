@@ -6,7 +6,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
-from app.analytics.histogram import BUCKETS, WEEKS, add, quantile
+from app.analytics.forecast import StageInput
+from app.analytics.histogram import BOUNDS, BUCKETS, WEEKS, add, quantile
 from app.analytics.query import CohortSums, Scope
 from app.analytics.rules import COHORT_COLUMNS, STEP_COLUMNS, StepOutcome, week_of
 from app.customers.service import CustomerFilter
@@ -363,3 +364,39 @@ def trends(
 
 def _hours(seconds: float | None) -> float | None:
     return round(seconds / 3600, 2) if seconds is not None else None
+
+
+def stage_inputs(
+    steps: Sequence[StepRow],
+    flight: Sequence[tuple[date, str, list[int]]],
+    names: dict[tuple[str, str], str],
+    age: Callable[[date], float],
+) -> list[StageInput]:
+    """The forecast's figures per stage: durations of completed passes (funnel sums) and the
+    customers in it now by time spent there (signup age less the midpoint of the bucket of
+    their time from signup to entering the stage)."""
+    done: dict[str, list[int]] = {}
+    position: dict[str, int] = {}
+    for r in steps:
+        if not r[3]:
+            add(done.setdefault(r[2], [0] * BUCKETS), r[5][len(STEP_COLUMNS) :])
+            position[r[2]] = r[4]
+    here: dict[str, dict[float, int]] = {}
+    for day, stage, counts in flight:
+        seconds = age(day)
+        mine = here.setdefault(stage, {})
+        for b, n in enumerate(counts):
+            if n:
+                middle = (BOUNDS[b] + BOUNDS[b + 1]) / 2 if b + 1 < BUCKETS else BOUNDS[b]
+                spent = max(0.0, seconds - middle)
+                mine[spent] = mine.get(spent, 0) + n
+    return [
+        StageInput(
+            key=key,
+            name=names.get((key, ""), key),
+            position=position[key],
+            done_hist=hist,
+            here=sorted(here.get(key, {}).items()),
+        )
+        for key, hist in done.items()
+    ]

@@ -41,7 +41,7 @@ STEP_COLUMNS = ("reached", "completed", "skipped", "failed", "here", "dropped")
 COMPLETION_COLUMNS = ("completions",)
 LAYOUT: dict[str, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {
     COHORT: (COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS))),
-    STEP: (STEP_COLUMNS, (("time_hist", BUCKETS),)),
+    STEP: (STEP_COLUMNS, (("time_hist", BUCKETS), ("here_hist", BUCKETS))),
     COMPLETION: (COMPLETION_COLUMNS, (("done_hist", BUCKETS),)),
 }
 """Per rollup table: its scalar counters, then its histogram arrays with their lengths."""
@@ -160,7 +160,11 @@ def entries(facts: CustomerFacts, *, now: datetime) -> dict[str, Any]:
             here and active,
             here and not active,
         ]
-        steps.append([s.key, "", s.position * 1000 - 1, [int(f) for f in flags], spent])
+        entered = -1
+        if here:
+            entry = (s.unlocked_at or facts.signed_up_at) - facts.signed_up_at
+            entered = bucket_of(entry.total_seconds())
+        steps.append([s.key, "", s.position * 1000 - 1, [int(f) for f in flags], spent, entered])
     for t in facts.tasks:
         here = where is not None and where[1] == t.key
         since = t.started_at or unlocked.get(t.stage_key)
@@ -177,7 +181,7 @@ def entries(facts: CustomerFacts, *, now: datetime) -> dict[str, Any]:
             here and active,
             here and not active,
         ]
-        steps.append([t.stage_key, t.key, t.position, [int(f) for f in flags], spent])
+        steps.append([t.stage_key, t.key, t.position, [int(f) for f in flags], spent, -1])
     return {"cell": cell, "cohort": cohort, "steps": steps, "completion": completion}
 
 
@@ -200,12 +204,15 @@ def expand(contribution: dict[str, Any], sign: int, into: Delta) -> None:
     if done_bucket >= 0:
         r[base + done_bucket] += sign
         r[base + BUCKETS + done_week] += sign
-    for stage_key, task_key, position, flags, spent in contribution["steps"]:
+    for stage_key, task_key, position, flags, spent, *rest in contribution["steps"]:
         r = row(STEP, (*cell, stage_key, task_key, position))
         for i, value in enumerate(flags):
             r[i] += sign * value
         if spent >= 0:
             r[len(STEP_COLUMNS) + spent] += sign
+        entered = rest[0] if rest else -1  # contributions kept before stage entry times
+        if entered >= 0:
+            r[len(STEP_COLUMNS) + BUCKETS + entered] += sign
     if contribution["completion"]:
         finished, signup_week, bucket = contribution["completion"]
         key = (date.fromisoformat(finished), *cell[1:], date.fromisoformat(signup_week))

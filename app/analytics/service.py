@@ -75,20 +75,24 @@ class Report:
 
         return await self._once(f"trends-{granularity}", make)
 
+    async def stage_flight(self) -> list[tuple[date, str, list[int]]]:
+        return await self._once("flight", lambda: query.stage_flight(self.scope))
+
+    def _age(self, day: date) -> float:
+        """Seconds since the middle of a signup day."""
+        return max(0.0, (self.now - datetime.combine(day, time(12, tzinfo=UTC))).total_seconds())
+
     async def forecast(self) -> forecasting.Forecast:
         days = report.within(self.scope, (await self.cohort_sums()).days)
         done = report.totals(v for _, v in days).done_hist
         ages: dict[date, int] = {}
         for day, values in days:
             ages[day] = ages.get(day, 0) + values[0] - values[2]
-        noon = time(12, tzinfo=UTC)
+        stages = report.stage_inputs(
+            await self.step_rows(), await self.stage_flight(), await self.names(), self._age
+        )
         return forecasting.forecast(
-            done,
-            [
-                (max(0.0, (self.now - datetime.combine(d, noon)).total_seconds()), n)
-                for d, n in sorted(ages.items())
-                if n > 0
-            ],
+            done, [(self._age(d), n) for d, n in sorted(ages.items()) if n > 0], stages
         )
 
     async def _stall_by(self, index: int) -> dict[str, StepFigures]:

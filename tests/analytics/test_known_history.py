@@ -108,6 +108,15 @@ async def test_figures_equal_hand_computed_values(tenant: Tenant) -> None:
     assert forecast.probability == 0.0  # nobody in this history completed after 7 days
     survival = {round(p.days, 3): round(p.survival, 3) for p in forecast.curve}
     assert (survival[3.0], survival[4.0], survival[7.0]) == (0.8, 0.6, 0.4)
+    stages = {s.key: s for s in forecast.stages}
+    assert {k: s.in_flight for k, s in stages.items()} == {
+        "welcome": 1,  # D, 30 days there
+        "setup": 1,  # E, since half a day after signup
+        "features": 0,
+        "mastery": 0,
+    }
+    assert (stages["welcome"].completed_sample, stages["setup"].completed_sample) == (4, 3)
+    assert stages["welcome"].probability == 0.0 and stages["setup"].probability == 0.0
     assert await run.recommendations() == []  # five customers are below every minimum sample
 
 

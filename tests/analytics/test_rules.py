@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.analytics import recommend
-from app.analytics.forecast import forecast
+from app.analytics.forecast import StageInput, forecast, survival_curve
 from app.analytics.histogram import BUCKETS, bucket_of, quantile
 from app.analytics.report import Figures, Funnel, StepFigures, Totals
 from app.customers.service import CustomerFilter
@@ -27,21 +27,58 @@ def test_quantiles_are_exact_on_bucket_bounds_and_interpolated_inside() -> None:
     assert quantile(hist(10**9), 0.5) == 365 * DAY  # the open bucket answers its lower bound
 
 
-def test_forecast_of_a_history_where_half_complete_within_a_week() -> None:
+def test_overall_curve_of_a_history_where_half_complete_within_a_week() -> None:
     """Five completed after 1..5 days; five in flight for 60 days: S falls to 9/10 * 8/9 * 7/8
     * 6/7 * 5/6 = 0.5 by day 5 and stays there."""
     done = hist(*(d * DAY for d in (1, 2, 3, 4, 5)))
-    young = forecast(done, [(60 * DAY, 5), (0.5 * DAY, 1)])
-    assert [round(p.survival, 3) for p in young.curve if p.days in (1, 5, 365)] == [0.9, 0.5, 0.5]
-    # the new customer: 1 - S(30.5) / S(0.5) = 0.5; the five old ones: 0
-    assert young.in_flight == 6 and young.expected_completions == 0.5
-    assert young.probability == round(100 * 0.5 / 6, 2)
-    assert young.expected_days is None  # most customers in flight are not expected to finish
-    [(days, _)] = [(p.days, p) for p in young.curve if p.censored == 5]
+    curve = survival_curve(done, [(60 * DAY, 5), (0.5 * DAY, 1)])
+    assert [round(p.survival, 3) for p in curve if p.days in (1, 5, 365)] == [0.9, 0.5, 0.5]
+    [(days, _)] = [(p.days, p) for p in curve if p.censored == 5]
     assert 45 < days <= 60
-    old = forecast(done, [(60 * DAY, 5)])
-    assert old.probability == 0.0 and old.expected_days is None
-    assert forecast(hist(), [(DAY, 3)]).probability is None  # no completion to learn from
+
+
+def _two_stages(*welcome_here: tuple[float, int]) -> list[StageInput]:
+    """Welcome: four passes of one day each. Setup: two passes of 10 days, and two customers
+    there for 60 days."""
+    return [
+        StageInput("setup", "Setup", 1, hist(10 * DAY, 10 * DAY), [(60 * DAY, 2)]),
+        StageInput("welcome", "Welcome", 0, hist(*[DAY] * 4), list(welcome_here)),
+    ]
+
+
+def test_forecast_per_stage_on_a_known_history() -> None:
+    """Welcome's curve falls from 1 to 0 inside (12 h, 1 d]: its mass sits at 18 h. Setup's
+    falls to 1 - 2/4 = 0.5 inside (7 d, 10 d] (mass 0.5 at 8.5 d) and stays there. A customer
+    who just entered Welcome finishes it for sure and Setup with 0.5 within 30 days; the two
+    in Setup for 60 days have nobody ever leaving after that: 0."""
+    f = forecast(hist(), [], _two_stages((0.0, 1)))
+    welcome, setup = f.stages
+    assert (welcome.key, welcome.in_flight, welcome.completed_sample) == ("welcome", 1, 4)
+    assert (welcome.stage_probability, welcome.probability) == (100.0, 50.0)
+    assert welcome.median_days == 0.75
+    assert (setup.in_flight, setup.completed_sample, setup.median_days) == (2, 2, 10.0)
+    assert (setup.stage_probability, setup.probability, setup.expected_completions) == (0, 0, 0)
+    assert [round(p.survival, 3) for p in setup.curve if p.days in (7, 10, 60)] == [1, 0.5, 0.5]
+    assert f.in_flight == 3 and f.expected_completions == 0.5
+    assert f.probability == round(100 * 0.5 / 3, 2)
+    assert f.expected_days is None  # at most half of one of three customers is expected
+
+
+def test_forecast_conditions_on_time_in_stage_and_finds_the_expected_date() -> None:
+    """Welcome alone: a newcomer is done at 18 h. One who has spent 20 h there is censored
+    inside (12 h, 1 d]: S(1 d) = 1 - 4 / 4.5 = 1/9, S(20 h) = 1 - (8/9)(8/12) = 11/27, and the
+    mass left after 20 h is (8/9)(4/12) = 8/27, at 22 h: 8/11 within 30 days. With Setup
+    after Welcome (two passes of 10 days, both done), a newcomer needs 18 h + 8.5 d."""
+    welcome = _two_stages((0.0, 1))[1]
+    alone = forecast(hist(), [], [welcome])
+    assert alone.stages[0].probability == 100.0 and alone.expected_days == 0.75
+    late = forecast(hist(), [], [_two_stages((20 * 3600.0, 1))[1]])
+    assert late.stages[0].stage_probability == round(800 / 11, 2) and late.expected_days == 0.25
+    setup = StageInput("setup", "Setup", 1, hist(10 * DAY, 10 * DAY), [])
+    both = forecast(hist(), [], [welcome, setup])
+    assert both.probability == 100.0 and both.expected_days == 9.25
+    nobody = forecast(hist(), [], [StageInput("welcome", "Welcome", 0, hist(), [(DAY, 3)])])
+    assert nobody.probability is None and nobody.stages[0].probability is None
 
 
 def group(label: str, customers: int, completed: int) -> Figures:

@@ -39,6 +39,8 @@ EXPORT_DOCUMENT = f"""query Export($filter: AnalyticsFilter, $granularity: Trend
       changes {{ metric current previous absoluteChange relativeChange }} }}
     forecast @include(if: $forecast) {{ inFlight probabilityWithin30Days
       expectedCompletionsWithin30Days expectedDate completedSample censoredSample method
+      stages {{ stageKey name inFlight completedSample medianDaysInStage
+        probabilityStageWithin30Days probabilityWithin30Days expectedCompletionsWithin30Days }}
       curve {{ days stillOnboarding atRisk completed censored }} }}
     recommendations @include(if: $recommendations) {{
       kind message evidence {{ label value }} effectSize sampleSize {_DRILL} }}

@@ -305,6 +305,52 @@ class SurvivalPoint:
     censored: int
 
 
+def _curve(points: list[forecasting.CurvePoint]) -> list[SurvivalPoint]:
+    return [
+        SurvivalPoint(
+            days=round(p.days, 3),
+            still_onboarding=round(100 * p.survival, 2),
+            at_risk=p.at_risk,
+            completed=p.completed,
+            censored=p.censored,
+        )
+        for p in points
+    ]
+
+
+@strawberry.type(description="The forecast of the customers in one stage, and what it rests on.")
+class StageForecast:
+    stage_key: str
+    name: str
+    in_flight: int = strawberry.field(description="Customers in this stage now.")
+    completed_sample: int = strawberry.field(
+        description="Passes through this stage completed, the events of its curve."
+    )
+    median_days_in_stage: float | None = strawberry.field(
+        description="Unlock to completion, where the stage's curve falls to one half."
+    )
+    probability_stage_within30_days: float | None = strawberry.field(
+        description="0-100: of those in this stage now, expected to finish it within 30 days."
+    )
+    probability_within30_days: float | None = strawberry.field(
+        description="0-100: of those in this stage now, expected to finish onboarding within "
+        "30 days."
+    )
+    expected_completions_within30_days: float | None
+    curve: list[SurvivalPoint] = strawberry.field(
+        description="Share still in the stage by days since it was unlocked."
+    )
+    base: strawberry.Private[CustomerFilter]
+
+    @strawberry.field(description="The customers in this stage now, active or idle.")
+    def drill_down(self, outcome: StepOutcome = StepOutcome.ACTIVE_HERE) -> CustomerDrillDown:
+        if outcome not in (StepOutcome.ACTIVE_HERE, StepOutcome.DROPPED):
+            outcome = StepOutcome.ACTIVE_HERE
+        return CustomerDrillDown.of(
+            replace(self.base, stage_key=self.stage_key, task_key="", outcome=outcome)
+        )
+
+
 @strawberry.type(description="For customers in flight: how likely they complete within 30 days.")
 class Forecast:
     in_flight: int
@@ -316,7 +362,13 @@ class Forecast:
     completed_sample: int
     censored_sample: int
     method: str
-    curve: list[SurvivalPoint]
+    stages: list[StageForecast] = strawberry.field(
+        description="Per stage: its curve, its customers in flight and their probabilities."
+    )
+    curve: list[SurvivalPoint] = strawberry.field(
+        description="Signup to completion over the same customers, in-flight ones censored at "
+        "their age (for reference; the probabilities come from the stages)."
+    )
     drill_down: CustomerDrillDown
 
     @classmethod
@@ -331,16 +383,24 @@ class Forecast:
             completed_sample=f.completed_sample,
             censored_sample=f.censored_sample,
             method=f.method,
-            curve=[
-                SurvivalPoint(
-                    days=round(p.days, 3),
-                    still_onboarding=round(100 * p.survival, 2),
-                    at_risk=p.at_risk,
-                    completed=p.completed,
-                    censored=p.censored,
+            stages=[
+                StageForecast(
+                    stage_key=s.key,
+                    name=s.name,
+                    in_flight=s.in_flight,
+                    completed_sample=s.completed_sample,
+                    median_days_in_stage=round(s.median_days, 3)
+                    if s.median_days is not None
+                    else None,
+                    probability_stage_within30_days=s.stage_probability,
+                    probability_within30_days=s.probability,
+                    expected_completions_within30_days=s.expected_completions,
+                    curve=_curve(s.curve),
+                    base=drill,
                 )
-                for p in f.curve
+                for s in f.stages
             ],
+            curve=_curve(f.curve),
             drill_down=CustomerDrillDown.of(drill),
         )
 
