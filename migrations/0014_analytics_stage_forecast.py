@@ -3,7 +3,7 @@ from tortoise.migrations import operations as ops
 from tortoise.contrib.postgres.fields import ArrayField
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0012_usage_ingestion')]
+    dependencies = [('liftoff', '0013_milestones')]
 
     initial = False
 
