@@ -4,6 +4,7 @@ once under concurrency, rewards through the workflow, and stats of a known histo
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import timedelta
 
 from app.accounts.models import Role
@@ -18,6 +19,17 @@ from app.onboarding.states import TaskAction
 from tests.graphql.client import error_codes, gql, tokens_of
 from tests.milestones.support import drain, events, ingest, install
 from tests.support.factories import Tenant
+from tests.usage.test_ingest_api import ingest_with_key, new_key
+
+
+def widgets(customer_id: object, n: int) -> list[dict[str, object]]:
+    at = (utcnow() - timedelta(minutes=1)).isoformat()
+    return [
+        {"customerId": str(customer_id), "name": "widget_made", "occurredAt": at,
+         "idempotencyKey": uuid.uuid4().hex}
+        for _ in range(n)
+    ]  # fmt: skip
+
 
 BADGE = {"key": "centurion", "name": "Centurion", "description": "100 widgets.", "icon": "medal"}
 HUNDRED = {
@@ -100,18 +112,22 @@ async def test_install_is_validated_audited_and_progress_reads_in_words(tenant: 
 
 
 async def test_fifty_concurrent_ingests_achieve_it_exactly_once(tenant: Tenant) -> None:
+    """50 concurrent `ingestEvents` calls (API key, real GraphQL view) of 3 events each, with
+    the consumer running: the threshold of 100 is crossed once, by one of them."""
     await ensure_checkpoints([spine.CONSUMER])
     await install(tenant, HUNDRED)
     customer = await tenant.customer()
     before = (await Workflow.get(customer_id=customer.id)).points
+    secret, _ = await new_key(tenant)
     stop, wake = asyncio.Event(), asyncio.Event()
     running = asyncio.create_task(
         run_consumer(spine.CONSUMER, stop=stop, wake=wake, poll_seconds=0.05)
     )
     try:
-        await asyncio.gather(
-            *(ingest(tenant, events(customer.id, "widget_made", 3)) for _ in range(50))
-        )  # 150 events: the threshold of 100 is crossed by one of 50 concurrent calls
+        answers = await asyncio.gather(
+            *(ingest_with_key(secret, widgets(customer.id, 3)) for _ in range(50))
+        )
+        assert [a["data"]["ingestEvents"]["accepted"] for a in answers] == [3] * 50
         for _ in range(200):
             if await MilestoneAchievement.filter(customer_id=customer.id).exists():
                 break
