@@ -32,6 +32,9 @@ class Published:
     payload: dict[str, Any]
     actor: str | None
     created_at: datetime
+    tx: int = 0
+    """The id of the transaction that wrote the event (with `id`, its place in the
+    organization's feed: see `feed.Cursor`)."""
 
     def channels(self) -> list[str]:
         """Where this event is published."""
@@ -51,6 +54,7 @@ class Published:
                 "payload": self.payload,
                 "actor": self.actor,
                 "at": self.created_at.isoformat(),
+                "tx": self.tx,
             },
             separators=(",", ":"),
         )
@@ -69,6 +73,7 @@ class Published:
             payload=data["payload"],
             actor=data.get("actor"),
             created_at=datetime.fromisoformat(data["at"]),
+            tx=int(data.get("tx") or 0),
         )
 
     @classmethod
@@ -83,4 +88,5 @@ class Published:
             payload=json.loads(payload) if isinstance(payload, str) else payload,
             actor=row["actor"],
             created_at=row["created_at"],
+            tx=int(row.get("tx") or 0),
         )

@@ -6,9 +6,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 from app.errors import SequenceAhead
-from app.events.channels import Published, activity_channel, customer_channel
+from app.events.channels import Published, customer_channel
 from app.events.hub import Hub
 from app.events.models import EventStream, OutboxEvent
+from app.events.orgfeed import Cursor, organization_events
 
 REPLAY_LIMIT = 1000
 
@@ -107,36 +108,9 @@ async def _fill(
             return
 
 
-async def activity_events(hub: Hub, organization_id: uuid.UUID) -> AsyncIterator[Published]:
-    """The organization's live feed, each event once; after a broker reconnect, catch up."""
-    seen: dict[uuid.UUID | None, int] = {}
-    async with hub.listen(activity_channel(organization_id)) as live:
-        latest = await OutboxEvent.filter(organization_id=organization_id).order_by("-id").first()
-        newest = latest.id if latest else 0
-        async for item in live:
-            batch = [item] if item is not None else await _published_since(organization_id, newest)
-            for event in batch:
-                if event.organization_id != organization_id:
-                    continue
-                if event.customer_id is not None and event.sequence <= seen.get(
-                    event.customer_id, 0
-                ):
-                    continue
-                seen[event.customer_id] = event.sequence
-                newest = max(newest, event.id)
-                if len(seen) > 100_000:
-                    seen.clear()
-                yield event
-
-
-async def _published_since(organization_id: uuid.UUID, event_id: int) -> list[Published]:
-    """Published events of the organization with an id above `event_id`, oldest first."""
-    rows = (
-        await OutboxEvent.filter(
-            organization_id=organization_id, id__gt=event_id, published_at__isnull=False
-        )
-        .order_by("id")
-        .limit(REPLAY_LIMIT)
-        .values(*COLUMNS)
-    )
-    return [Published.of_row(r) for r in rows]
+async def activity_events(
+    hub: Hub, organization_id: uuid.UUID, *, after: Cursor | None = None
+) -> AsyncIterator[Published]:
+    """The organization's feed, each event once (see `orgfeed`); with `after`, from there."""
+    async for event, _ in organization_events(hub, organization_id, after=after):
+        yield event

@@ -23,7 +23,7 @@ log = structlog.get_logger(__name__)
 Publish = Callable[[str, str], Awaitable[None]]
 
 _CLAIM = """SELECT id, organization_id, customer_id, stream, sequence, type, payload, actor,
-created_at, trace
+created_at, trace, tx
 FROM outbox_event WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"""
 _FIRST_PENDING = """SELECT stream, min(id) AS first FROM outbox_event
 WHERE published_at IS NULL AND stream = ANY($1::uuid[]) GROUP BY stream"""

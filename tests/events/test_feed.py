@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from app.db import transaction
-from app.events import feed, outbox
+from app.errors import ValidationFailed
+from app.events import feed, orgfeed, outbox
 from app.events.channels import Published, activity_channel, customer_channel
 from app.events.hub import RESYNC, Hub
 from app.events.models import OutboxEvent
 from app.events.relay import relay_batch
+from app.onboarding import service
 from app.onboarding.states import TaskAction
 from tests.support.factories import Tenant, last_sequence
 from tests.support.procs import free_port
@@ -330,3 +332,83 @@ async def test_a_gap_longer_than_one_history_page_is_filled_completely(tenant: T
         await watcher.stop()
         await hub.disconnect()
         await relay_all(discard)
+
+
+async def test_activity_resumes_from_a_cursor_with_exactly_what_was_missed(
+    hub: Hub, tenant: Tenant
+) -> None:
+    cid = await started_customer(tenant)
+    watcher = Feed(orgfeed.organization_events(hub, tenant.id))
+    try:
+        await asyncio.sleep(0.2)
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=30)
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=40)
+        await relay_all(hub.publish)
+        seen = await watcher.take(2)
+    finally:
+        await watcher.stop()
+    assert [e.payload.get("progress") for e, _ in seen] == [30, 40]
+    assert not any(replayed for _, replayed in seen)
+    cursor = orgfeed.decode_cursor(orgfeed.encode_cursor(seen[0][0]))
+    await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=50)  # while away
+    await relay_all(hub.publish)
+    resumed = Feed(orgfeed.organization_events(hub, tenant.id, after=cursor))
+    try:
+        missed = await resumed.take(2)
+        assert [(e.payload.get("progress"), r) for e, r in missed] == [(40, True), (50, True)]
+        await tenant.act(cid, "verify_email", TaskAction.PROGRESS, progress=60)
+        await relay_all(hub.publish)
+        [(live, replayed)] = await resumed.take(1)
+        assert (live.payload.get("progress"), replayed) == (60, False)
+        await resumed.nothing_more()
+    finally:
+        await resumed.stop()
+
+
+async def test_an_event_of_a_long_transaction_is_not_passed_by_later_ones(
+    hub: Hub, tenant: Tenant
+) -> None:
+    """A transaction that started first but commits last: its event comes first in the
+    feed, so a cursor taken after the later event still covers it."""
+    early, late = await started_customer(tenant), await started_customer(tenant)
+    watcher = Feed(orgfeed.organization_events(hub, tenant.id))
+    hold, wrote = asyncio.Event(), asyncio.Event()
+
+    async def long_transaction() -> None:
+        async with transaction():
+            await service.update_task(
+                tenant.csm,
+                customer_id=str(early),
+                task_key="verify_email",
+                action=TaskAction.PROGRESS,
+                progress=70,
+            )
+            wrote.set()
+            await hold.wait()
+
+    slow = asyncio.create_task(long_transaction())
+    try:
+        await asyncio.wait_for(wrote.wait(), WAIT)
+        await tenant.act(late, "verify_email", TaskAction.PROGRESS, progress=80)
+        await relay_all(hub.publish)
+        await watcher.nothing_more(within=0.5)  # the later event waits for the earlier one
+        hold.set()
+        await slow
+        await relay_all(hub.publish)
+        events = [e for e, _ in await watcher.take(2)]
+        assert [(e.customer_id, e.payload.get("progress")) for e in events] == [
+            (early, 70),
+            (late, 80),
+        ]
+        assert (events[0].tx, events[0].id) < (events[1].tx, events[1].id)
+    finally:
+        hold.set()
+        await slow
+        await watcher.stop()
+
+
+async def test_a_bad_cursor_is_refused() -> None:
+    for text in ("", "12", "a.b", "1.2.3", "9" * 50 + ".1"):
+        with pytest.raises(ValidationFailed) as refused:
+            orgfeed.decode_cursor(text)
+        assert refused.value.details == {"field": "after"}

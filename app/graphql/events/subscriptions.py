@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from functools import partial
 
 import strawberry
 
 from app.accounts.models import Role
-from app.events import feed
+from app.events import feed, orgfeed
 from app.graphql.context import Context
 from app.graphql.events.sharing import shared_payload
 from app.graphql.events.types import ActivityEvent, CelebrationEvent, WorkflowEvent
@@ -41,27 +42,57 @@ class Subscription:
 
     @strawberry.subscription(
         description="Stage completed, badge earned, workflow completed. Operators may omit "
-        "`customerId` for the whole organization."
+        "`customerId` for the whole organization. To resume after a reconnect without losing "
+        "any: a customer's feed with `afterSequence` (the last `sequence` seen), the whole "
+        "organization's with `after` (the last `cursor` seen); missed celebrations come first "
+        "with `replayed: true`."
     )
     async def celebrations(
-        self, info: Info, customer_id: strawberry.ID | None = None
+        self,
+        info: Info,
+        customer_id: strawberry.ID | None = None,
+        after_sequence: int | None = None,
+        after: str | None = None,
     ) -> AsyncGenerator[CelebrationEvent, None]:
         viewer = info.context.viewer
         hub, org = info.context.hub, viewer.organization_id
         if viewer.is_operator and customer_id is None:
-            async for event in feed.activity_events(hub, org):
+            cursor = orgfeed.decode_cursor(after) if after is not None else None
+            async for event, replayed in orgfeed.organization_events(hub, org, after=cursor):
                 if event.type == "celebration":
-                    yield shared_payload(("celebration", event.id), CelebrationEvent.of, event)
+                    yield shared_payload(
+                        ("celebration", event.id, True, replayed),
+                        partial(CelebrationEvent.of, org_wide=True, replayed=replayed),
+                        event,
+                    )
             return
         cid = viewer.customer_scope(customer_id)
         await info.context.loaders.customer_of(cid)
-        async for event, _ in feed.customer_events(hub, org, cid, after=None):
+        async for event, replayed in feed.customer_events(hub, org, cid, after=after_sequence):
             if event.type == "celebration":
-                yield shared_payload(("celebration", event.id), CelebrationEvent.of, event)
+                yield shared_payload(
+                    ("celebration", event.id, False, replayed),
+                    partial(CelebrationEvent.of, replayed=replayed),
+                    event,
+                )
 
-    @strawberry.subscription(description="The organization-wide activity feed (operators).")
-    async def activity(self, info: Info) -> AsyncGenerator[ActivityEvent, None]:
+    @strawberry.subscription(
+        description="The organization-wide activity feed (operators). Each event carries a "
+        "`cursor`; after a reconnect, subscribe with `after: <last cursor>` to receive "
+        "exactly the events you missed (`replayed: true`, as far as "
+        "LIFTOFF_OUTBOX_RETENTION_HOURS keeps them), then live ones."
+    )
+    async def activity(
+        self, info: Info, after: str | None = None
+    ) -> AsyncGenerator[ActivityEvent, None]:
         viewer = info.context.viewer
         viewer.require(Role.ADMIN, Role.CSM)
-        async for event in feed.activity_events(info.context.hub, viewer.organization_id):
-            yield shared_payload(("activity", event.id), ActivityEvent.of, event)
+        cursor = orgfeed.decode_cursor(after) if after is not None else None
+        async for event, replayed in orgfeed.organization_events(
+            info.context.hub, viewer.organization_id, after=cursor
+        ):
+            yield shared_payload(
+                ("activity", event.id, replayed),
+                partial(ActivityEvent.of, replayed=replayed),
+                event,
+            )

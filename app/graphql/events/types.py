@@ -9,6 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from app.events.channels import Published
+from app.events.orgfeed import encode_cursor
 from app.graphql.enums import WorkflowStatus
 from app.graphql.onboarding.types import Badge, CelebrationKind
 
@@ -72,11 +73,24 @@ class CelebrationEvent:
     stage_key: str | None
     points: int
     badge: Badge | None
+    cursor: str | None = strawberry.field(
+        default=None,
+        description="Where the organization-wide feed stands after this event: pass it as "
+        "`after` to resume (null on a customer's own feed, which resumes with "
+        "`afterSequence`).",
+    )
+    replayed: bool = strawberry.field(
+        default=False, description="Sent again on resuming (it happened while you were away)."
+    )
 
     @classmethod
-    def of(cls, e: Published) -> CelebrationEvent:
+    def of(
+        cls, e: Published, *, org_wide: bool = False, replayed: bool = False
+    ) -> CelebrationEvent:
         p = e.payload
         return cls(
+            cursor=encode_cursor(e) if org_wide else None,
+            replayed=replayed,
             id=strawberry.ID(str(e.id)),
             sequence=e.sequence,
             customer_id=strawberry.ID(str(e.customer_id)),
@@ -100,10 +114,19 @@ class ActivityEvent:
     occurred_at: datetime
     summary: str
     payload: JSON
+    cursor: str = strawberry.field(
+        description="Where the feed stands after this event: pass it as `activity(after:)` "
+        "after a reconnect to get exactly the events you missed."
+    )
+    replayed: bool = strawberry.field(
+        default=False, description="Sent again on resuming (it happened while you were away)."
+    )
 
     @classmethod
-    def of(cls, e: Published) -> ActivityEvent:
+    def of(cls, e: Published, *, replayed: bool = False) -> ActivityEvent:
         return cls(
+            cursor=encode_cursor(e),
+            replayed=replayed,
             id=strawberry.ID(str(e.id)),
             sequence=e.sequence,
             type=e.type,
