@@ -3,7 +3,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0013_milestones')]
+    dependencies = [('liftoff', '0014_analytics_stage_forecast')]
 
     initial = False
 
