@@ -107,3 +107,35 @@ async def test_fresh_database_migrates_to_every_model_table(database_server_url:
         assert await _database_tables(url) == actual
     finally:
         await drop_database(database_server_url, url)
+
+
+# A foreign key whose referencing column leads no index makes every delete of a referenced
+# row scan the whole referencing table (ON DELETE CASCADE looks the children up by that
+# column): deleting one customer would read every workflow task, usage rollup and health
+# snapshot of every organization. Only the organization is exempt: one is deleted at a time,
+# rarely, and every tenant table leads its indexes with `organization_id` anyway.
+UNINDEXED_FOREIGN_KEYS = """
+SELECT c.conrelid::regclass::text AS referencing, a.attname AS column_name,
+       c.confrelid::regclass::text AS referenced
+FROM pg_constraint c
+JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+WHERE c.contype = 'f' AND c.confrelid <> 'organization'::regclass
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_index i
+    WHERE i.indrelid = c.conrelid AND i.indkey[0] = c.conkey[1]
+  )
+ORDER BY 1, 2
+"""
+
+
+async def test_every_foreign_key_leads_an_index(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(UNINDEXED_FOREIGN_KEYS)
+    finally:
+        await conn.close()
+    missing = [f"{r['referencing']}.{r['column_name']} -> {r['referenced']}" for r in rows]
+    assert not missing, (
+        "foreign keys no index leads with (each delete of the referenced row scans the "
+        f"referencing table; add an index on the column to the model's Meta): {missing}"
+    )

@@ -48,6 +48,10 @@ class SignInLink(Model):
 
     class Meta:
         table = "sign_in_link"
+        indexes = (
+            ("customer_id",),
+            ("operator_id",),
+        )
 
 
 class SignInThrottle(Model):

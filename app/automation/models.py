@@ -69,6 +69,7 @@ class AutomationRuleVersion(Model):
     class Meta:
         table = "automation_rule_version"
         unique_together = (("organization_id", "rule_id", "version"),)
+        indexes = (("rule_id",),)
 
 
 class AutomationRun(Model):
@@ -103,6 +104,7 @@ class AutomationRun(Model):
         table = "automation_run"
         unique_together = (("organization_id", "rule_id", "trigger"),)
         indexes = (
+            ("rule_id",),
             ("organization_id", "rule_id", "customer_id", "created_at"),
             ("organization_id", "customer_id", "goal_deadline"),
             ("status", "resume_at"),
@@ -135,7 +137,10 @@ class ActionExecution(Model):
     class Meta:
         table = "automation_action"
         unique_together = (("organization_id", "idempotency_key"),)
-        indexes = (("organization_id", "rule_id", "created_at"),)
+        indexes = (
+            ("run_id",),
+            ("organization_id", "rule_id", "created_at"),
+        )
 
 
 class CustomerActivity(Model):

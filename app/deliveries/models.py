@@ -75,4 +75,8 @@ class Delivery(Model):
     class Meta:
         table = "delivery"
         unique_together = (("organization_id", "message_id"),)
-        indexes = (("status", "next_attempt_at"), ("organization_id", "kind", "created_at"))
+        indexes = (
+            ("endpoint_id",),
+            ("status", "next_attempt_at"),
+            ("organization_id", "kind", "created_at"),
+        )

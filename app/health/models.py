@@ -53,7 +53,11 @@ class HealthScore(Model):
     class Meta:
         table = "health_score"
         unique_together = (("organization_id", "customer_id"),)
-        indexes = (("organization_id", "score", "customer_id"), ("organization_id", "level"))
+        indexes = (
+            ("customer_id",),
+            ("organization_id", "score", "customer_id"),
+            ("organization_id", "level"),
+        )
 
 
 class SnapshotKind(StrEnum):
@@ -84,7 +88,10 @@ class HealthSnapshot(Model):
     class Meta:
         table = "health_snapshot"
         unique_together = (("organization_id", "day", "kind", "customer_id", "taken_at"),)
-        indexes = (("organization_id", "customer_id", "taken_at"),)
+        indexes = (
+            ("customer_id",),
+            ("organization_id", "customer_id", "taken_at"),
+        )
 
 
 class HealthOverride(Model):
@@ -110,7 +117,7 @@ class HealthOverride(Model):
 
     class Meta:
         table = "health_override"
-        indexes = (("organization_id", "customer_id"), ("ended_at", "expires_at"))
+        indexes = (("customer_id",), ("organization_id", "customer_id"), ("ended_at", "expires_at"))
 
 
 class HealthNorm(Model):
@@ -197,3 +204,4 @@ class HealthPending(Model):
 
     class Meta:
         table = "health_pending"
+        indexes = (("customer_id",),)

@@ -63,7 +63,11 @@ class Workflow(Model):
     class Meta:
         table = "workflow"
         unique_together = (("organization_id", "customer_id"),)
-        indexes = (("organization_id", "status"),)
+        indexes = (
+            ("customer_id",),
+            ("template_id",),
+            ("organization_id", "status"),
+        )
 
 
 class WorkflowStage(Model):
@@ -90,6 +94,7 @@ class WorkflowStage(Model):
     class Meta:
         table = "workflow_stage"
         unique_together = (("organization_id", "workflow_id", "key"),)
+        indexes = (("workflow_id",),)
 
 
 class WorkflowTask(Model):
@@ -126,7 +131,11 @@ class WorkflowTask(Model):
     class Meta:
         table = "workflow_task"
         unique_together = (("organization_id", "workflow_id", "key"),)
-        indexes = (("organization_id", "status"),)
+        indexes = (
+            ("workflow_id",),
+            ("stage_id",),
+            ("organization_id", "status"),
+        )
 
 
 class StageOverride(Model):
@@ -150,3 +159,7 @@ class StageOverride(Model):
 
     class Meta:
         table = "stage_override"
+        indexes = (
+            ("workflow_id",),
+            ("stage_id",),
+        )

@@ -50,4 +50,7 @@ class UsageDaily(Model):
     class Meta:
         table = "usage_daily"
         unique_together = (("organization_id", "customer_id", "day", "name"),)
-        indexes = (("organization_id", "day", "name"),)
+        indexes = (
+            ("customer_id",),
+            ("organization_id", "day", "name"),
+        )
