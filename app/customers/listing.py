@@ -3,22 +3,30 @@ pages, and a count that is only run when asked and stays cheap at any size.
 
 Indexes (migration `performance`): (organization_id, <filter>, created_at) for user type,
 acquisition channel and workflow status (mirrored on the customer row by the engine), and
-pg_trgm GIN indexes on name and email for the search.
+pg_trgm GIN indexes on name and email for the search. Health filters and the health order
+use `health_score`'s (organization_id, score, customer_id) and (organization_id, level).
+
+Orders: signup order (created_at, id), or by health score (score, id) ascending or
+descending; customers not scored yet come after every scored one, in id order. A cursor
+carries its order, so a cursor of one order is refused by another.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from tortoise.connection import get_connection
 
 from app.customers.models import Customer
-from app.kit.pagination import Cursors, clamp_first, decode_cursor
+from app.errors import ValidationFailed
+from app.kit.pagination import clamp_first, decode_cursor, encode_cursor
 from app.onboarding.states import WorkflowStatus
 
 EXACT_COUNT_LIMIT = 10_000
@@ -34,14 +42,43 @@ class Count:
     estimated: bool
 
 
+class Order(StrEnum):
+    """The order of the customers list."""
+
+    CREATED_ASC = "CREATED_ASC"
+    HEALTH_ASC = "HEALTH_ASC"
+    HEALTH_DESC = "HEALTH_DESC"
+
+
 @dataclass(frozen=True)
-class CustomerPage(Cursors[Customer]):
-    """One page of customers with the cursors around it; `count()` runs only when called."""
+class CustomerPage:
+    """One page of customers with a cursor for each; `count()` runs only when called."""
 
     items: list[Customer]
+    cursors: list[str]
     has_next_page: bool
     has_previous_page: bool
     count: Callable[[], Awaitable[Count]]
+
+    @property
+    def start_cursor(self) -> str | None:
+        return self.cursors[0] if self.cursors else None
+
+    @property
+    def end_cursor(self) -> str | None:
+        return self.cursors[-1] if self.cursors else None
+
+
+@dataclass(frozen=True)
+class HealthFilter:
+    """Conditions on the current (shown) health score; scores are 0-100, bounds exclusive."""
+
+    level: str | None = None
+    below: float | None = None
+    above: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.level is not None or self.below is not None or self.above is not None
 
 
 def _like(text: str) -> str:
@@ -59,11 +96,13 @@ def conditions(
     signed_up_from: datetime | None = None,
     signed_up_before: datetime | None = None,
     template_version: int | None = None,
+    health: HealthFilter | None = None,
     raw: Sequence[str] = (),
 ) -> tuple[str, list[Any]]:
     """The WHERE clause of a filtered list and its parameters ($1, $2, ...); `raw` clauses are
     SQL the caller built from validated values (they may refer to `customer`)."""
-    clauses, params = ["organization_id = $1"], [organization_id]
+    clauses: list[str] = ["customer.organization_id = $1"]
+    params: list[Any] = [organization_id]
 
     def add(sql: str, value: Any) -> None:
         params.append(value)
@@ -88,6 +127,17 @@ def conditions(
             " AND t.version = ?)",
             template_version,
         )
+    if health:
+        scored = ["h.organization_id = customer.organization_id", "h.customer_id = customer.id"]
+        for sql, value in (
+            ("h.level = ?", health.level),
+            ("h.score < ?::float8", health.below),
+            ("h.score > ?::float8", health.above),
+        ):
+            if value is not None:
+                params.append(value)
+                scored.append(sql.replace("?", f"${len(params)}"))
+        clauses.append(f"EXISTS (SELECT 1 FROM health_score h WHERE {' AND '.join(scored)})")
     clauses.extend(f"({sql})" for sql in raw)
     return " AND ".join(clauses), params
 
@@ -112,28 +162,115 @@ async def _count(where: str, params: list[Any]) -> Count:
     return Count(max(estimate, exact), estimated=True)
 
 
+def health_cursor(order: Order, score: float | None, pk: uuid.UUID) -> str:
+    """An opaque cursor of a health order: after (score, id), or among the unscored."""
+    raw = json.dumps([order.value, score, str(pk)])
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def _decode_health_cursor(order: Order, cursor: str) -> tuple[float | None, uuid.UUID]:
+    try:
+        kind, score, pk = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if kind != order.value or not (score is None or isinstance(score, int | float)):
+            raise ValueError(kind)
+        return (None if score is None else float(score)), uuid.UUID(pk)
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed(
+            "The `after` cursor is not one this API issued for this `orderBy`; "
+            "start again without `after`."
+        ) from exc
+
+
 async def page(
-    where: str, params: list[Any], *, first: int | None, after: str | None
+    where: str,
+    params: list[Any],
+    *,
+    first: int | None,
+    after: str | None,
+    order: Order = Order.CREATED_ASC,
 ) -> CustomerPage:
-    """One page in (created_at, id) order after the `after` cursor."""
+    """One page in the given order after the `after` cursor."""
     size = clamp_first(first)
-    sql, args = where, list(params)
-    if after:
-        created, pk = decode_cursor(after)
-        args += [created, pk]
-        a, b = f"${len(args) - 1}", f"${len(args)}"
-        sql += f" AND created_at >= {a} AND (created_at, id) > ({a}, {b})"
-    rows = await get_connection("default").execute_query_dict(
-        f"SELECT * FROM customer WHERE {sql} ORDER BY created_at, id LIMIT {size + 1}", args
-    )
-    items = [Customer._init_from_db(**row) for row in rows[:size]]
+    if order is Order.CREATED_ASC:
+        items, more = await _by_created(where, params, size, after)
+        cursors = [encode_cursor(c) for c in items]
+    else:
+        scored, more = await _by_health(where, params, size, after, order)
+        items = [c for c, _ in scored]
+        cursors = [health_cursor(order, score, c.id) for c, score in scored]
 
     async def count() -> Count:
         return await _count(where, params)
 
     return CustomerPage(
         items=items,
-        has_next_page=len(rows) > size,
+        cursors=cursors,
+        has_next_page=more,
         has_previous_page=after is not None,
         count=count,
     )
+
+
+async def _by_created(
+    where: str, params: list[Any], size: int, after: str | None
+) -> tuple[list[Customer], bool]:
+    sql, args = where, list(params)
+    if after:
+        created, pk = decode_cursor(after)
+        args += [created, pk]
+        a, b = f"${len(args) - 1}", f"${len(args)}"
+        sql += (
+            f" AND customer.created_at >= {a} AND (customer.created_at, customer.id) > ({a}, {b})"
+        )
+    rows = await get_connection("default").execute_query_dict(
+        f"SELECT * FROM customer WHERE {sql} ORDER BY created_at, id LIMIT {size + 1}", args
+    )
+    return [Customer._init_from_db(**row) for row in rows[:size]], len(rows) > size
+
+
+async def _by_health(
+    where: str, params: list[Any], size: int, after: str | None, order: Order
+) -> tuple[list[tuple[Customer, float | None]], bool]:
+    """Scored customers by (score, id) in the order's direction, then the unscored by id."""
+    score, pk = _decode_health_cursor(order, after) if after else (None, None)
+    conn = get_connection("default")
+    found: list[tuple[Customer, float | None]] = []
+    if pk is None or score is not None:
+        args = list(params)
+        sql = where
+        if pk is not None:
+            args += [score, pk]
+            s, i = f"${len(args) - 1}::float8", f"${len(args)}::uuid"
+            sql += (
+                f" AND (s.score, s.customer_id) > ({s}, {i})"
+                if order is Order.HEALTH_ASC
+                else f" AND (s.score, s.customer_id) < ({s}, {i})"
+            )
+        direction = "" if order is Order.HEALTH_ASC else " DESC"
+        rows = await conn.execute_query_dict(
+            "SELECT customer.*, s.score AS health_sort_score FROM customer JOIN health_score s "
+            "ON s.organization_id = customer.organization_id AND s.customer_id = customer.id "
+            f"WHERE {sql} ORDER BY s.score{direction}, s.customer_id{direction} "
+            f"LIMIT {size + 1}",
+            args,
+        )
+        for row in rows:
+            sort = float(row.pop("health_sort_score"))
+            found.append((Customer._init_from_db(**row), sort))
+        if len(found) > size:
+            return found[:size], True
+        pk = None
+    args = list(params)
+    sql = where + (
+        " AND NOT EXISTS (SELECT 1 FROM health_score s WHERE s.organization_id = "
+        "customer.organization_id AND s.customer_id = customer.id)"
+    )
+    if pk is not None:
+        args.append(pk)
+        sql += f" AND customer.id > ${len(args)}::uuid"
+    rows = await conn.execute_query_dict(
+        f"SELECT * FROM customer WHERE {sql} ORDER BY customer.id LIMIT {size + 1 - len(found)}",
+        args,
+    )
+    found += [(Customer._init_from_db(**row), None) for row in rows]
+    return found[:size], len(found) > size

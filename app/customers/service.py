@@ -14,7 +14,7 @@ from app.accounts.service import check_email
 from app.accounts.viewer import Viewer
 from app.analytics.rules import OUTCOMES, StepOutcome
 from app.customers import listing
-from app.customers.listing import CustomerPage
+from app.customers.listing import CustomerPage, HealthFilter, Order
 from app.customers.models import Customer
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.events import outbox
@@ -56,6 +56,9 @@ class CustomerFilter:
     outcome: StepOutcome | None = None
     completed_within_weeks: int | None = None
     active: bool | None = None
+    health_level: str | None = None
+    health_below: float | None = None
+    health_above: float | None = None
 
 
 def _label(value: str, field: str) -> str:
@@ -118,11 +121,25 @@ async def get_customer(viewer: Viewer, customer_id: str | uuid.UUID | None) -> C
     return customer
 
 
+def _health_filter(where: CustomerFilter) -> HealthFilter:
+    for name, bound in (("healthBelow", where.health_below), ("healthAbove", where.health_above)):
+        if bound is not None and not 0 <= bound <= 100:
+            raise ValidationFailed(f"`{name}` must be a score from 0 to 100.", field=name)
+    return HealthFilter(
+        level=where.health_level, below=where.health_below, above=where.health_above
+    )
+
+
 async def list_customers(
-    viewer: Viewer, *, first: int | None, after: str | None, where: CustomerFilter
+    viewer: Viewer,
+    *,
+    first: int | None,
+    after: str | None,
+    where: CustomerFilter,
+    order: Order = Order.CREATED_ASC,
 ) -> CustomerPage:
-    """A page of the organization's customers (operators only); counting is left to the
-    caller, who may not need it."""
+    """A page of the organization's customers (operators only) in the given order; counting
+    is left to the caller, who may not need it."""
     viewer.require(Role.ADMIN, Role.CSM)
     condition = _analytics_condition(where)
     sql, params = listing.conditions(
@@ -140,9 +157,10 @@ async def list_customers(
         if where.signed_up_to
         else None,
         template_version=where.template_version,
+        health=_health_filter(where),
         raw=[condition] if condition else [],
     )
-    return await listing.page(sql, params, first=first, after=after)
+    return await listing.page(sql, params, first=first, after=after, order=order)
 
 
 _KEY = re.compile(r"^[a-z0-9_-]{0,80}$")

@@ -6,6 +6,7 @@ import strawberry
 
 from app.accounts.models import Role
 from app.analytics.rules import StepOutcome
+from app.customers.listing import Order as CustomerOrder
 from app.health.models import JobStatus, SnapshotKind
 from app.health.rules import HealthLevel
 from app.onboarding.states import StageAction, StageStatus, TaskAction, TaskStatus, WorkflowStatus
@@ -26,8 +27,15 @@ strawberry.enum(
 strawberry.enum(HealthLevel, description="Where a score stands against the model's thresholds.")
 strawberry.enum(SnapshotKind, description="Why a health snapshot was taken.")
 strawberry.enum(JobStatus, description="Where a recompute job stands.")
+strawberry.enum(
+    CustomerOrder,
+    name="CustomerOrder",
+    description="Order of the customers list. The health orders put customers not scored yet "
+    "last; a score that changes between two pages may move its customer across the page bound.",
+)
 
 __all__ = [
+    "CustomerOrder",
     "HealthLevel",
     "JobStatus",
     "Role",

@@ -94,7 +94,8 @@ _VALUES = {
 
 _FACTS_CTE = """
 cust AS (
-    SELECT c.id, c.user_type, c.signed_up_at, w.status AS wf_status, w.last_activity_at,
+    SELECT c.id, c.user_type, c.acquisition_channel AS channel, c.signed_up_at,
+           w.status AS wf_status, w.last_activity_at,
            p.req, p.req_done, p.total, p.done, st.name AS stage,
            h.score AS old_score, h.level AS old_level, h.changed_at AS old_changed_at,
            o.id AS o_id, o.score AS o_score, o.level AS o_level
@@ -240,7 +241,8 @@ v AS MATERIALIZED (
 
 
 _COLUMNS = """id, organization_id, customer_id, score, level, computed_score, computed_level,
-    confidence, components, facts, segment, model_version, override_id, computed_at, changed_at"""
+    confidence, components, facts, segment, channel, model_version, override_id, computed_at,
+    changed_at"""
 _SNAPSHOT_COLUMNS = """organization_id, customer_id, day, kind, taken_at, score, level,
     confidence, components, facts, model_version"""
 
@@ -254,14 +256,14 @@ def upsert_sql(model: HealthModelDef, *, where: str, limit: int, first_param: in
         + f""", up AS (
     INSERT INTO health_score ({_COLUMNS})
     SELECT id, $1, id, escore, elevel, cscore, clevel, confidence, components, facts,
-           user_type, {version}, o_id, $2,
+           user_type, channel, {version}, o_id, $2,
            CASE WHEN moved OR old_changed_at IS NULL THEN $2 ELSE old_changed_at END
     FROM m
     ON CONFLICT (organization_id, customer_id) DO UPDATE SET
         score = EXCLUDED.score, level = EXCLUDED.level,
         computed_score = EXCLUDED.computed_score, computed_level = EXCLUDED.computed_level,
         confidence = EXCLUDED.confidence, components = EXCLUDED.components,
-        facts = EXCLUDED.facts, segment = EXCLUDED.segment,
+        facts = EXCLUDED.facts, segment = EXCLUDED.segment, channel = EXCLUDED.channel,
         model_version = EXCLUDED.model_version, override_id = EXCLUDED.override_id,
         computed_at = EXCLUDED.computed_at, changed_at = EXCLUDED.changed_at
     RETURNING 1

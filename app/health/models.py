@@ -45,6 +45,12 @@ class HealthScore(Model):
     components: fields.Field[list[list[Any]]] = fields.JSONField(default=list)
     facts: fields.Field[dict[str, Any]] = fields.JSONField(default=dict)
     segment = fields.CharField(max_length=64)
+    channel = fields.CharField(
+        max_length=64,
+        default="",
+        db_default="",
+        description="The customer's acquisition channel, for the summary's channel filter.",
+    )
     model_version = fields.IntField()
     override_id = fields.UUIDField(null=True)
     computed_at = fields.DatetimeField()
@@ -58,6 +64,27 @@ class HealthScore(Model):
             ("organization_id", "score", "customer_id"),
             ("organization_id", "level"),
         )
+
+
+class HealthSummary(Model):
+    """How many current scores of an organization fall in one (segment, channel, level,
+    tenth of the scale), and their sum: kept by triggers on `health_score` in the transaction
+    of every change, so a distribution reads a few rows whatever the number of customers."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="health_summaries", on_delete=fields.CASCADE
+    )
+    segment = fields.CharField(max_length=64)
+    channel = fields.CharField(max_length=64)
+    level = fields.CharField(max_length=16)
+    bucket = fields.SmallIntField(description="least(floor(score / 10), 9)")
+    customers = fields.IntField(default=0)
+    score_sum = fields.DecimalField(max_digits=24, decimal_places=6, default=0)
+
+    class Meta:
+        table = "health_summary"
+        unique_together = (("organization_id", "segment", "channel", "level", "bucket"),)
 
 
 class SnapshotKind(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from app.customers.listing import Order, health_cursor
 from app.db import transaction
 from app.health import daily, overrides, recompute
 from app.health.definitions import bundled_default_text
@@ -79,11 +80,48 @@ def cases() -> list[Case]:
         row = await HealthModel.get(id=data["id"])
         assert row.organization_id == w.other.id and row.version == 2  # type: ignore[attr-defined]
 
+    async def other_customers_by_health(data: Any, w: World) -> None:
+        from tests.graphql.test_tenancy import other_org_customer_ids
+
+        ids = [e["node"]["id"] for e in data["edges"]]
+        assert ids and set(ids) == await other_org_customer_ids(w), ids
+        scores = [e["node"]["health"]["score"] for e in data["edges"] if e["node"]["health"]]
+        assert scores and scores == sorted(scores), scores  # the unscored come last
+        assert all(e["node"]["health"] is None for e in data["edges"][len(scores) :])
+
+    async def other_customers_critical_near_12(data: Any, w: World) -> None:
+        rows = await HealthScore.filter(
+            organization_id=w.other.id, level="CRITICAL", score__lt=13, score__gt=11
+        )
+        assert {e["node"]["id"] for e in data["edges"]} == {
+            str(r.customer_id)  # type: ignore[attr-defined]
+            for r in rows
+        }
+        assert data["totalCount"] == len(rows)
+
     async def empty_job_in_other_org(data: Any, w: World) -> None:
         row = await HealthJob.get(id=data["id"])
         assert row.organization_id == w.other.id and row.total == 0  # type: ignore[attr-defined]
 
+    by_health = (
+        "query($after: String, $f: CustomerFilter) { customers(first: 100, after: $after, "
+        "filter: $f, orderBy: HEALTH_ASC) { totalCount edges { node { id health { score } } } } }"
+    )
     return [
+        Case(
+            "Query.customers",
+            "customers by health after the victim's health cursor",
+            by_health,
+            lambda w: {"after": health_cursor(Order.HEALTH_ASC, -1.0, w.customer.id)},
+            {OTHER_ADMIN: Own(other_customers_by_health), **admin_only},
+        ),
+        Case(
+            "Query.customers",
+            "customers at the victim's overridden health level",
+            by_health,
+            lambda w: {"f": {"healthLevel": "CRITICAL", "healthBelow": 13, "healthAbove": 11}},
+            {OTHER_ADMIN: Own(other_customers_critical_near_12), **admin_only},
+        ),
         Case(
             "Query.healthScore",
             "healthScore of the victim",

@@ -311,6 +311,8 @@ async def analytics_of_other_org(data: Any, w: World) -> None:
     assert w.customer.acquisition_channel not in labels
     reached = data["funnel"]["stages"][0]["reached"]
     assert reached == counted
+    health = {s["segment"] for s in data["healthDistribution"] or []}
+    assert w.customer.user_type not in health
 
 
 async def audit_of_other_org(data: Any, w: World) -> None:

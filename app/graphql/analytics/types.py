@@ -526,9 +526,30 @@ class OnboardingAnalytics:
             for r in rows
         ]
 
-    @strawberry.field(description="Null until health scores exist.")
-    def health_distribution(self) -> list[HealthDistribution] | None:
-        return None
+    @strawberry.field(
+        description="Current health levels per segment (user type) of the scored customers "
+        "of the filter's user type and acquisition channel, largest segment first; null until "
+        "scores exist. Health is a current state, so the signup period does not narrow it "
+        "(`healthDistribution` has the histogram)."
+    )
+    async def health_distribution(self, info: Info) -> list[HealthDistribution] | None:
+        from app.health.service import summarized
+
+        s = self.run.scope
+        overall, segments = await summarized(
+            info.context.viewer, user_type=s.user_type, channel=s.channel
+        )
+        if not overall.total:
+            return None
+        return [
+            HealthDistribution(
+                segment=d.segment or "",
+                healthy=d.levels.get("HEALTHY", 0),
+                at_risk=d.levels.get("AT_RISK", 0),
+                critical=d.levels.get("CRITICAL", 0),
+            )
+            for d in segments
+        ]
 
     @strawberry.field(description="Null until milestones exist.")
     def milestone_achievements(self) -> list[MilestoneAchievement] | None:

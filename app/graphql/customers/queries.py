@@ -13,6 +13,8 @@ from app.graphql.customers.types import (
     CustomerFilter,
     Info,
 )
+from app.graphql.enums import CustomerOrder
+from app.health.rules import HealthLevel
 from app.kit.ids import parse_id
 from app.onboarding.states import WorkflowStatus
 
@@ -23,13 +25,17 @@ class Query:
     async def customer(self, info: Info, id: strawberry.ID | None = None) -> Customer | None:
         return Customer.of(await service.get_customer(info.context.viewer, id))
 
-    @strawberry.field(description="The organization's customers, newest last (operators).")
+    @strawberry.field(
+        description="The organization's customers (operators): by default in signup order, "
+        "newest last; `orderBy: HEALTH_ASC` lists the least healthy first."
+    )
     async def customers(
         self,
         info: Info,
         first: int | None = None,
         after: str | None = None,
         filter: CustomerFilter | None = None,
+        order_by: CustomerOrder = CustomerOrder.CREATED_ASC,
     ) -> CustomerConnection:
         f = filter or CustomerFilter()
         page = await service.list_customers(
@@ -49,7 +55,11 @@ class Query:
                 outcome=f.outcome,
                 completed_within_weeks=f.completed_within_weeks,
                 active=f.active,
+                health_level=HealthLevel(f.health_level).value if f.health_level else None,
+                health_below=f.health_below,
+                health_above=f.health_above,
             ),
+            order=CustomerOrder(order_by),
         )
         return CustomerConnection.of(page)
 

@@ -11,8 +11,7 @@ import strawberry
 from app.customers.listing import EXACT_COUNT_LIMIT, Count, CustomerPage
 from app.customers.models import Customer as CustomerRow
 from app.graphql.context import Context
-from app.graphql.enums import StepOutcome, WorkflowStatus
-from app.kit.pagination import encode_cursor
+from app.graphql.enums import HealthLevel, StepOutcome, WorkflowStatus
 
 if TYPE_CHECKING:
     from app.graphql.health.types import HealthScore
@@ -138,7 +137,10 @@ class CustomerConnection:
         return cls(
             page=page,
             counted=[],
-            edges=[CustomerEdge(cursor=encode_cursor(r), node=Customer.of(r)) for r in page.items],
+            edges=[
+                CustomerEdge(cursor=c, node=Customer.of(r))
+                for r, c in zip(page.items, page.cursors, strict=True)
+            ],
             page_info=PageInfo.of(page),
         )
 
@@ -166,6 +168,15 @@ class CustomerFilter:
     )
     active: bool | None = strawberry.field(
         default=None, description="Activity within the last 7 days (as analytics counts it)."
+    )
+    health_level: HealthLevel | None = strawberry.field(
+        default=None, description="Current health level (an override's when one is active)."
+    )
+    health_below: float | None = strawberry.field(
+        default=None, description="Current health score below this (0-100, exclusive)."
+    )
+    health_above: float | None = strawberry.field(
+        default=None, description="Current health score above this (0-100, exclusive)."
     )
 
 
