@@ -41,6 +41,10 @@ class Migration(migrations.Migration):
             index=Index(fields=['customer_id']),
         ),
         ops.AddIndex(
+            model_name='MilestoneAchievement',
+            index=Index(fields=['customer_id']),
+        ),
+        ops.AddIndex(
             model_name='SignInLink',
             index=Index(fields=['customer_id']),
         ),

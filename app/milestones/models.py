@@ -52,4 +52,7 @@ class MilestoneAchievement(Model):
     class Meta:
         table = "milestone_achievement"
         unique_together = (("organization_id", "customer_id", "milestone_key", "occurrence"),)
-        indexes = (("organization_id", "milestone_key", "achieved_at"),)
+        indexes = (
+            ("customer_id",),
+            ("organization_id", "milestone_key", "achieved_at"),
+        )
