@@ -9,8 +9,10 @@ so the session's connection pool is left alone.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -139,3 +141,15 @@ async def test_every_foreign_key_leads_an_index(database_url: str) -> None:
         "foreign keys no index leads with (each delete of the referenced row scans the "
         f"referencing table; add an index on the column to the model's Meta): {missing}"
     )
+
+
+def test_migrations_form_one_numbered_chain() -> None:
+    """Each migration follows the one numbered before it: two branches landing the same number
+    (or depending on the same parent) are caught here, before a database sees them."""
+    folder = Path(__file__).resolve().parents[1] / "migrations"
+    names = sorted(p.stem for p in folder.glob("[0-9][0-9][0-9][0-9]_*.py"))
+    numbers = [int(n[:4]) for n in names]
+    assert numbers == list(range(1, len(names) + 1)), f"numbers repeat or skip: {names}"
+    for previous, name in itertools.pairwise(names):
+        source = (folder / f"{name}.py").read_text()
+        assert f"('liftoff', '{previous}')" in source, f"{name} must depend on {previous}"

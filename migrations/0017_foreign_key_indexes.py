@@ -3,7 +3,7 @@ from tortoise.migrations import operations as ops
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0015_activity_cursor')]
+    dependencies = [('liftoff', '0016_health_summary')]
 
     initial = False
 
