@@ -391,7 +391,7 @@ def token_revoke(
     settings = get_settings()
 
     async def go() -> int:
-        from app.accounts.access import CHANNEL, revoke_tokens
+        from app.accounts.access import revoke_tokens
         from app.accounts.viewer import Viewer
         from app.db import transaction
 
@@ -399,18 +399,64 @@ def token_revoke(
         admin = Viewer(subject="cli", organization_id=found.id, role=Role.ADMIN)
         async with transaction():
             version = await revoke_tokens(admin, subject=subject)
-        if settings.redis_url:
-            import redis.asyncio as redis
-
-            client = redis.from_url(settings.redis_url)
-            try:
-                await client.publish(CHANNEL, f"{found.id}:{subject.strip()}")
-            finally:
-                await client.aclose()
+        await _announce(settings, f"{found.id}:{subject.strip()}")
         return version
 
     version = _run(lambda: _with_db(settings, go))
     typer.echo(f"Tokens of {subject} revoked; new tokens carry version {version}.")
+
+
+@cli.command("rate-limit")
+def rate_limit(
+    org: Annotated[str, typer.Option(help="Organization slug or id.")],
+    budget: Annotated[str, typer.Option(help="reads, writes, subscribes, organization or ingest.")],
+    limit: Annotated[
+        str | None, typer.Option(help="The organization's budget, e.g. 1200/minute.")
+    ] = None,
+    clear: Annotated[bool, typer.Option(help="Put the server's default back.")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why (kept in the audit log).")] = None,
+) -> None:
+    """Set an organization's own rate-limit budget, above the default too (admins of the
+    organization may only lower theirs)."""
+    if (limit is None) == (not clear):
+        raise typer.BadParameter("give either --limit or --clear")
+    settings = get_settings()
+
+    async def go() -> str:
+        from app.accounts import ratelimits
+        from app.accounts.viewer import Viewer
+        from app.db import transaction
+        from app.errors import DomainError
+
+        found = await _find_org(org)
+        operator = Viewer(subject="cli", organization_id=found.id, role=Role.ADMIN)
+        try:
+            async with transaction():
+                done = await ratelimits.set_override(
+                    operator, settings, budget=budget, limit=limit, reason=reason, allow_raise=True
+                )
+        except DomainError as exc:
+            raise typer.BadParameter(exc.message) from None
+        await _announce(settings, f"{found.id}:*rate-limits*")
+        return f"{found.slug}: {done.name} budget is {done.limit} (default {done.default})."
+
+    typer.echo(_run(lambda: _with_db(settings, go)))
+
+
+async def _announce(settings: Settings, message: str) -> None:
+    """Tell every api process (over Redis, when there is one) that access in an organization
+    changed (`app/accounts/access.py`)."""
+    if not settings.redis_url:
+        return
+    import redis.asyncio as redis
+
+    from app.accounts.access import CHANNEL
+
+    client = redis.from_url(settings.redis_url)
+    try:
+        await client.publish(CHANNEL, message)
+    finally:
+        await client.aclose()
 
 
 async def _find_org(key: str) -> Organization:

@@ -86,3 +86,21 @@ class TokenSubject(Model):
     class Meta:
         table = "token_subject"
         unique_together = (("organization_id", "subject"),)
+
+
+class RateLimitOverride(Model):
+    """An organization's own budget for one rate limit, in place of the server's default."""
+
+    id = fields.UUIDField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Organization] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="rate_limit_overrides", on_delete=fields.CASCADE
+    )
+    budget = fields.CharField(max_length=32)
+    limit = fields.CharField(max_length=64)
+    reason = fields.TextField(null=True)
+    set_by = fields.CharField(max_length=254)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "rate_limit_override"
+        unique_together = (("organization_id", "budget"),)

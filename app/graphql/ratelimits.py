@@ -3,17 +3,22 @@ client address; reads, writes, sign-ins and subscriptions counted apart."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from graphql import FieldNode, OperationType, get_operation_ast
 from graphql.error import GraphQLError
 from strawberry.extensions import SchemaExtension
 
+from app.accounts.ratelimits import overrides_of
+from app.accounts.viewer import Viewer
 from app.errors import RateLimited
 from app.kit.ratelimit import Limiter
 from app.ops import metrics
 from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 SIGN_IN_FIELDS = frozenset({"login", "redeemSignInLink"})
 INGEST_FIELDS = frozenset({"ingestEvents"})
@@ -26,25 +31,47 @@ def client_address(request: Any) -> str:
 
 
 def budgets(
-    settings: Settings, *, kind: str, subject: str | None, organization: str | None, address: str
+    settings: Settings,
+    *,
+    kind: str,
+    subject: str | None,
+    organization: str | None,
+    address: str,
+    overrides: Mapping[str, str] | None = None,
 ) -> list[tuple[str, str, str]]:
-    """(budget, scope, key) to spend for one operation of `kind`."""
+    """(budget, scope, key) to spend for one operation of `kind`; `overrides` are the
+    organization's own budgets (`app/accounts/ratelimits.py`)."""
+    own = overrides or {}
     if kind == "ingest" and subject is not None and organization is not None:
         # servers send batches at a steady rate from few addresses: their own budget
-        return [(settings.rate_ingest, "ingest:subject", f"{organization}:{subject}")]
+        budget = own.get("ingest", settings.rate_ingest)
+        return [(budget, "ingest:subject", f"{organization}:{subject}")]
     spend = [(settings.rate_per_address, "address", address)]
     if kind == "sign-in":
         spend.append((settings.rate_sign_ins, "sign-in", address))
     if subject is not None and organization is not None:
         per_subject = {
-            "read": settings.rate_reads,
-            "write": settings.rate_writes,
-            "subscribe": settings.rate_subscribes,
+            "read": own.get("reads", settings.rate_reads),
+            "write": own.get("writes", settings.rate_writes),
+            "subscribe": own.get("subscribes", settings.rate_subscribes),
         }.get(kind)
         if per_subject:
             spend.append((per_subject, f"{kind}:subject", f"{organization}:{subject}"))
-        spend.append((settings.rate_per_organization, "organization", organization))
+        budget = own.get("organization", settings.rate_per_organization)
+        spend.append((budget, "organization", organization))
     return spend
+
+
+async def organization_overrides(viewer: Viewer | None) -> Mapping[str, str] | None:
+    """The viewer's organization's own budgets; none when they cannot be read (the
+    defaults apply rather than refusing the request)."""
+    if viewer is None:
+        return None
+    try:
+        return await overrides_of(viewer.organization_id)
+    except Exception as exc:
+        log.warning("rate-limit overrides unavailable (%s); using the defaults", exc)
+        return None
 
 
 def refusal(scope: str, retry_after: float) -> RateLimited:
@@ -92,6 +119,7 @@ def rate_limits(settings: Settings, limiter: Limiter) -> type[SchemaExtension]:
                 subject=viewer.subject if viewer else None,
                 organization=str(viewer.organization_id) if viewer else None,
                 address=client_address(getattr(context, "request", None)),
+                overrides=await organization_overrides(viewer),
             )
             refused = await check(limiter, spend)
             if refused is not None:

@@ -17,6 +17,8 @@ from strawberry.types import ExecutionContext
 from app.graphql.accounts.apikeys import Mutation as ApiKeysMutation
 from app.graphql.accounts.apikeys import Query as ApiKeysQuery
 from app.graphql.accounts.queries import Query as AccountsQuery
+from app.graphql.accounts.ratelimits import Mutation as RateLimitsMutation
+from app.graphql.accounts.ratelimits import Query as RateLimitsQuery
 from app.graphql.accounts.signin import Mutation as SignInMutation
 from app.graphql.accounts.tokens import Mutation as TokensMutation
 from app.graphql.analytics.exports import Mutation as ExportMutation
@@ -62,6 +64,7 @@ Query = merge_types(
         MilestonesQuery,
         AuditQuery,
         ApiKeysQuery,
+        RateLimitsQuery,
     ),
 )
 Subscription = merge_types(
@@ -81,6 +84,7 @@ Mutation = merge_types(
         TokensMutation,
         ApiKeysMutation,
         UsageMutation,
+        RateLimitsMutation,
     ),
 )
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket
 
-from app.accounts import access, apikeys
+from app.accounts import access, apikeys, ratelimits
 from app.accounts.tokens import Credentials
 from app.accounts.viewer import Viewer
 from app.errors import DomainError, RateLimited
@@ -116,6 +116,7 @@ class Sessions:
                 organization_id, _, subject = str(event.message).partition(":")
                 access.CACHE.forget(organization_id, subject)
                 apikeys.CACHE.forget(subject)
+                ratelimits.CACHE.forget(organization_id)
                 try:
                     await self.recheck(organization_id, subject)
                 except Exception:

@@ -201,6 +201,12 @@ CASES: dict[str, Case] = {
         milestone_set,
         "milestones.install",
     ),
+    "setRateLimit": Case(
+        'mutation { setRateLimit(name: WRITES, limit: "300/minute", reason: "audit walk") '
+        "{ limit } }",
+        nothing,
+        "rate_limit.set",
+    ),
     "revokeTokens": Case(
         "mutation($s: String!) { revokeTokens(subject: $s) { version } }",
         nothing,

@@ -11,9 +11,13 @@ from typing import Any
 import httpx
 from starlette.requests import Request
 
+from app.accounts import ratelimits
 from app.accounts.models import Role
 from app.accounts.tokens import credentials_for
+from app.accounts.viewer import Viewer
 from app.asgi import LiftoffGraphQL
+from app.audit.models import AuditEntry
+from app.db import transaction
 from app.errors import RateLimited
 from app.events.hub import Hub
 from app.graphql.context import Context
@@ -161,3 +165,82 @@ async def test_websocket_caps_per_subject_and_organization(tenant: Tenant) -> No
     for socket in sockets:
         sessions.discard(socket.scope)
     assert not sessions.open
+
+
+SET_LIMIT = """mutation($name: RateLimitName!, $limit: String) {
+  setRateLimit(name: $name, limit: $limit, reason: "one integration at a time") {
+    name limit default overridden reason } }"""
+RATE_LIMITS = "{ rateLimits { name limit default overridden } }"
+
+
+async def test_an_admin_lowers_the_organizations_own_budget_and_puts_it_back(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    tokens = tokens_of(tenant, await tenant.customer())
+    others = tokens_of(other_tenant, await other_tenant.customer())
+    app = view(rate_reads="50/minute")
+    body = await send_vars(app, SET_LIMIT, {"name": "READS", "limit": "2/minute"}, tokens)
+    assert body["data"]["setRateLimit"] == {
+        "name": "READS",
+        "limit": "2/minute",
+        "default": "50/minute",
+        "overridden": True,
+        "reason": "one integration at a time",
+    }
+    for _ in range(2):
+        assert (await send(app, READ, token=tokens[Role.CSM])).status_code == 200
+    assert refused(await send(app, READ, token=tokens[Role.CSM]))["scope"] == "read:subject"
+    for _ in range(3):  # another organization keeps the default
+        assert (await send(app, READ, token=others[Role.CSM])).status_code == 200
+    listed = (await send(app, RATE_LIMITS, token=tokens[Role.ADMIN])).json()["data"]
+    assert {"name": "READS", "limit": "2/minute", "default": "50/minute", "overridden": True} in (
+        listed["rateLimits"]
+    )
+    cleared = await send_vars(app, SET_LIMIT, {"name": "READS", "limit": None}, tokens)
+    assert cleared["data"]["setRateLimit"]["limit"] == "50/minute"
+    assert not cleared["data"]["setRateLimit"]["overridden"]
+    assert (await send(app, READ, token=tokens[Role.CSM])).status_code == 200
+    actions = await AuditEntry.filter(organization_id=tenant.id, target_type="rate_limit").order_by(
+        "id"
+    )
+    assert [a.action for a in actions] == ["rate_limit.set", "rate_limit.cleared"]
+
+
+async def test_admins_cannot_raise_a_budget_but_the_server_operator_can(tenant: Tenant) -> None:
+    tokens = tokens_of(tenant, await tenant.customer())
+    app = view(rate_per_organization="6/minute")
+    raised = await send_vars(
+        app, SET_LIMIT, {"name": "ORGANIZATION", "limit": "600/minute"}, tokens
+    )
+    assert raised["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    bad = await send_vars(app, SET_LIMIT, {"name": "WRITES", "limit": "lots"}, tokens)
+    assert bad["errors"][0]["extensions"] == {"code": "VALIDATION_FAILED", "field": "limit"}
+    csm = await send_vars(app, SET_LIMIT, {"name": "WRITES", "limit": "1/minute"}, tokens, Role.CSM)
+    assert csm["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    async with transaction():  # what `liftoff rate-limit --org … --budget organization` does
+        await ratelimits.set_override(
+            Viewer(subject="cli", organization_id=tenant.id, role=Role.ADMIN),
+            app.settings,
+            budget="organization",
+            limit="20/minute",
+            allow_raise=True,
+        )
+    for _ in range(10):  # over the default of 6, within the organization's 20
+        assert (await send(app, READ, token=tokens[Role.CUSTOMER])).status_code == 200
+
+
+async def send_vars(
+    app: LiftoffGraphQL,
+    query: str,
+    variables: dict[str, Any],
+    tokens: dict[Role, str],
+    role: Role = Role.ADMIN,
+) -> dict[str, Any]:
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 5000))
+    headers = {"authorization": f"Bearer {tokens[role]}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://liftoff.test") as client:
+        response = await client.post(
+            "/", json={"query": query, "variables": variables}, headers=headers
+        )
+    body: dict[str, Any] = response.json()
+    return body

@@ -17,7 +17,7 @@ from typing import Any
 import graphql
 import pytest
 
-from app.accounts.models import Operator, Role, TokenSubject
+from app.accounts.models import Operator, RateLimitOverride, Role, TokenSubject
 from app.analytics import exports, maintain, service
 from app.analytics.models import AnalyticsCustomer, ExportJob
 from app.audit.models import AuditEntry
@@ -326,6 +326,22 @@ async def revoked_in_other_org(data: Any, w: World) -> None:
     assert rows == [{"organization_id": w.other.id}]
 
 
+async def limits_of_other_org(data: Any, w: World) -> None:
+    own = {r.budget: r.limit for r in await RateLimitOverride.filter(organization_id=w.other.id)}
+    for budget in data:
+        name = budget["name"].lower()
+        assert budget["overridden"] == (name in own) and budget["limit"] == own.get(
+            name, budget["default"]
+        )
+
+
+async def limit_set_in_other_org(data: Any, w: World) -> None:
+    assert data == {"name": "WRITES", "limit": "300/minute", "overridden": True}
+    rows = await RateLimitOverride.filter(budget="writes").values("organization_id")
+    assert {"organization_id": w.victim.id} not in rows
+    assert {"organization_id": w.other.id} in rows
+
+
 def for_both(outcome: Outcome) -> dict[str, Outcome]:
     return {OTHER_ADMIN: outcome, OTHER_CUSTOMER: outcome}
 
@@ -613,6 +629,20 @@ CASES: list[Case] = [
         "mutation($s: String!) { revokeTokens(subject: $s) { subject version } }",
         lambda w: {"s": w.victim.admin.subject},
         {OTHER_ADMIN: Own(revoked_in_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+    ),
+    Case(
+        "Query.rateLimits",
+        "rateLimits (the caller's organization's budgets only)",
+        "{ rateLimits { name limit default overridden } }",
+        lambda w: {},
+        {OTHER_ADMIN: Own(limits_of_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
+    ),
+    Case(
+        "Mutation.setRateLimit",
+        "setRateLimit (lands in the caller's organization)",
+        'mutation { setRateLimit(name: WRITES, limit: "300/minute") { name limit overridden } }',
+        lambda w: {},
+        {OTHER_ADMIN: Own(limit_set_in_other_org), OTHER_CUSTOMER: Refused("FORBIDDEN")},
     ),
 ]
 
