@@ -5,7 +5,7 @@ from uuid import uuid4
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0015_activity_cursor')]
+    dependencies = [('liftoff', '0016_health_summary')]
 
     initial = False
 
