@@ -5,7 +5,7 @@ from uuid import uuid4
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0016_health_summary')]
+    dependencies = [('liftoff', '0017_foreign_key_indexes')]
 
     initial = False
 
