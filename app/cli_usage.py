@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -108,6 +109,91 @@ def event_retention(
     typer.echo(f"Usage events of {org} are kept for {kept}.")
 
 
+def import_events(
+    file: Annotated[
+        Path, typer.Argument(help="CSV (with a header) or JSON Lines.", exists=True, dir_okay=False)
+    ],
+    org: Org,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv or jsonl (default: by the file's ending).")
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="Where refused lines go (default: FILE.rejected.csv)."),
+    ] = None,
+    chunk: Annotated[int, typer.Option(min=100, help="Lines per transaction.")] = 20_000,
+) -> None:
+    """Backfill usage events from a file: streamed, bulk-loaded with COPY, idempotent on rerun
+    (lines whose idempotency key is known count as duplicates)."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from app.cli import _find_org, _run_or_exit, console
+    from app.usage.backfill import Report, import_file
+    from app.usage.importer import FORMATS, format_of
+    from app.usage.retention import retention_days
+
+    if fmt is not None and fmt not in FORMATS:
+        raise typer.BadParameter(f"--format must be one of {', '.join(FORMATS)}")
+    settings = get_settings()
+    out = rejects or file.with_name(file.name + ".rejected.csv")
+    columns = (
+        TextColumn("Importing"),
+        BarColumn(),
+        TaskProgressColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[lines]} lines · {task.fields[rate]} events/s"),
+        TimeRemainingColumn(),
+    )
+
+    async def go() -> Report:
+        import time
+
+        found = await _find_org(org)
+        days = await retention_days(found.id, default=settings.event_retention_days)
+        start = time.perf_counter()
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task("import", total=file.stat().st_size, lines="0", rate="-")
+
+            def progressed(done: int, total: int, report: Report) -> None:
+                rate = (report.accepted + report.duplicates) / max(
+                    time.perf_counter() - start, 1e-9
+                )
+                bar.update(
+                    task,
+                    completed=done,
+                    total=total,
+                    lines=f"{report.lines:,}",
+                    rate=f"{rate:,.0f}",
+                )
+
+            return await import_file(
+                file,
+                organization_id=found.id,
+                fmt=format_of(str(file), fmt),
+                rejects=out,
+                retention_days=days,
+                actor="import:cli",
+                chunk_lines=chunk,
+                on_progress=progressed,
+            )
+
+    report = _run_or_exit(settings, go)
+    rate = report.lines / max(report.seconds, 1e-9)
+    typer.echo(
+        f"{report.lines:,} lines in {report.seconds:.1f}s ({rate:,.0f} lines/s): "
+        f"{report.accepted:,} accepted, {report.duplicates:,} duplicates, "
+        f"{report.rejected:,} rejected (see {out})."
+    )
+
+
 def register(cli: typer.Typer) -> None:
     cli.add_typer(api_key_cli, name="api-key")
+    cli.command("import-events")(import_events)
     cli.command("event-retention")(event_retention)

@@ -28,6 +28,7 @@ class Reject(StrEnum):
     """Stable codes of a rejected item."""
 
     NOT_FOUND = "NOT_FOUND"
+    MALFORMED_ITEM = "MALFORMED_ITEM"
     INVALID_CUSTOMER = "INVALID_CUSTOMER"
     INVALID_NAME = "INVALID_NAME"
     INVALID_IDEMPOTENCY_KEY = "INVALID_IDEMPOTENCY_KEY"
@@ -91,6 +92,40 @@ def encode_properties(properties: Any) -> str | Rejection:
     return text
 
 
+_FIELDS = {
+    "customerId": "customer_id",
+    "externalId": "external_id",
+    "name": "name",
+    "occurredAt": "occurred_at",
+    "idempotencyKey": "idempotency_key",
+    "properties": "properties",
+}
+
+
+def event_from_json(item: Any) -> EventIn | Rejection:
+    """One item of a batch as sent (a JSON object with the fields of `EventIn` in
+    camelCase), or why its shape is refused."""
+    if not isinstance(item, dict):
+        return Rejection(Reject.MALFORMED_ITEM, "Each event must be a JSON object.")
+    unknown = [k for k in item if k not in _FIELDS]
+    if unknown:
+        return Rejection(Reject.MALFORMED_ITEM, f"Unknown field(s): {', '.join(unknown)[:200]}.")
+    for key in ("customerId", "externalId"):
+        if item.get(key) is not None and not isinstance(item[key], str):
+            return Rejection(Reject.INVALID_CUSTOMER, f"`{key}` must be a string.")
+    for key in ("name", "occurredAt", "idempotencyKey"):
+        if not isinstance(item.get(key), str):
+            return Rejection(Reject.MALFORMED_ITEM, f"`{key}` is required and must be a string.")
+    return EventIn(
+        name=item["name"],
+        occurred_at=item["occurredAt"],
+        idempotency_key=item["idempotencyKey"],
+        customer_id=item.get("customerId"),
+        external_id=item.get("externalId"),
+        properties=item.get("properties"),
+    )
+
+
 def occurred_at_of(value: datetime | str) -> datetime | Rejection:
     """The time an event happened (ISO 8601 with a UTC offset), or why it is refused."""
     if isinstance(value, str):
@@ -107,37 +142,75 @@ def occurred_at_of(value: datetime | str) -> datetime | Rejection:
     return value
 
 
-def check_event(event: EventIn, *, now: datetime, retention_days: int) -> Rejection | None:
-    """Why `event` cannot be stored (apart from its customer and properties), or None."""
-    if (event.customer_id is None) == (event.external_id is None):
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The times an event may have happened at, for one batch or file."""
+
+    earliest: datetime
+    latest: datetime
+    retention_days: int
+
+    @classmethod
+    def at(cls, now: datetime, retention_days: int) -> Window:
+        return cls(
+            retention_start(now=now, retention_days=retention_days),
+            now + FUTURE_TOLERANCE,
+            retention_days,
+        )
+
+
+def check_fields(
+    customer_id: str | None,
+    external_id: str | None,
+    name: str,
+    occurred_at: datetime | str,
+    idempotency_key: str,
+    window: Window,
+) -> datetime | Rejection:
+    """When an event happened, or why it cannot be stored (apart from its customer and
+    properties); the one check of the API and of file imports."""
+    named = customer_id if external_id is None else external_id
+    if (customer_id is None) == (external_id is None) or "\x00" in (named or ""):
         return Rejection(
             Reject.INVALID_CUSTOMER,
             "Name the customer by `customerId` or `externalId`, one of them.",
         )
-    if not NAME.match(event.name):
+    if not NAME.match(name):
         return Rejection(
-            Reject.INVALID_NAME,
-            f"Event name {event.name[:80]!r} must match [a-z][a-z0-9_.]{{0,63}}.",
+            Reject.INVALID_NAME, f"Event name {name[:80]!r} must match [a-z][a-z0-9_.]{{0,63}}."
         )
-    key = event.idempotency_key
-    if not key or len(key) > MAX_KEY_LENGTH or key.strip() != key:
+    key = idempotency_key
+    if not key or len(key) > MAX_KEY_LENGTH or key.strip() != key or "\x00" in key:
         return Rejection(
             Reject.INVALID_IDEMPOTENCY_KEY,
             f"`idempotencyKey` must be 1-{MAX_KEY_LENGTH} characters without surrounding spaces.",
         )
-    at = occurred_at_of(event.occurred_at)
+    at = occurred_at_of(occurred_at)
     if isinstance(at, Rejection):
         return at
-    if at > now + FUTURE_TOLERANCE:
+    if at > window.latest:
         return Rejection(
             Reject.OCCURRED_IN_FUTURE, "`occurredAt` is more than 5 minutes in the future."
         )
-    if at < retention_start(now=now, retention_days=retention_days):
+    if at < window.earliest:
         return Rejection(
             Reject.OUTSIDE_RETENTION,
-            f"`occurredAt` is older than the {retention_days}-day retention window.",
+            f"`occurredAt` is older than the {window.retention_days}-day retention window.",
         )
-    return None
+    return at
+
+
+def check_event(event: EventIn, *, now: datetime, retention_days: int) -> Rejection | None:
+    """Why `event` cannot be stored (apart from its customer and properties), or None."""
+    checked = check_fields(
+        event.customer_id,
+        event.external_id,
+        event.name,
+        event.occurred_at,
+        event.idempotency_key,
+        Window.at(now, retention_days),
+    )
+    return checked if isinstance(checked, Rejection) else None
 
 
 def retention_start(*, now: datetime, retention_days: int) -> datetime:

@@ -6,20 +6,21 @@ Callers open the transaction; every function here runs inside it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from tortoise.connection import get_connection
 
 from app.accounts.apikeys import INGEST as INGEST_SCOPE
 from app.accounts.models import Role
 from app.accounts.viewer import Viewer
 from app.customers import external
-from app.customers.models import Customer
 from app.errors import ValidationFailed
 from app.events import outbox
 from app.kit.clock import utcnow
-from app.kit.tenancy import Tenant, scoped
+from app.kit.tenancy import Tenant
 from app.usage import retention, storage
 from app.usage.rules import (
     MAX_BATCH,
@@ -65,31 +66,37 @@ def _uuid(value: str) -> uuid.UUID | None:
         return None
 
 
+async def customers_named(
+    organization_id: uuid.UUID,
+    customer_ids: Iterable[str | None],
+    external_ids: Iterable[str | None],
+) -> tuple[set[uuid.UUID], dict[str, uuid.UUID]]:
+    """The organization's customers among these ids (ours, and its own), in one query."""
+    ids = list({u for c in customer_ids if c and (u := _uuid(c))})
+    externals = list({x for x in external_ids if x})
+    if not ids and not externals:
+        return set(), {}
+    rows = await get_connection("default").execute_query_dict(
+        "SELECT id, external_id FROM customer WHERE organization_id = $1 "
+        "AND (id = ANY($2::uuid[]) OR external_id = ANY($3::varchar[]))",
+        [organization_id, ids, externals],
+    )
+    return {r["id"] for r in rows}, {r["external_id"]: r["id"] for r in rows if r["external_id"]}
+
+
 async def resolve_customers(
     tenant: Tenant, events: Sequence[EventIn]
 ) -> tuple[set[uuid.UUID], dict[str, uuid.UUID]]:
     """The tenant's customers the events name: by our id, and by the organization's own id."""
-    ids = {u for e in events if e.customer_id and (u := _uuid(e.customer_id))}
-    externals = {e.external_id for e in events if e.external_id}
-    known: set[uuid.UUID] = set()
-    by_external: dict[str, uuid.UUID] = {}
-    if ids:
-        found = await scoped(Customer, tenant).filter(id__in=ids).values_list("id", flat=True)
-        known = set(found)  # type: ignore[arg-type]
-    if externals:
-        rows = (
-            await scoped(Customer, tenant)
-            .filter(external_id__in=externals)
-            .values_list("external_id", "id")
-        )
-        by_external = {str(ext): cid for ext, cid in rows}
-    return known, by_external
+    return await customers_named(
+        tenant.organization_id, (e.customer_id for e in events), (e.external_id for e in events)
+    )
 
 
 async def ingest_events(
     tenant: Tenant,
     *,
-    events: Sequence[EventIn],
+    events: Sequence[EventIn | Rejection],
     actor: str,
     retention_days: int,
     now: datetime | None = None,
@@ -108,6 +115,9 @@ async def ingest_events(
     results: dict[int, ItemResult] = {}
     valid: list[tuple[int, EventIn, datetime, str]] = []
     for index, event in enumerate(events):
+        if isinstance(event, Rejection):  # its shape was refused as it arrived
+            results[index] = ItemResult(index, ItemStatus.REJECTED, None, event.code, event.reason)
+            continue
         problem = check_event(event, now=now, retention_days=retention_days)
         properties = encode_properties(event.properties) if problem is None else ""
         if isinstance(properties, Rejection):
@@ -200,7 +210,7 @@ def _named(event: EventIn) -> str:
 async def ingest_as(
     viewer: Viewer,
     *,
-    events: Sequence[EventIn],
+    events: Sequence[EventIn | Rejection],
     create_missing: bool = False,
     default_retention_days: int,
 ) -> Ingested:

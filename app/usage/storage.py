@@ -41,6 +41,13 @@ async def ensure_partitions(first: date, last: date) -> int:
     return int(rows[0]["created"])
 
 
+async def ensure_months(months: set[date]) -> None:
+    """`ensure_partitions` for these months, unless this process already did."""
+    if months and not months <= _ensured_months:
+        await ensure_partitions(min(months), max(months))
+        _ensured_months.update(months)
+
+
 async def claim_keys(organization_id: uuid.UUID, keys: Sequence[str]) -> set[str]:
     """Record idempotency keys; return those not seen before (a concurrent copy waits)."""
     if not keys:
@@ -58,10 +65,7 @@ async def insert_events(organization_id: uuid.UUID, rows: Sequence[EventRow]) ->
     """Store accepted events in their monthly partitions (created when missing)."""
     if not rows:
         return
-    months = {_month(r.occurred_at) for r in rows}
-    if not months <= _ensured_months:
-        await ensure_partitions(min(months), max(months))
-        _ensured_months.update(months)
+    await ensure_months({_month(r.occurred_at) for r in rows})
     await get_connection("default").execute_query(
         "INSERT INTO usage_event "
         "(organization_id, customer_id, name, occurred_at, idempotency_key, properties) "

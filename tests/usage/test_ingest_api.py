@@ -115,6 +115,10 @@ async def test_each_item_is_answered_on_its_own(tenant: Tenant) -> None:
         {"customerId": cid, "name": "x", "occurredAt": now, "idempotencyKey": "a"},
         {"customerId": cid, "externalId": "both", "name": "x", "occurredAt": now,
          "idempotencyKey": "l"},
+        {"customerId": cid, "occurredAt": now, "idempotencyKey": "m"},
+        {"customerId": 42, "name": "x", "occurredAt": now, "idempotencyKey": "n"},
+        "not an object",
+        {"customerId": cid, "name": "x", "occurredAt": now, "idempotencyKey": "o", "extra": 1},
     ]  # fmt: skip
     body = await ingest_with_key(secret, items)
     answer = body["data"]["ingestEvents"]
@@ -133,8 +137,12 @@ async def test_each_item_is_answered_on_its_own(tenant: Tenant) -> None:
         (10, "REJECTED", "INVALID_PROPERTIES"),
         (11, "DUPLICATE", None),
         (12, "REJECTED", "INVALID_CUSTOMER"),
+        (13, "REJECTED", "MALFORMED_ITEM"),
+        (14, "REJECTED", "INVALID_CUSTOMER"),
+        (15, "REJECTED", "MALFORMED_ITEM"),
+        (16, "REJECTED", "MALFORMED_ITEM"),
     ]
-    assert (answer["accepted"], answer["duplicates"], answer["rejected"]) == (2, 1, 10)
+    assert (answer["accepted"], answer["duplicates"], answer["rejected"]) == (2, 1, 14)
     assert all(i["reason"] for i in answer["items"] if i["status"] == "REJECTED")
     assert [i["customerId"] for i in answer["items"][:2]] == [cid, cid]
     stored = await UsageEvent.filter(customer_id=customer.id).order_by("idempotency_key")
@@ -144,6 +152,16 @@ async def test_each_item_is_answered_on_its_own(tenant: Tenant) -> None:
     ]
     day = await UsageDaily.get(customer_id=customer.id, name="report_shared")
     assert day.count == 2
+    only = (await ingest_with_key(secret, items))["data"]["ingestEvents"]
+    assert (only["accepted"], only["duplicates"], only["rejected"]) == (0, 3, 14)
+    _, body = await send(
+        "mutation($input: IngestEventsInput!) { ingestEvents(input: $input) "
+        "{ items(only: [REJECTED]) { index code } } }",
+        {"input": {"events": items}},
+        headers={"x-api-key": secret},
+    )
+    rejected = body["data"]["ingestEvents"]["items"]
+    assert [i["index"] for i in rejected] == [2, *range(3, 11), *range(12, 17)]
     announced = await OutboxEvent.filter(organization_id=tenant.id, type=INGESTED)
     assert [e.payload["accepted"] for e in announced] == [2]
     assert announced[0].actor == f"api-key:{secret[:11]}"

@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 from app.db import transaction
 from app.graphql.customers.types import Info
 from app.usage import service
-from app.usage.rules import MAX_BATCH, EventIn, ItemStatus
+from app.usage.rules import MAX_BATCH, ItemStatus, event_from_json
 
 
 @strawberry.enum(description="What happened to one item of an ingested batch.")
@@ -20,27 +20,19 @@ class IngestStatus(Enum):
     REJECTED = ItemStatus.REJECTED.value
 
 
-@strawberry.input(description="One usage event; name the customer by `customerId` or `externalId`.")
-class UsageEventInput:
-    name: str = strawberry.field(description="Matches [a-z][a-z0-9_.]{0,63}.")
-    occurred_at: str = strawberry.field(
-        description="ISO 8601 with a UTC offset; at most 5 minutes ahead, within retention."
-    )
-    idempotency_key: str = strawberry.field(
-        description="Unique per event for the organization; a resend answers DUPLICATE."
-    )
-    customer_id: strawberry.ID | None = None
-    external_id: str | None = strawberry.field(
-        default=None, description="The organization's own id of the customer."
-    )
-    properties: JSON | None = strawberry.field(
-        default=None, description="A JSON object, at most 8 KiB, nested at most 5 deep."
-    )
+EVENT_SHAPE = (
+    "Each event is a JSON object: `customerId` (our id) or `externalId` (yours), `name` "
+    "(matching [a-z][a-z0-9_.]{0,63}), `occurredAt` (ISO 8601 with a UTC offset, at most 5 "
+    "minutes ahead and within retention), `idempotencyKey` (unique per event; a resend "
+    "answers DUPLICATE) and optional `properties` (a JSON object, at most 8 KiB, nested at "
+    "most 5 deep). Items are JSON so that an item of the wrong shape is REJECTED "
+    "(MALFORMED_ITEM) on its own instead of failing the whole call."
+)
 
 
 @strawberry.input(description=f"At most {MAX_BATCH} events, each answered on its own.")
 class IngestEventsInput:
-    events: list[UsageEventInput]
+    events: list[JSON] = strawberry.field(description=EVENT_SHAPE)
     create_missing_customers: bool = strawberry.field(
         default=False,
         description="Create a customer (with its default workflow) for an unknown `externalId`.",
@@ -61,7 +53,17 @@ class IngestEventsPayload:
     accepted: int
     duplicates: int
     rejected: int
-    items: list[IngestItem]
+    all_items: strawberry.Private[list[IngestItem]]
+
+    @strawberry.field(
+        description="Each item's answer in the order sent; `only` keeps those with these "
+        "statuses (e.g. [DUPLICATE, REJECTED], so a clean batch answers in a few bytes)."
+    )
+    def items(self, only: list[IngestStatus] | None = None) -> list[IngestItem]:
+        if only is None:
+            return self.all_items
+        wanted = set(only)
+        return [i for i in self.all_items if i.status in wanted]
 
 
 _STATUS = {s.value: s for s in IngestStatus}
@@ -76,17 +78,7 @@ class Mutation:
     )
     async def ingest_events(self, info: Info, input: IngestEventsInput) -> IngestEventsPayload:
         caller = info.context.caller
-        events = [
-            EventIn(
-                name=e.name,
-                occurred_at=e.occurred_at,
-                idempotency_key=e.idempotency_key,
-                customer_id=e.customer_id,
-                external_id=e.external_id,
-                properties=e.properties,
-            )
-            for e in input.events
-        ]
+        events = [event_from_json(e) for e in input.events]
         async with transaction():
             done = await service.ingest_as(
                 caller,
@@ -108,5 +100,5 @@ class Mutation:
             accepted=done.count(ItemStatus.ACCEPTED),
             duplicates=done.count(ItemStatus.DUPLICATE),
             rejected=done.count(ItemStatus.REJECTED),
-            items=items,
+            all_items=items,
         )

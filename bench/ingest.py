@@ -1,0 +1,308 @@
+"""Usage ingestion: events/s through `ingestEvents` (1,000-event calls from several concurrent
+clients to one `liftoff serve`) and through `liftoff import-events`, the latency of an ingest
+call, and how both hold as the event table grows.
+
+    python -m bench.ingest [--rows 0,1000000] [--clients 4] [--calls 15] [--lines 200000]
+                           [--rounds 3] [--customers 2000] [--database-url URL]
+
+One run: a throwaway database (migrated), one organization with `--customers` customers known
+by external ids and an API key. For each table size of `--rows` (ascending), the table is
+first filled to that many events (set-based SQL: events, their keys and rollups, spread over
+the last 90 days), then `--rounds` rounds alternate the API measurement and the import
+measurement (which goes first alternates too). API: `--clients` closed-loop clients, each
+sending `--calls` calls of 1,000 new events (bodies built before the clock starts). Import: a
+CSV of `--lines` new events through the real command. Figures, not verdicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.db import DEFAULT_SERVER
+from bench.health import load
+from bench.procs import (
+    Child,
+    Teardown,
+    app_env,
+    free_port,
+    guarded_main,
+    liftoff_argv,
+    run,
+    serve_argv,
+)
+from bench.report import table
+
+INGEST = (
+    "mutation($input: IngestEventsInput!) { ingestEvents(input: $input) "
+    "{ accepted duplicates rejected items(only: [DUPLICATE, REJECTED]) { index status code } } }"
+)
+NAMES = ("project_created", "report_shared", "teammate_invited", "dashboard_viewed", "export_run")
+BATCH = 1000
+
+
+@dataclass
+class Size:
+    """Figures at one table size."""
+
+    rows: int
+    fill_s: float = 0.0
+    api_rate: list[float] = field(default_factory=list)
+    latency_ms: list[float] = field(default_factory=list)
+    import_rate: list[float] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rows", default="0,1000000", help="event table sizes, ascending")
+    p.add_argument("--clients", type=int, default=4, help="concurrent API clients")
+    p.add_argument("--calls", type=int, default=15, help="1,000-event calls per client per round")
+    p.add_argument("--lines", type=int, default=200_000, help="lines per import round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--customers", type=int, default=2000)
+    p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_SERVER))
+    return p.parse_args(argv)
+
+
+def _q(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def prepare(url: str, customers: int) -> tuple[uuid.UUID, str, list[str]]:
+    """Migrate; an organization, its customers (by external id) and an ingest API key."""
+    from tortoise.connection import get_connection
+
+    from app.accounts import apikeys
+    from app.db import close_db, init_db, migrate, transaction
+    from app.onboarding.templates import open_organization
+
+    await migrate(url)
+    await close_db()
+    await init_db(url, pool_max=4)
+    async with transaction():
+        new = await open_organization(
+            name="Bench", slug="bench-ingest", admin_email="admin@bench.test",
+            admin_name="Admin", created_by="bench",
+        )  # fmt: skip
+        _, secret = await apikeys.create_key(new.viewer, name="bench")
+    externals = [f"acct-{i:06d}" for i in range(customers)]
+    await get_connection("default").execute_query(
+        "INSERT INTO customer (id, organization_id, external_id, email, name, user_type, "
+        "acquisition_channel, tags, signed_up_at, created_at) SELECT gen_random_uuid(), $1, x, "
+        "x || '@bench.test', x, 'standard', 'direct', '[]'::jsonb, now(), now() "
+        "FROM unnest($2::varchar[]) AS x",
+        [new.organization.id, externals],
+    )
+    return new.organization.id, secret, externals
+
+
+async def fill(org: uuid.UUID, have: int, want: int) -> None:
+    """Grow the event table to `want` rows with keys and rollups, a million per statement."""
+    from tortoise.connection import get_connection
+
+    from app.db import transaction
+
+    conn = get_connection("default")
+    while have < want:
+        n = min(1_000_000, want - have)
+        async with transaction():
+            await conn.execute_query(
+                """WITH g AS (
+                    SELECT 'fill-' || i AS k, c.id AS cid, now() - (i % 7776000) * interval '1 s'
+                           AS at, (ARRAY['project_created','report_shared','teammate_invited',
+                           'dashboard_viewed','export_run'])[1 + i % 5] AS name
+                    FROM generate_series($2::bigint, $3::bigint - 1) AS i
+                    JOIN LATERAL (SELECT id FROM customer WHERE organization_id = $1
+                                  ORDER BY id OFFSET (i % 1000) LIMIT 1) c ON true
+                ), k AS (INSERT INTO usage_event_key (organization_id, idempotency_key)
+                         SELECT $1, k FROM g)
+                , e AS (INSERT INTO usage_event
+                         (organization_id, customer_id, name, occurred_at, idempotency_key)
+                         SELECT $1, cid, name, at, k FROM g)
+                INSERT INTO usage_daily (organization_id, customer_id, day, name, count,
+                                         first_at, last_at)
+                SELECT $1, cid, (at AT TIME ZONE 'UTC')::date, name, count(*), min(at), max(at)
+                FROM g GROUP BY 2, 3, 4
+                ON CONFLICT (organization_id, customer_id, day, name) DO UPDATE SET
+                    count = usage_daily.count + EXCLUDED.count""",
+                [org, have, have + n],
+            )
+        have += n
+    await conn.execute_script("ANALYZE usage_event; ANALYZE usage_event_key; ANALYZE usage_daily")
+
+
+def bodies(externals: list[str], n: int, tag: str) -> list[bytes]:
+    """`n` request bodies of 1,000 new events each (JSON, encoded before timing)."""
+    rng = random.Random(tag)
+    now = datetime.now(UTC)
+    out = []
+    for b in range(n):
+        events = [
+            {
+                "externalId": rng.choice(externals),
+                "name": rng.choice(NAMES),
+                "occurredAt": (now - timedelta(seconds=rng.randint(60, 30 * 86400))).isoformat(),
+                "idempotencyKey": f"{tag}-{b}-{i}",
+                "properties": {"plan": "pro", "n": i} if i % 4 == 0 else None,
+            }
+            for i in range(BATCH)
+        ]
+        out.append(
+            json.dumps({"query": INGEST, "variables": {"input": {"events": events}}}).encode()
+        )
+    return out
+
+
+async def api_round(server: Child, secret: str, externals: list[str], size: Size, tag: str,
+                    clients: int, calls: int) -> None:  # fmt: skip
+    import httpx
+
+    work = [bodies(externals, calls, f"{tag}-c{c}") for c in range(clients)]
+    headers = {"x-api-key": secret, "content-type": "application/json"}
+
+    async def client(mine: list[bytes], http: httpx.AsyncClient) -> int:
+        accepted = 0
+        for body in mine:
+            started = time.perf_counter()
+            response = await http.post("/graphql", content=body, headers=headers)
+            size.latency_ms.append(1000 * (time.perf_counter() - started))
+            answer = response.json()
+            if response.status_code != 200 or answer.get("errors"):
+                raise RuntimeError(f"ingestEvents: {response.status_code} {str(answer)[:300]}")
+            accepted += answer["data"]["ingestEvents"]["accepted"]
+        return accepted
+
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(base_url=server.url, timeout=300, limits=limits,
+                                 trust_env=False) as http:  # fmt: skip
+        await http.post("/graphql", content=bodies(externals, 1, f"{tag}-warm")[0], headers=headers)
+        started = time.perf_counter()
+        done = await asyncio.gather(*(client(w, http) for w in work))
+        seconds = time.perf_counter() - started
+    assert sum(done) == clients * calls * BATCH, done
+    size.api_rate.append(sum(done) / seconds)
+
+
+def write_file(path: Path, externals: list[str], lines: int, tag: str) -> None:
+    rng = random.Random(tag)
+    now = datetime.now(UTC)
+    with path.open("w") as f:
+        f.write("external_id,name,occurred_at,idempotency_key,properties\n")
+        for i in range(lines):
+            at = (now - timedelta(seconds=rng.randint(60, 60 * 86400))).isoformat()
+            props = '"{""plan"":""pro""}"' if i % 4 == 0 else ""
+            f.write(f"{rng.choice(externals)},{rng.choice(NAMES)},{at},{tag}-{i},{props}\n")
+
+
+async def import_round(url: str, secret_key: str, externals: list[str], size: Size, tag: str,
+                       lines: int) -> None:  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
+        path = Path(folder) / "events.csv"
+        await asyncio.to_thread(write_file, path, externals, lines, tag)
+        started = time.perf_counter()
+        done = await asyncio.to_thread(
+            subprocess.run,
+            liftoff_argv("import-events", str(path), "--org", "bench-ingest"),
+            env=app_env(url, secret_key, COLUMNS="100"),
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
+        seconds = time.perf_counter() - started
+    if done.returncode != 0 or f"{lines:,} accepted" not in done.stdout:
+        raise RuntimeError(f"import-events: {done.returncode} {done.stdout[-300:]} {done.stderr}")
+    size.import_rate.append(lines / seconds)
+
+
+def report(sizes: list[Size], args: argparse.Namespace) -> None:
+    print(f"\ningestEvents: {args.clients} clients x {args.calls} calls of {BATCH} events per "
+          f"round, one `liftoff serve`; import-events: {args.lines:,} lines per round "
+          "(process start included)")  # fmt: skip
+    first = sizes[0]
+    rows = []
+    for s in sizes:
+        api, imp = statistics.median(s.api_rate), statistics.median(s.import_rate)
+        rows.append([
+            f"{s.rows:,}", f"{api:,.0f}", f"{min(s.api_rate):,.0f}-{max(s.api_rate):,.0f}",
+            f"{api / statistics.median(first.api_rate):.2f}",
+            f"{_q(s.latency_ms, 0.5):.0f}", f"{_q(s.latency_ms, 0.99):.0f}",
+            f"{imp:,.0f}", f"{min(s.import_rate):,.0f}-{max(s.import_rate):,.0f}",
+            f"{imp / statistics.median(first.import_rate):.2f}",
+        ])  # fmt: skip
+    for line in table(
+        [["events in table", "API ev/s", "spread", "vs first", "p50 ms", "p99 ms",
+          "import ev/s", "spread", "vs first"]],
+        rows, rule=True,
+    ):  # fmt: skip
+        print(line)
+
+
+def bench(args: argparse.Namespace, teardown: Teardown) -> int:
+    sizes = [Size(int(n)) for n in args.rows.split(",")]
+    secret_key = secrets.token_hex(32)
+    print(f"bench.ingest: table sizes {[s.rows for s in sizes]}; {os.cpu_count()} cpus; {load()}")
+
+    async def body() -> None:
+        from app.db import close_db
+
+        url, version = await teardown.create_database()
+        print(f"PostgreSQL {version}, database {teardown.db_name}")
+        org, key, externals = await prepare(url, args.customers)
+        port = free_port()
+        env = app_env(url, secret_key, LIFTOFF_INLINE_WORKER="false",
+                      LIFTOFF_RATE_INGEST="1000000/minute")  # fmt: skip
+        server = Child("serve", serve_argv(port), env, port)
+        teardown.add(server.stop)
+        server.start()
+        await server.wait_ready()
+        have = 0
+        try:
+            for size in sizes:
+                started = time.perf_counter()
+                await fill(org, have, size.rows)
+                size.fill_s = time.perf_counter() - started
+                have = size.rows
+                print(f"-- {size.rows:,} events in the table (filled in {size.fill_s:.0f}s); "
+                      f"{load()}", flush=True)  # fmt: skip
+                for r in range(args.rounds):
+                    tag = f"r{size.rows}-{r}"
+                    steps = ["api", "import"] if r % 2 == 0 else ["import", "api"]
+                    for step in steps:
+                        if step == "api":
+                            await api_round(server, key, externals, size, tag, args.clients,
+                                            args.calls)  # fmt: skip
+                        else:
+                            await import_round(url, secret_key, externals, size, tag, args.lines)
+                    print(f"   round {r + 1}: API {size.api_rate[-1]:,.0f} ev/s, import "
+                          f"{size.import_rate[-1]:,.0f} ev/s; {load()}", flush=True)  # fmt: skip
+                have += len(size.api_rate) * args.clients * args.calls * BATCH
+                have += len(size.import_rate) * args.lines
+        finally:
+            await close_db()
+        report(sizes, args)
+        print(f"\n{load()} at the end")
+
+    run(body())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return guarded_main(args.database_url, lambda teardown: bench(args, teardown))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
