@@ -12,7 +12,9 @@ One run, on a throwaway database (DATABASE_URL, else the machine's PostgreSQL):
 3. `updateTask` throughput (bench.workflow's closed-loop clients, 64 customers) with the
    `analytics-rollups` consumer running in the server's inline worker and with it paused
    (LIFTOFF_PAUSED_CONSUMERS), alternating per round; the ratio of each round and its median;
-   before each measured run with the consumer on, its backlog is drained first;
+   before each measured run with the consumer on, its backlog is drained first; server +
+   PostgreSQL CPU per request on both sides, events per request, and from them the CPU
+   each event's rollup maintenance adds;
 4. the CUSTOMERS CSV export of the largest organization streamed over HTTP: rows, bytes,
    seconds and the server's resident memory before and at its peak.
 Figures, not verdicts; the machine's load average is printed with them.
@@ -31,6 +33,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bench.db import DEFAULT_SERVER, with_database
 from bench.metrics import percentile_ms, rss_kb
@@ -209,13 +212,35 @@ async def _caught_up(db_url: str, within: float = 120.0) -> float:
     raise RuntimeError("the analytics consumer did not catch up")
 
 
+async def _last_event(db_url: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox_event"))
+    finally:
+        await conn.close()
+
+
+@dataclass
+class UpdateRound:
+    on: float
+    off: float
+    catchup: float
+    cpu_on: float | None
+    """Server + PostgreSQL CPU ms per updateTask with the consumer running."""
+    cpu_off: float | None
+    events_per_request: float
+
+
 def _update_rounds(
     args: argparse.Namespace, db_url: str, secret: str, db_name: str, teardown: Teardown
-) -> list[tuple[float, float, float]]:
+) -> list[UpdateRound]:
     seeded = run(seed(db_url, secret, 64, label="update"))
     make = update_requests(seeded.customers, args.concurrency)
-    results: dict[str, list[float]] = {"on": [], "off": []}
+    results: dict[str, list[Any]] = {"on": [], "off": []}
     catchup: list[float] = []
+    events: list[float] = []
     for n in range(args.rounds):
         for mode in ("on", "off") if n % 2 == 0 else ("off", "on"):
             extra = {"LIFTOFF_PAUSED_CONSUMERS": "analytics-rollups"} if mode == "off" else {}
@@ -230,6 +255,7 @@ def _update_rounds(
                 if mode == "on":
                     run(_caught_up(db_url))
                 log(f"updateTask, analytics consumer {mode} (round {n + 1}/{args.rounds})")
+                first = run(_last_event(db_url))
                 result = run(
                     measure(
                         server,
@@ -244,14 +270,24 @@ def _update_rounds(
                 )
                 if result.errors:
                     raise RuntimeError(f"updateTask errors: {result.first_error}")
-                results[mode].append(result.rps)
+                results[mode].append(result)
                 if mode == "on":
+                    # events of the warm-up and the measured run, per request answered
+                    made = run(_last_event(db_url)) - first
+                    events.append(made / max(1, result.ok))
                     catchup.append(run(_caught_up(db_url)))
             finally:
                 server.stop()
-    return [
-        (on, off, lag) for on, off, lag in zip(results["on"], results["off"], catchup, strict=True)
-    ]
+    rounds = []
+    for on, off, lag, per in zip(results["on"], results["off"], catchup, events, strict=True):
+        cpu = [
+            None
+            if r.server_cpu is None or r.pg_cpu is None
+            else r.per_request_ms(r.server_cpu + r.pg_cpu)
+            for r in (on, off)
+        ]
+        rounds.append(UpdateRound(on.rps, off.rps, lag, cpu[0], cpu[1], per))
+    return rounds
 
 
 async def _stream(server: Child, org: Org) -> tuple[int, int, float, int, int]:
@@ -346,19 +382,37 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
     if updates:
         print()
         print(
-            f"updateTask throughput, {args.concurrency} clients, {args.update_seconds:g} s per run:"
+            f"updateTask throughput, {args.concurrency} clients, {args.update_seconds:g} s per run,"
+            " analytics consumer running (on) or paused (off), alternating per round:"
         )
-        for i, (on, off, lag) in enumerate(updates, 1):
-            print(
-                f"  round {i}: consumer on {on:.1f} req/s, paused {off:.1f} req/s,"
-                f" on/paused {on / off:.3f}; consumer caught up {lag:.1f} s after the run"
+        for i, u in enumerate(updates, 1):
+            cpu = (
+                f"; server+PostgreSQL CPU {u.cpu_on:.2f} / {u.cpu_off:.2f} ms per request"
+                if u.cpu_on is not None and u.cpu_off is not None
+                else ""
             )
-        ratios = [on / off for on, off, _ in updates]
+            print(
+                f"  round {i}: on {u.on:.1f} req/s, off {u.off:.1f} req/s, on/off"
+                f" {u.on / u.off:.3f}{cpu}; {u.events_per_request:.2f} events per request;"
+                f" consumer caught up {u.catchup:.1f} s after the run"
+            )
+        ratios = [u.on / u.off for u in updates]
         print(
-            f"  median on/paused {statistics.median(ratios):.3f}"
-            f" (cost of keeping the rollups: {100 * (1 - statistics.median(ratios)):.1f} %"
-            " of updateTask throughput)"
+            f"  median on/off {statistics.median(ratios):.3f} (range {min(ratios):.3f}-"
+            f"{max(ratios):.3f}): keeping the rollups costs"
+            f" {100 * (1 - statistics.median(ratios)):.1f} % of updateTask throughput"
         )
+        extra = [
+            (u.cpu_on - u.cpu_off) / u.events_per_request
+            for u in updates
+            if u.cpu_on is not None and u.cpu_off is not None and u.events_per_request
+        ]
+        if extra:
+            print(
+                f"  rollup maintenance per event: {statistics.median(extra):.3f} ms of server +"
+                f" PostgreSQL CPU (median of rounds, range {min(extra):.3f}-{max(extra):.3f});"
+                " the consumer's work after a run (catch-up) is not in it"
+            )
     if stream:
         rows_, size, seconds, before, peak = stream
         print()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from app.analytics.histogram import BOUNDS, BUCKETS, bucket_of
 
@@ -127,19 +127,30 @@ Atoms = list[tuple[float, float]]
 from 1 never happens within the year."""
 
 
-def _atoms(curve: Sequence[CurvePoint], spent: float = 0.0) -> Atoms:
+def _masses(curve: Sequence[CurvePoint]) -> list[tuple[float, float, float]]:
+    """(low, high, mass) of each bucket the curve falls in, the open last one left out."""
+    out, low_s = [], 1.0
+    for j, p in enumerate(curve[: BUCKETS - 1]):
+        if low_s - p.survival > 0:
+            out.append((float(BOUNDS[j]), float(BOUNDS[j + 1]), low_s - p.survival))
+        low_s = p.survival
+    return out
+
+
+def _atoms(
+    curve: Sequence[CurvePoint],
+    spent: float = 0.0,
+    masses: list[tuple[float, float, float]] | None = None,
+) -> Atoms:
     """The remaining duration of a stage after `spent` seconds in it: each bucket's mass
     (uniform inside it, so S is linear there) at the midpoint of its part after `spent`,
     divided by S(spent). Empty when nobody is expected to leave the stage."""
     start = survival_at(curve, spent / DAY)
     if start <= 0:
         return []
-    out, low_s = [], 1.0
-    for j, p in enumerate(curve[: BUCKETS - 1]):
-        low, high = float(BOUNDS[j]), float(BOUNDS[j + 1])
-        mass = low_s - p.survival
-        low_s = p.survival
-        if mass <= 0 or high <= spent:
+    out = []
+    for low, high, mass in _masses(curve) if masses is None else masses:
+        if high <= spent:
             continue
         if low < spent:
             mass *= (high - spent) / (high - low)
@@ -148,13 +159,18 @@ def _atoms(curve: Sequence[CurvePoint], spent: float = 0.0) -> Atoms:
     return out
 
 
+def _cell(seconds: float) -> int:
+    """The grid cell a duration takes: rounded up, so a stage is never shorter than it was."""
+    return max(0, math.ceil(seconds / GRID - 1e-9))
+
+
 def _sum_cdf(stages: Sequence[list[CurvePoint]]) -> list[float]:
     """P(the stages' durations together <= i * GRID), for i = 0..CELLS."""
     cells: dict[int, float] = {0: 1.0}
     for curve in stages:
         nxt: dict[int, float] = {}
         for seconds, p in _atoms(curve):
-            shift = round(seconds / GRID)
+            shift = _cell(seconds)
             for i, q in cells.items():
                 if i + shift <= CELLS:
                     nxt[i + shift] = nxt.get(i + shift, 0.0) + p * q
@@ -170,21 +186,39 @@ def _sum_cdf(stages: Sequence[list[CurvePoint]]) -> list[float]:
 
 
 @dataclass
-class _Group:
+class _Stage:
+    """The customers in one stage now: how many are expected to leave it in each grid cell
+    from now (`leaving`), and P(every later stage together fits in i cells) (`later`)."""
+
     count: int
-    atoms: Atoms
+    leaving: dict[int, float]
     later: list[float]
 
-    def within(self, seconds: float) -> float:
-        """P(this group's customers finish onboarding within `seconds`)."""
-        total = 0.0
-        for u, p in self.atoms:
-            if u <= seconds:
-                total += p * self.later[min(CELLS, math.floor((seconds - u) / GRID))]
-        return total
+    def done_by(self, cell: int) -> float:
+        """Customers expected to have finished onboarding `cell` grid cells from now."""
+        return sum(n * self.later[cell - c] for c, n in self.leaving.items() if c <= cell)
 
-    def stage_within(self, seconds: float) -> float:
-        return sum(p for u, p in self.atoms if u <= seconds)
+    def stage_done_by(self, cell: int) -> float:
+        return sum(n for c, n in self.leaving.items() if c <= cell)
+
+
+def _in_stage(
+    curve: list[CurvePoint], here: Sequence[tuple[float, int]], later: list[float]
+) -> _Stage:
+    """Customers by time spent (to the grid), each group's remaining stage time from the
+    curve conditioned on that time."""
+    spent: dict[int, int] = {}
+    for seconds, count in here:
+        if count:
+            cell = round(seconds / GRID)
+            spent[cell] = spent.get(cell, 0) + count
+    leaving: dict[int, float] = {}
+    masses = _masses(curve)
+    for cell, n in spent.items():
+        for u, p in _atoms(curve, cell * GRID, masses):
+            k = _cell(u)
+            leaving[k] = leaving.get(k, 0.0) + n * p
+    return _Stage(sum(spent.values()), leaving, later)
 
 
 def forecast(
@@ -192,36 +226,34 @@ def forecast(
     ages: Sequence[tuple[float, int]],
     stages: Sequence[StageInput],
 ) -> Forecast:
-    """The per-stage forecast of the customers in flight (`stages[].here`), with the overall
-    signup-to-completion curve of the same customers (`done_hist`, in-flight `ages`)."""
+    """The per-stage forecast of the customers in flight (`stages[].here`, time spent there
+    taken to the 6-hour grid), with the overall signup-to-completion curve of the same
+    customers (`done_hist`, in-flight `ages`)."""
     ordered = sorted(stages, key=lambda s: s.position)
     curves = [survival_curve(s.done_hist, s.here) for s in ordered]
-    horizon = HORIZON_DAYS * DAY
-    groups: list[_Group] = []
+    horizon = _cell(HORIZON_DAYS * DAY)
+    groups = [
+        _in_stage(curves[k], stage.here, _sum_cdf(curves[k + 1 :]))
+        for k, stage in enumerate(ordered)
+    ]
     per_stage = []
-    for k, stage in enumerate(ordered):
-        later = _sum_cdf(curves[k + 1 :])
-        mine: dict[float, int] = {}
-        for seconds, count in stage.here:
-            if count:
-                mine[seconds] = mine.get(seconds, 0) + count
-        own = [_Group(n, _atoms(curves[k], spent), later) for spent, n in mine.items()]
-        groups += own
-        n = sum(g.count for g in own)
-        learned = sum(stage.done_hist) > 0
-        expected = sum(g.count * g.within(horizon) for g in own)
-        staged = sum(g.count * g.stage_within(horizon) for g in own)
+    for stage, curve, group in zip(ordered, curves, groups, strict=True):
+        n = group.count
+        known = bool(n and sum(stage.done_hist))
+        expected = group.done_by(horizon)
         per_stage.append(
             StageForecast(
                 key=stage.key,
                 name=stage.name,
                 in_flight=n,
                 completed_sample=sum(stage.done_hist),
-                median_days=median_days(curves[k]),
-                stage_probability=round(100 * staged / n, 2) if n and learned else None,
-                probability=round(100 * expected / n, 2) if n and learned else None,
-                expected_completions=round(expected, 2) if n and learned else None,
-                curve=curves[k],
+                median_days=median_days(curve),
+                stage_probability=round(100 * group.stage_done_by(horizon) / n, 2)
+                if known
+                else None,
+                probability=round(100 * expected / n, 2) if known else None,
+                expected_completions=round(expected, 2) if known else None,
+                curve=curve,
             )
         )
     in_flight = sum(g.count for g in groups)
@@ -238,25 +270,21 @@ def forecast(
     )
     if not in_flight or not any(sum(s.done_hist) for s in ordered):
         return base
-    expected = sum(g.count * g.within(horizon) for g in groups)
-    return Forecast(
-        in_flight=in_flight,
+    expected = sum(g.done_by(horizon) for g in groups)
+    return replace(
+        base,
         probability=round(100 * expected / in_flight, 2),
         expected_completions=round(expected, 2),
         expected_days=_half_done(groups, in_flight),
-        completed_sample=base.completed_sample,
-        censored_sample=base.censored_sample,
-        curve=overall,
-        stages=per_stage,
     )
 
 
-def _half_done(groups: Sequence[_Group], in_flight: int) -> float | None:
+def _half_done(groups: Sequence[_Stage], in_flight: int) -> float | None:
     """Days until half of the customers in flight are expected to have completed (to the
     grid); None when that takes more than REACH_DAYS."""
 
     def done(cell: int) -> float:
-        return sum(g.count * g.within(cell * GRID) for g in groups)
+        return sum(g.done_by(cell) for g in groups)
 
     if done(CELLS) < in_flight / 2:
         return None

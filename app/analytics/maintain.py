@@ -11,14 +11,22 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 
 from app.analytics import rules
-from app.analytics.rules import COHORT, COMPLETION, LAYOUT, STEP, CustomerFacts, Delta
+from app.analytics.rules import (
+    COHORT,
+    COMPLETION,
+    LAYOUT,
+    STEP,
+    STEP_WEEK,
+    CustomerFacts,
+    Delta,
+)
 from app.db import transaction
 
 NOTIFY_CHANNEL = "liftoff_analytics"
@@ -29,21 +37,41 @@ KEYS: dict[str, tuple[str, ...]] = {
     STEP: ("day", "user_type", "channel", "template_version", "stage_key", "task_key", "position"),
     COMPLETION: ("day", "user_type", "channel", "template_version", "signup_week"),
 }
-TABLES = {COHORT: "analytics_cohort", STEP: "analytics_step", COMPLETION: "analytics_completion"}
+KEYS[STEP_WEEK] = KEYS[STEP]
+TABLES = {
+    COHORT: "analytics_cohort",
+    STEP: "analytics_step",
+    STEP_WEEK: "analytics_step_week",
+    COMPLETION: "analytics_completion",
+}
+
+
+_TYPES = {
+    "day": "date",
+    "signup_week": "date",
+    "template_version": "int",
+    "position": "int",
+}
 
 
 def _upsert_sql(kind: str) -> str:
+    """One statement adding many rows: keys and counters as parallel arrays, histograms as
+    array literals (unnest cannot carry arrays of arrays)."""
     table, keys = TABLES[kind], KEYS[kind]
     scalars, arrays = LAYOUT[kind]
-    columns = ["organization_id", *keys, *scalars, *(name for name, _ in arrays)]
-    params = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    names = [*keys, *scalars, *(name for name, _ in arrays)]
+    types = [_TYPES.get(k, "text") for k in keys] + ["bigint"] * len(scalars)
+    types += ["text"] * len(arrays)
+    unnest = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=2))
+    values = [*keys, *scalars, *(f"{name}::int[]" for name, _ in arrays)]
     sets = [f"{c} = {table}.{c} + EXCLUDED.{c}" for c in scalars] + [
-        f"{a} = ARRAY(SELECT coalesce(x, 0) + coalesce(y, 0) FROM unnest({table}.{a}, EXCLUDED.{a})"
-        f" WITH ORDINALITY AS u(x, y, n) ORDER BY n)"
+        f"{a} = ARRAY(SELECT coalesce(x, 0) + coalesce(y, 0)"
+        f" FROM unnest({table}.{a}, EXCLUDED.{a}) WITH ORDINALITY AS u(x, y, n) ORDER BY n)"
         for a, _ in arrays
     ]
     return (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({params})"
+        f"INSERT INTO {table} (organization_id, {', '.join(names)})"
+        f" SELECT $1, {', '.join(values)} FROM unnest({unnest}) AS v({', '.join(names)})"
         f" ON CONFLICT (organization_id, {', '.join(keys)}) DO UPDATE SET {', '.join(sets)}"
     )
 
@@ -134,23 +162,25 @@ async def lock_organizations(organization_ids: Iterable[uuid.UUID], *, exclusive
 
 
 async def apply(organization_id: uuid.UUID, delta: Delta) -> None:
-    """Add an organization's dense deltas to its rollup rows, in key order (so concurrent
-    writers cannot deadlock)."""
+    """Add an organization's dense deltas to its rollup rows, one statement per table, rows
+    in key order (so concurrent writers cannot deadlock)."""
     conn = _conn()
-    for kind in (COHORT, STEP, COMPLETION):
+    for kind in TABLES:
         scalars, arrays = LAYOUT[kind]
-        rows = []
-        for (_, key), values in sorted(
-            ((k, v) for k, v in delta.items() if k[0] == kind), key=lambda item: item[0][1]
-        ):
+        keys = sorted(key for k, key in delta if k == kind)
+        if not keys:
+            continue
+        columns: list[list[Any]] = [[] for _ in range(len(KEYS[kind]) + len(scalars) + len(arrays))]
+        for key in keys:
+            values = delta[(kind, key)]
             cut = len(scalars)
-            parts: list[Any] = [organization_id, *key, *values[:cut]]
+            parts: list[Any] = [*key, *values[:cut]]
             for _, size in arrays:
-                parts.append(values[cut : cut + size])
+                parts.append("{" + ",".join(map(str, values[cut : cut + size])) + "}")
                 cut += size
-            rows.append(parts)
-        if rows:
-            await conn.execute_many(UPSERT[kind], rows)
+            for column, value in zip(columns, parts, strict=True):
+                column.append(value)
+        await conn.execute_query(UPSERT[kind], [organization_id, *columns])
 
 
 _OWNERS = """SELECT id, organization_id FROM customer WHERE id = ANY($1::uuid[])"""
@@ -219,9 +249,10 @@ async def age(*, now: datetime, limit: int = AGE_BATCH) -> int:
     return len(rows)
 
 
-_PAGE = """SELECT c.id FROM customer c WHERE c.organization_id = $1 AND c.id > $2
-  AND ($4 OR NOT EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = c.id))
-ORDER BY c.id LIMIT $3"""
+_PAGE = """SELECT c.id, c.signed_up_at FROM customer c
+WHERE c.organization_id = $1 AND (c.signed_up_at, c.id) > ($2, $3)
+  AND ($5 OR NOT EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = c.id))
+ORDER BY c.signed_up_at, c.id LIMIT $4"""
 _COUNT = """SELECT count(*) AS n FROM customer c WHERE c.organization_id = $1
   AND ($2 OR NOT EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = c.id))"""
 
@@ -246,7 +277,8 @@ async def rebuild(
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Recompute an organization's rollups from its customers' current rows, one transaction
-    per `chunk` customers; return how many customers it refreshed.
+    per `chunk` customers in signup order (so a chunk touches few rollup rows); return how
+    many customers it refreshed.
 
     A first short transaction clears the organization; each chunk then adds its customers'
     contributions the way the consumer does, so events committed meanwhile are counted once,
@@ -260,15 +292,15 @@ async def rebuild(
             await clear(organization_id)
     total_rows = await conn.execute_query_dict(_COUNT, [organization_id, not resume])
     total, done = int(total_rows[0]["n"]), 0
-    after = uuid.UUID(int=0)
+    after: tuple[datetime, uuid.UUID] = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
     if progress:
         progress(0, total)
     while True:
-        rows = await conn.execute_query_dict(_PAGE, [organization_id, after, chunk, not resume])
+        rows = await conn.execute_query_dict(_PAGE, [organization_id, *after, chunk, not resume])
         page = [r["id"] for r in rows]
         if not page:
             break
-        after = page[-1]
+        after = (rows[-1]["signed_up_at"], page[-1])
         async with transaction():
             await refresh(page, now=now)
         done += len(page)

@@ -54,14 +54,22 @@ class CohortRollup(Model):
         unique_together = (("organization_id", "day", "user_type", "channel", "template_version"),)
 
 
-class StepRollup(Model):
-    """Funnel counts of one stage (task_key '') or task for one signup day and segment."""
+STEP_KEY = (
+    "organization_id",
+    "day",
+    "user_type",
+    "channel",
+    "template_version",
+    "stage_key",
+    "task_key",
+    "position",
+)
+"""The unique key of a funnel rollup row."""
 
-    id = fields.BigIntField(primary_key=True)
-    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
-        "liftoff.Organization", related_name="analytics_steps", on_delete=fields.CASCADE
-    )
-    day = fields.DateField(description="Signup day (UTC).")
+
+class StepCounts(Model):
+    """The segment, step and counters of a funnel rollup row (daily and weekly tables)."""
+
     user_type = fields.CharField(max_length=64)
     channel = fields.CharField(max_length=64)
     template_version = fields.IntField()
@@ -75,6 +83,19 @@ class StepRollup(Model):
     here = fields.IntField(default=0)
     dropped = fields.IntField(default=0)
     time_hist = ArrayField("int", description="Time spent until completed, by bucket.")
+
+    class Meta:
+        abstract = True
+
+
+class StepRollup(StepCounts):
+    """Funnel counts of one stage (task_key '') or task for one signup day and segment."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_steps", on_delete=fields.CASCADE
+    )
+    day = fields.DateField(description="Signup day (UTC).")
     here_hist = ArrayField(
         "int",
         null=True,
@@ -83,18 +104,22 @@ class StepRollup(Model):
 
     class Meta:
         table = "analytics_step"
-        unique_together = (
-            (
-                "organization_id",
-                "day",
-                "user_type",
-                "channel",
-                "template_version",
-                "stage_key",
-                "task_key",
-                "position",
-            ),
-        )
+        unique_together = (STEP_KEY,)
+
+
+class StepWeekRollup(StepCounts):
+    """The step rollup summed by signup week (`day` is its Monday): a period's whole weeks
+    are read here, only its partial weeks at either end from the daily rows."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_step_weeks", on_delete=fields.CASCADE
+    )
+    day = fields.DateField(description="Monday of the signup week (UTC).")
+
+    class Meta:
+        table = "analytics_step_week"
+        unique_together = (STEP_KEY,)
 
 
 class CompletionRollup(Model):

@@ -109,6 +109,28 @@ def _where(scope: Scope, start: date, *, signup: str) -> tuple[str, list[Any]]:
     return " AND ".join(clauses), params
 
 
+def whole_weeks(start: date, end: date) -> tuple[date, date] | None:
+    """The Mondays of the first and last whole week (Monday to Sunday) inside [start, end]."""
+    first = start + timedelta(days=(7 - start.weekday()) % 7)
+    last = end - timedelta(days=(end.weekday() + 1) % 7) - timedelta(days=6)
+    return (first, last) if first <= last else None
+
+
+def _by_weeks(scope: Scope, columns: str, daily: str, weekly: str) -> tuple[str, list[Any]]:
+    """A FROM item with the period's rows: whole weeks from the weekly table, the days of the
+    partial weeks at either end from the daily one; the number of rows read follows the
+    weeks of the period, not its days."""
+    where, params = _where(scope, scope.start, signup="day")
+    first, last = whole_weeks(scope.start, scope.end) or (scope.end + timedelta(1), scope.end)
+    params += [first, last]
+    a, b = f"${len(params) - 1}", f"${len(params)}"
+    return (
+        f"(SELECT {columns} FROM {weekly} WHERE {where} AND day BETWEEN {a} AND {b}"
+        f" UNION ALL SELECT {columns} FROM {daily} WHERE {where}"
+        f" AND NOT day BETWEEN {a} AND {b} + 6) AS u"
+    ), params
+
+
 COHORT_SUMS = _sums(COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS)))
 STEP_SUMS = _sums(STEP_COLUMNS, (("time_hist", BUCKETS),))
 COMPLETION_SUMS = _sums(("completions",), (("done_hist", BUCKETS),))
@@ -155,10 +177,17 @@ async def cohort_sums(scope: Scope) -> CohortSums:
 
 async def step_rows(scope: Scope) -> list[tuple[str, str, str, str, int, list[int]]]:
     """Funnel sums per (user type, channel, stage, task) for the period."""
-    where, params = _where(scope, scope.start, signup="day")
+    source, params = _by_weeks(
+        scope,
+        "user_type, channel, stage_key, task_key, position, "
+        + ", ".join(STEP_COLUMNS)
+        + ", time_hist",
+        "analytics_step",
+        "analytics_step_week",
+    )
     sql = (
         f"SELECT user_type, channel, stage_key, task_key, min(position) AS position, {STEP_SUMS}"
-        f" FROM analytics_step WHERE {where} GROUP BY user_type, channel, stage_key, task_key"
+        f" FROM {source} GROUP BY user_type, channel, stage_key, task_key"
     )
     rows = await get_connection("default").execute_query_dict(sql, params)
     return [

@@ -366,6 +366,9 @@ def _hours(seconds: float | None) -> float | None:
     return round(seconds / 3600, 2) if seconds is not None else None
 
 
+_MIDDLES = [(BOUNDS[b] + BOUNDS[b + 1]) / 2 for b in range(BUCKETS - 1)] + [float(BOUNDS[-1])]
+
+
 def stage_inputs(
     steps: Sequence[StepRow],
     flight: Sequence[tuple[date, str, list[int]]],
@@ -387,8 +390,7 @@ def stage_inputs(
         mine = here.setdefault(stage, {})
         for b, n in enumerate(counts):
             if n:
-                middle = (BOUNDS[b] + BOUNDS[b + 1]) / 2 if b + 1 < BUCKETS else BOUNDS[b]
-                spent = max(0.0, seconds - middle)
+                spent = max(0.0, seconds - _MIDDLES[b])
                 mine[spent] = mine.get(spent, 0) + n
     return [
         StageInput(

@@ -34,6 +34,7 @@ IDLE_DAYS = 7
 
 COHORT = "cohort"
 STEP = "step"
+STEP_WEEK = "step_week"
 COMPLETION = "completion"
 
 COHORT_COLUMNS = ("customers", "started", "completed", "active", "points", "badges")
@@ -42,6 +43,7 @@ COMPLETION_COLUMNS = ("completions",)
 LAYOUT: dict[str, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {
     COHORT: (COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS))),
     STEP: (STEP_COLUMNS, (("time_hist", BUCKETS), ("here_hist", BUCKETS))),
+    STEP_WEEK: (STEP_COLUMNS, (("time_hist", BUCKETS),)),
     COMPLETION: (COMPLETION_COLUMNS, (("done_hist", BUCKETS),)),
 }
 """Per rollup table: its scalar counters, then its histogram arrays with their lengths."""
@@ -229,4 +231,15 @@ def diff(pairs: Iterable[tuple[dict[str, Any] | None, dict[str, Any] | None]]) -
             expand(old, -1, delta)
         if new is not None:
             expand(new, 1, delta)
+    weekly(delta)
     return {k: v for k, v in delta.items() if any(v)}
+
+
+def weekly(delta: Delta) -> None:
+    """Add to `delta` the rows of the weekly step rollup: the daily step rows summed by the
+    Monday of their signup week, without their in-stage histogram."""
+    size = width(STEP_WEEK)
+    for (kind, key), values in list(delta.items()):
+        if kind == STEP and any(values[:size]):
+            found = delta.setdefault((STEP_WEEK, (week_of(key[0]), *key[1:])), [0] * size)
+            found[:] = [a + b for a, b in zip(found, values[:size], strict=True)]

@@ -47,7 +47,12 @@ async def dump(tenant: Tenant) -> dict[str, set[tuple[Any, ...]]]:
     """Every non-zero rollup row of the organization, without ids."""
     conn = get_connection("default")
     out: dict[str, set[tuple[Any, ...]]] = {}
-    for table in ("analytics_cohort", "analytics_step", "analytics_completion"):
+    for table in (
+        "analytics_cohort",
+        "analytics_step",
+        "analytics_step_week",
+        "analytics_completion",
+    ):
         rows = await conn.execute_query_dict(
             f"SELECT * FROM {table} WHERE organization_id = $1", [tenant.id]
         )

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from app.accounts.models import Role
-from app.analytics import maintain, service
+from app.analytics import maintain, query, report, service
 from app.analytics.rules import week_of
 from app.db import transaction
 from app.errors import Forbidden
@@ -166,3 +166,29 @@ async def test_customers_cannot_read_analytics(tenant: Tenant) -> None:
     customer = await tenant.customer()
     with pytest.raises(Forbidden):
         service.analytics(tenant.customer_viewer(customer))
+
+
+async def test_the_funnel_is_the_same_from_daily_and_from_weekly_rows(tenant: Tenant) -> None:
+    """A period of one day reads the daily step rows; one whole week reads the weekly ones
+    (both from the consumer); a period with a partial week at either end reads both."""
+    later, _ = await _history(tenant)
+    day = (later - 30 * DAY).date()
+    week = week_of(day)
+
+    def figures(f: report.Funnel) -> list[tuple[object, ...]]:
+        return [
+            (s.stage_key, s.task_key, s.reached, s.completed, s.skipped, s.failed, s.here,
+             s.dropped, s.time_hist)
+            for stage in f.stages
+            for s in (stage, *stage.tasks)
+        ]  # fmt: skip
+
+    whole = service.analytics(tenant.csm, start=week, end=week + 6 * DAY, now=later)
+    assert query.whole_weeks(whole.scope.start, whole.scope.end) == (week, week)
+    one_day = service.analytics(tenant.csm, start=day, end=day, now=later)
+    assert query.whole_weeks(one_day.scope.start, one_day.scope.end) is None
+    edges = service.analytics(tenant.csm, start=week - 3 * DAY, end=week + 9 * DAY, now=later)
+    expected = figures(await service.analytics(tenant.csm, now=later).funnel())
+    assert expected[0][2] == 5  # welcome reached by all five
+    for run in (whole, one_day, edges):
+        assert figures(await run.funnel()) == expected

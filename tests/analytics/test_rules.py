@@ -65,15 +65,16 @@ def test_forecast_per_stage_on_a_known_history() -> None:
 
 
 def test_forecast_conditions_on_time_in_stage_and_finds_the_expected_date() -> None:
-    """Welcome alone: a newcomer is done at 18 h. One who has spent 20 h there is censored
-    inside (12 h, 1 d]: S(1 d) = 1 - 4 / 4.5 = 1/9, S(20 h) = 1 - (8/9)(8/12) = 11/27, and the
-    mass left after 20 h is (8/9)(4/12) = 8/27, at 22 h: 8/11 within 30 days. With Setup
-    after Welcome (two passes of 10 days, both done), a newcomer needs 18 h + 8.5 d."""
+    """Welcome alone: a newcomer is done at 18 h. One who has spent 18 h there is censored
+    inside (12 h, 1 d]: S(1 d) = 1 - 4 / 4.5 = 1/9, S(18 h) = 1 - (8/9)(6/12) = 5/9, and the
+    mass left after 18 h is (8/9)(6/12) = 4/9, at 21 h: 4/5 within 30 days, 3 h away (one
+    6-hour cell). With Setup after Welcome (two passes of 10 days, both done), a newcomer
+    needs 18 h + 8.5 d."""
     welcome = _two_stages((0.0, 1))[1]
     alone = forecast(hist(), [], [welcome])
     assert alone.stages[0].probability == 100.0 and alone.expected_days == 0.75
-    late = forecast(hist(), [], [_two_stages((20 * 3600.0, 1))[1]])
-    assert late.stages[0].stage_probability == round(800 / 11, 2) and late.expected_days == 0.25
+    late = forecast(hist(), [], [_two_stages((18 * 3600.0, 1))[1]])
+    assert late.stages[0].stage_probability == 80.0 and late.expected_days == 0.25
     setup = StageInput("setup", "Setup", 1, hist(10 * DAY, 10 * DAY), [])
     both = forecast(hist(), [], [welcome, setup])
     assert both.probability == 100.0 and both.expected_days == 9.25
