@@ -5,7 +5,7 @@ from tortoise.fields.base import OnDelete
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0014_analytics_stage_forecast')]
+    dependencies = [('liftoff', '0018_rate_limit_overrides')]
 
     initial = False
 
