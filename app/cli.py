@@ -107,9 +107,11 @@ def _seed_demo(settings: Settings, customers: int, base_url: str) -> dict[str, s
     async def go() -> dict[str, str]:
         with Progress(console=console, transient=False) as bar:
             job = bar.add_task("Seeding demo customers", total=customers)
+            usage = bar.add_task("Ingesting their usage events", total=None)
             result = await seed_demo(
                 customers=customers,
                 progress=lambda done, total: bar.update(job, completed=done),
+                usage_progress=lambda done, total: bar.update(usage, completed=done, total=total),
                 workers=_demo_workers(customers),
                 database_url=_resolved_url(settings),
             )

@@ -36,6 +36,7 @@ from app.demo_bulk import (
     write_chunk,
 )
 from app.demo_sample import sample_customer, task_to_do
+from app.demo_usage import seed_milestones, seed_usage
 from app.errors import Conflict, ValidationFailed
 from app.health.demo import seed_health
 from app.kit.clock import utcnow
@@ -344,6 +345,7 @@ async def seed_demo(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 1,
     database_url: str | None = None,
+    usage_progress: Callable[[int, int], None] | None = None,
 ) -> DemoResult:
     """Create the demo organization with `customers` customers, or return it if it exists.
 
@@ -403,15 +405,18 @@ async def seed_demo(
         await _write(jobs, workers, advance)
         # Demo data of other domains for the customers just written goes here (whole-org
         # steps), or into demo_bulk.CHUNK_WRITERS (per chunk, inside its COPY transaction).
+        await seed_usage(org.id, now=now, seed=seed, progress=usage_progress)
         await Operator.create(
             organization=org, email=f"csm@{slug}.example", name="Casey Morgan", role=Role.CSM
         )
         await seed_health(org.id, now=now)
+        await seed_milestones(org.id, now=now)
     except BaseException:
         await org.delete()
         raise
     await get_connection("default").execute_script(
-        "ANALYZE customer, workflow, workflow_stage, workflow_task, event_stream, outbox_event"
+        "ANALYZE customer, workflow, workflow_stage, workflow_task, event_stream, outbox_event,"
+        " usage_daily, milestone_achievement"
     )
     found = await _existing(slug)
     assert found is not None

@@ -14,6 +14,7 @@ from app.customers.models import Customer
 from app.demo import CHANNELS, USER_TYPES, DemoResult, seed_demo
 from app.events.models import EventStream, OutboxEvent
 from app.kit.clock import utcnow
+from app.milestones.models import MilestoneAchievement
 from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask
 from app.onboarding.states import StageStatus, TaskStatus, WorkflowStatus
 
@@ -88,13 +89,20 @@ async def test_states_are_ones_the_engine_reaches(demo: DemoResult) -> None:
     stages: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
     for stage in await WorkflowStage.filter(organization_id=org_id).values():
         stages[stage["workflow_id"]].append(stage)
+    rewards: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)  # milestones reached
+    for got in await MilestoneAchievement.filter(organization_id=org_id).values():
+        rewards[got["customer_id"]].append(got)
     for wf in await Workflow.filter(organization_id=org_id).values():
         mine, mine_stages = tasks[wf["id"]], stages[wf["id"]]
         done = [s for s in mine_stages if s["status"] == StageStatus.COMPLETED]
         earned = sum(t["points"] for t in mine if t["status"] == TaskStatus.COMPLETED)
-        assert wf["points"] == earned + sum(s["reward_points"] for s in done)
+        reached = rewards[wf["customer_id"]]
+        assert wf["points"] == earned + sum(s["reward_points"] for s in done) + sum(
+            m["points"] for m in reached
+        )
         assert sorted(b["key"] for b in wf["badges"]) == sorted(
-            s["reward_badge"]["key"] for s in done if s["reward_badge"]
+            [s["reward_badge"]["key"] for s in done if s["reward_badge"]]
+            + [m["badge"]["key"] for m in reached if m["badge"]]
         )
         all_done = len(done) == len(mine_stages)
         assert (wf["status"] == WorkflowStatus.COMPLETED) == all_done

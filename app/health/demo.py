@@ -104,8 +104,10 @@ async def seed_health(
     """Signals, history and today's scores for the demo organization; returns customers."""
     rng = random.Random(seed)
     viewer = Viewer(subject="demo", organization_id=organization_id, role=Role.ADMIN)
-    ids = sorted(
-        await Customer.filter(organization_id=organization_id).values_list("id", flat=True)
+    ids = list(  # in a stable order, so that one seed gives one demo
+        await Customer.filter(organization_id=organization_id)
+        .order_by("email")
+        .values_list("id", flat=True)
     )
     events: list[EventIn] = []
     if not await _has_usage(organization_id):
@@ -123,6 +125,10 @@ async def seed_health(
                 retention_days=RETENTION_DAYS,
                 now=now,
             )
+    # fresh planner statistics: the history's queries read the rows just written
+    await get_connection("default").execute_script(
+        "ANALYZE customer, workflow, workflow_stage, workflow_task, usage_daily"
+    )
     for days_ago in HISTORY_DAYS:
         if progress:
             progress(f"health: history as of {days_ago} day(s) ago")

@@ -28,18 +28,58 @@ DAY = 86400.0
 
 @dataclass
 class Facts:
-    """What one customer has done, as of `now` (nothing after it is included)."""
+    """What one customer has done, as of `now` (nothing after it is included).
+
+    The logs keep when things happened, so `at` can give the facts as they stood at an
+    earlier time (the demo's history is evaluated that way).
+    """
 
     now: datetime
     signed_up_at: datetime
     usage: dict[str, dict[date, int]] = field(default_factory=dict)  # name -> day -> count
-    filtered: dict[str, int] = field(default_factory=dict)  # filter_key(criterion) -> count
+    filtered: dict[str, dict[date, int]] = field(default_factory=dict)  # filter_key -> day -> n
     tasks_completed: dict[str, datetime] = field(default_factory=dict)
     stages_completed: dict[str, datetime] = field(default_factory=dict)
     workflow_completed_at: datetime | None = None
     points: int = 0
-    health_level: str | None = None
-    health_level_since: datetime | None = None
+    points_log: list[tuple[datetime, int]] | None = None
+    health_log: list[tuple[datetime, str]] = field(default_factory=list)  # in time order
+
+    @property
+    def health_level(self) -> str | None:
+        return self.health_log[-1][1] if self.health_log else None
+
+    @property
+    def health_level_since(self) -> datetime | None:
+        """When the latest unbroken run of the current level began."""
+        since = None
+        for at, level in reversed(self.health_log):
+            if level != self.health_level:
+                break
+            since = at
+        return since
+
+    def at(self, when: datetime) -> Facts:
+        """These facts as they stood at `when` (not after `now`)."""
+        when = min(when, self.now)
+        day = when.date()
+        done = self.workflow_completed_at
+        return Facts(
+            now=when,
+            signed_up_at=self.signed_up_at,
+            usage={n: {d: c for d, c in v.items() if d <= day} for n, v in self.usage.items()},
+            filtered={
+                k: {d: c for d, c in v.items() if d <= day} for k, v in self.filtered.items()
+            },
+            tasks_completed={k: t for k, t in self.tasks_completed.items() if t <= when},
+            stages_completed={k: t for k, t in self.stages_completed.items() if t <= when},
+            workflow_completed_at=done if done is not None and done <= when else None,
+            points=self.points
+            if self.points_log is None
+            else sum(p for t, p in self.points_log if t <= when),
+            points_log=self.points_log,
+            health_log=[(t, lv) for t, lv in self.health_log if t <= when],
+        )
 
 
 @dataclass(frozen=True)
@@ -48,7 +88,12 @@ class Measure:
 
     current: float
     target: float
-    missing: str = ""
+    says: str | Callable[[], str] = ""
+    """What is missing, or a function that says it (words only when asked)."""
+
+    @property
+    def missing(self) -> str:
+        return self.says if isinstance(self.says, str) else self.says()
 
     @property
     def met(self) -> bool:
@@ -79,15 +124,16 @@ def _in_window(within_days: int | None) -> str:
 
 
 def event_count(c: EventCount, f: Facts) -> Measure:
-    if c.where:
-        current = f.filtered.get(filter_key(c), 0)
-    else:
-        start = window_start(f.now, c.within_days)
-        days = f.usage.get(c.event, {})
-        current = sum(n for d, n in days.items() if start is None or d >= start)
-    shown = " with " + ", ".join(f"{k}={v}" for k, v in c.where.items()) if c.where else ""
-    missing = f"{_plural(c.count - current, 'more ' + c.event + ' event')}{shown}"
-    return Measure(current, c.count, missing + _in_window(c.within_days))
+    start = window_start(f.now, c.within_days)
+    days = f.filtered.get(filter_key(c), {}) if c.where else f.usage.get(c.event, {})
+    current = sum(n for d, n in days.items() if start is None or d >= start)
+
+    def says() -> str:
+        shown = " with " + ", ".join(f"{k}={v}" for k, v in c.where.items()) if c.where else ""
+        more = _plural(c.count - current, "more " + c.event + " event")
+        return more + shown + _in_window(c.within_days)
+
+    return Measure(current, c.count, says)
 
 
 def active_days(c: ActiveDays, f: Facts) -> Measure:
@@ -100,8 +146,11 @@ def active_days(c: ActiveDays, f: Facts) -> Measure:
         if k and (start is None or d >= start)
     }
     what = f"with {c.event}" if c.event else "active"
-    missing = f"{_plural(c.days - len(days), 'more day')} {what}{_in_window(c.within_days)}"
-    return Measure(len(days), c.days, missing)
+    return Measure(
+        len(days),
+        c.days,
+        lambda: f"{_plural(c.days - len(days), 'more day')} {what}{_in_window(c.within_days)}",
+    )
 
 
 def tasks_completed(c: TasksCompleted, f: Facts) -> Measure:
@@ -111,7 +160,7 @@ def tasks_completed(c: TasksCompleted, f: Facts) -> Measure:
         return Measure(len(c.tasks) - len(left), len(c.tasks), missing)
     target = c.count or 0
     done = len(f.tasks_completed)
-    return Measure(done, target, f"complete {_plural(target - done, 'more task')}")
+    return Measure(done, target, lambda: f"complete {_plural(target - done, 'more task')}")
 
 
 def stages_completed(c: StagesCompleted, f: Facts) -> Measure:
@@ -121,7 +170,7 @@ def stages_completed(c: StagesCompleted, f: Facts) -> Measure:
         return Measure(len(c.stages) - len(left), len(c.stages), missing)
     target = c.count or 0
     done = len(f.stages_completed)
-    return Measure(done, target, f"finish {_plural(target - done, 'more stage')}")
+    return Measure(done, target, lambda: f"finish {_plural(target - done, 'more stage')}")
 
 
 def workflow_completed_within(c: WorkflowCompletedWithin, f: Facts) -> Measure:
@@ -138,7 +187,8 @@ def workflow_completed_within(c: WorkflowCompletedWithin, f: Facts) -> Measure:
 
 
 def points_reached(c: PointsReached, f: Facts) -> Measure:
-    return Measure(f.points, c.points, f"{_plural(c.points - f.points, 'more point')}")
+    points = f.points
+    return Measure(points, c.points, lambda: _plural(c.points - points, "more point"))
 
 
 def health_level_held(c: HealthLevelHeld, f: Facts) -> Measure:
@@ -151,7 +201,7 @@ def health_level_held(c: HealthLevelHeld, f: Facts) -> Measure:
 
 def days_since_signup(c: DaysSinceSignup, f: Facts) -> Measure:
     days = int((f.now - f.signed_up_at).total_seconds() // DAY)
-    return Measure(days, c.days, f"{_plural(c.days - days, 'more day')} with us")
+    return Measure(days, c.days, lambda: f"{_plural(c.days - days, 'more day')} with us")
 
 
 KINDS: dict[type[Any], Callable[[Any, Facts], Measure]] = {

@@ -43,18 +43,16 @@ WHERE s.organization_id = $1 AND w.customer_id = ANY($2::uuid[]) AND s.status = 
 _USAGE = """SELECT customer_id, name, day, count FROM usage_daily
 WHERE organization_id = $1 AND customer_id = ANY($2::uuid[]) AND day <= $3
   AND ($4::text[] IS NULL OR name = ANY($4::text[])) AND ($5::date IS NULL OR day >= $5)"""
-_FILTERED = """SELECT customer_id, count(*) AS n FROM usage_event
+_FILTERED = """SELECT customer_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
+FROM usage_event
 WHERE organization_id = $1 AND customer_id = ANY($2::uuid[]) AND name = $3
   AND occurred_at <= $4 AND ($5::timestamptz IS NULL OR occurred_at >= $5)
   AND properties @> $6::jsonb
-GROUP BY customer_id"""
+GROUP BY 1, 2"""
 _HEALTH = """SELECT customer_id, level, taken_at FROM health_snapshot
 WHERE organization_id = $1 AND customer_id = ANY($2::uuid[]) AND taken_at <= $3
   AND taken_at >= $4
 ORDER BY customer_id, taken_at"""
-_REWARDS = """SELECT customer_id, sum(points) AS points FROM milestone_achievement
-WHERE organization_id = $1 AND customer_id = ANY($2::uuid[]) AND achieved_at <= $3
-GROUP BY customer_id"""
 
 
 def _needs(defs: MilestoneSetDef) -> dict[str, Any]:
@@ -91,9 +89,10 @@ async def load_facts(
     defs: MilestoneSetDef,
     *,
     now: datetime,
-    as_of_past: bool = False,
+    history: bool = False,
 ) -> dict[uuid.UUID, Facts]:
-    """Facts of each customer that exists in the organization, as of `now`."""
+    """Facts of each customer that exists in the organization, as of `now`; with `history`,
+    points are summed from what earned them, so `Facts.at` can go back in time."""
     conn = get_connection("default")
     ids = list(customer_ids)
     need = _needs(defs)
@@ -104,7 +103,8 @@ async def load_facts(
             now=now,
             signed_up_at=r["signed_up_at"],
             workflow_completed_at=done if done is not None and done <= now else None,
-            points=int(r["points"] or 0) if not as_of_past else 0,
+            points=int(r["points"] or 0),
+            points_log=[] if history else None,
         )
     if not facts:
         return facts
@@ -113,14 +113,13 @@ async def load_facts(
         for r in await conn.execute_query_dict(_TASKS, [organization_id, ids, now]):
             f = facts[r["customer_id"]]
             f.tasks_completed[r["key"]] = r["completed_at"]
-            f.points += int(r["points"]) if as_of_past else 0
+            if f.points_log is not None:
+                f.points_log.append((r["completed_at"], int(r["points"])))
         for r in await conn.execute_query_dict(_STAGES, [organization_id, ids, now]):
             f = facts[r["customer_id"]]
             f.stages_completed[r["key"]] = r["completed_at"]
-            f.points += int(r["reward_points"]) if as_of_past else 0
-        if as_of_past:
-            for r in await conn.execute_query_dict(_REWARDS, [organization_id, ids, now]):
-                facts[r["customer_id"]].points += int(r["points"] or 0)
+            if f.points_log is not None:
+                f.points_log.append((r["completed_at"], int(r["reward_points"])))
     names = need["names"]
     if names is None or names:
         start = window_start(now, need["oldest"]) if need["oldest"] is not None else None
@@ -136,9 +135,10 @@ async def load_facts(
             _FILTERED, [organization_id, ids, c.event, now, since, json.dumps(c.where)]
         )
         for r in rows:
-            facts[r["customer_id"]].filtered[filter_key(c)] = int(r["n"])
+            days = facts[r["customer_id"]].filtered.setdefault(filter_key(c), {})
+            days[r["day"]] = int(r["n"])
     if need["health"]:
-        await _health(facts, organization_id, ids, now=now, days=need["health"])
+        await _health(facts, organization_id, ids, now=now, days=400 if history else need["health"])
     return facts
 
 
@@ -156,7 +156,5 @@ async def _health(
     rows = await get_connection("default").execute_query_dict(
         _HEALTH, [organization_id, ids, now, since]
     )
-    for r in rows:  # ordered by customer and time: the last run of one level wins
-        f = facts[r["customer_id"]]
-        if f.health_level != r["level"]:
-            f.health_level, f.health_level_since = r["level"], r["taken_at"]
+    for r in rows:  # ordered by customer and time
+        facts[r["customer_id"]].health_log.append((r["taken_at"], r["level"]))

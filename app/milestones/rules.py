@@ -60,6 +60,16 @@ def evaluate(m: MilestoneDef, facts: Facts) -> Progress:
     )
 
 
+def occurrences(m: MilestoneDef, facts: Facts) -> int:
+    """How many times the facts achieve `m` (what `evaluate` counts, without the words)."""
+    if m.repeatable:
+        criterion = m.criteria[0]
+        step = int(getattr(criterion, TARGET_FIELD[type(criterion)]))
+        return int(measure(criterion, facts).current // step)
+    met = (measure(c, facts).met for c in m.criteria)
+    return int(all(met) if m.match == "all" else any(met))
+
+
 def _missing(m: MilestoneDef, measures: list[Measure]) -> str:
     parts = [x.missing for x in measures if not x.met and x.missing]
     joined = ("; " if m.match == "all" else " or ").join(parts)

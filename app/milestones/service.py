@@ -208,7 +208,6 @@ async def evaluate_customers(
     customer_ids: Sequence[uuid.UUID],
     *,
     now: datetime,
-    as_of_past: bool = False,
     award: bool = True,
 ) -> list[Achieved]:
     """Record the milestones the customers reached and award them; each occurrence is
@@ -217,9 +216,7 @@ async def evaluate_customers(
     current = await current_set(tenant)
     if current is None or not customer_ids:
         return []
-    facts = await load_facts(
-        organization_id, customer_ids, current.definition, now=now, as_of_past=as_of_past
-    )
+    facts = await load_facts(organization_id, customer_ids, current.definition, now=now)
     done = await _achieved(organization_id, list(facts))
     found: list[Achieved] = []
     for cid in sorted(facts):
@@ -229,16 +226,17 @@ async def evaluate_customers(
             have = int(row["times"]) if row else 0
             last = min(p.occurrences, have + MAX_NEW_PER_EVALUATION)
             found += [Achieved(cid, m, n, p.current, now) for n in range(have + 1, last + 1)]
-    recorded = await _record(organization_id, current.version, found)
+    recorded = await record_achievements(organization_id, current.version, found)
     if award:
         for a in recorded:
             await _award(tenant, a)
     return recorded
 
 
-async def _record(
+async def record_achievements(
     organization_id: uuid.UUID, version: int, found: list[Achieved]
 ) -> list[Achieved]:
+    """Insert achievements; return those not recorded before (the unique key decides)."""
     if not found:
         return []
     rows = await get_connection("default").execute_query_dict(

@@ -47,7 +47,7 @@ def test_event_count_sums_days_and_respects_its_window() -> None:
 
 def test_a_property_filter_reads_its_own_count() -> None:
     c = EventCount(kind="event_count", event="report_shared", count=2, where={"audience": "client"})
-    f = facts(usage={"report_shared": days_back(9)}, filtered={filter_key(c): 1})
+    f = facts(usage={"report_shared": days_back(9)}, filtered={filter_key(c): days_back(1)})
     got = measure(c, f)
     assert (got.current, got.met) == (1, False)
     assert got.missing == "1 more report_shared event with audience=client"
@@ -59,8 +59,11 @@ def test_every_kind_measures_and_says_what_is_missing() -> None:
         tasks_completed={"verify_email": NOW, "invite_team": NOW},
         stages_completed={"welcome": NOW},
         points=420,
-        health_level="healthy",
-        health_level_since=NOW - timedelta(days=10, hours=1),
+        health_log=[
+            (NOW - timedelta(days=12), "at_risk"),
+            (NOW - timedelta(days=10, hours=1), "healthy"),
+            (NOW - timedelta(days=2), "healthy"),
+        ],
     )
     cases = [
         ({"kind": "active_days", "days": 5, "event": "login"}, 3, "2 more days with login"),
@@ -162,3 +165,22 @@ def test_yaml_text_and_the_bundled_default_parse() -> None:
     assert parsed.milestones[0].criteria[0].kind == "days_since_signup"
     with pytest.raises(InvalidMilestones):
         parse_set("name: [unclosed")
+
+
+def test_facts_go_back_in_time() -> None:
+    f = Facts(
+        now=NOW,
+        signed_up_at=SIGNUP,
+        usage={"login": days_back(1, 1, 1, 0, 1)},
+        tasks_completed={"a": NOW - timedelta(days=3), "b": NOW - timedelta(hours=1)},
+        workflow_completed_at=NOW - timedelta(hours=1),
+        points_log=[(NOW - timedelta(days=3), 10), (NOW - timedelta(hours=1), 5)],
+        health_log=[(NOW - timedelta(days=9), "healthy"), (NOW - timedelta(days=1), "at_risk")],
+    )
+    before = f.at(NOW - timedelta(days=2))
+    assert before.usage == {"login": days_back(0, 0, 1, 0, 1)}
+    assert set(before.tasks_completed) == {"a"} and before.workflow_completed_at is None
+    assert before.points == 10 and f.at(NOW).points == 15
+    assert (before.health_level, before.health_level_since) == ("healthy", NOW - timedelta(days=9))
+    m = milestone({"kind": "active_days", "days": 4})
+    assert evaluate(m, f).occurrences == 1 and evaluate(m, before).occurrences == 0
