@@ -21,9 +21,7 @@ import asyncio
 import math
 import os
 import secrets
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -36,10 +34,10 @@ from bench.metrics import cpu_or_zero, machine_cpu, postgres_cpu, rss_kb
 from bench.procs import (
     Child,
     Teardown,
-    app_env,
     free_port,
     guarded_main,
     liftoff_argv,
+    production_env,
     raise_fd_limit,
     run,
     serve_argv,
@@ -289,8 +287,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def bench(args: argparse.Namespace, teardown: Teardown) -> None:
-    from tests.support.valkey import ValkeyProcess
-
     secret = secrets.token_urlsafe(32)
     db_url, pg_version = await teardown.create_database()
     print(
@@ -299,18 +295,7 @@ async def bench(args: argparse.Namespace, teardown: Teardown) -> None:
     )
     seeded = await seed(db_url, secret, args.customers, label="fanout")
 
-    valkey = ValkeyProcess()
-    teardown.add(valkey.stop)
-    await asyncio.to_thread(valkey.start)
-    data_dir = tempfile.mkdtemp(prefix="bench-fanout-data-")
-    teardown.add(lambda: shutil.rmtree(data_dir, ignore_errors=True))
-    env = app_env(
-        db_url,
-        secret,
-        REDIS_URL=valkey.url,
-        LIFTOFF_INLINE_WORKER="false",
-        LIFTOFF_DATA_DIR=data_dir,
-    )
+    valkey, env = await production_env(teardown, db_url, secret, "fanout")
     worker = Child("worker", liftoff_argv("worker"), env)
     teardown.add(worker.stop)
     worker.start()

@@ -103,6 +103,31 @@ def app_env(db_url: str, secret: str, log_level: str = "WARNING", **extra: str) 
     return env
 
 
+async def production_env(
+    teardown: Teardown, db_url: str, secret: str, label: str, **extra: str
+) -> tuple[Any, dict[str, str]]:
+    """Start a Valkey for the run and a data folder (both removed at the end); the Valkey and
+    the environment of Liftoff processes that use it with a separate worker, as in production."""
+    import shutil
+
+    from tests.support.valkey import ValkeyProcess
+
+    valkey = ValkeyProcess()
+    teardown.add(valkey.stop)
+    await asyncio.to_thread(valkey.start)
+    data_dir = tempfile.mkdtemp(prefix=f"bench-{label}-data-")
+    teardown.add(lambda: shutil.rmtree(data_dir, ignore_errors=True))
+    env = app_env(
+        db_url,
+        secret,
+        REDIS_URL=valkey.url,
+        LIFTOFF_INLINE_WORKER="false",
+        LIFTOFF_DATA_DIR=data_dir,
+        **extra,
+    )
+    return valkey, env
+
+
 class Child:
     """One subprocess in its own session, logging to a temp file; `port` when it serves HTTP."""
 

@@ -10,6 +10,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -159,3 +160,46 @@ async def test_a_reconnect_storm_loses_and_repeats_nothing(
     assert sum(c.replayed for c in everyone) > 0  # the resumed ones caught up from the outbox
     # every subscription was live before the first third of the mutations was over
     assert max(truth.index(c.ids[0]) for c in everyone) <= len(truth) - 2 * (MUTATIONS // 3)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+async def churn(server: LiftoffServer, token: str, sockets: int) -> None:
+    """`sockets` websockets with PER_SOCKET activity subscriptions each, all at once, then
+    all closed."""
+    gate = asyncio.Semaphore(50)
+    opened: list[GqlWsClient] = []
+
+    async def one() -> None:
+        async with gate:
+            client = await GqlWsClient.connect(
+                server.url.replace("http", "ws") + "/graphql", token=token, within=30
+            )
+            opened.append(client)
+            for n in range(PER_SOCKET):
+                await client.subscribe(str(n), ACTIVITY)
+            await client.ping(within=30)  # every subscription has started
+
+    try:
+        await asyncio.gather(*(one() for _ in range(sockets)))
+    finally:
+        await asyncio.gather(*(c.close() for c in opened))
+
+
+async def test_websocket_churn_leaves_the_servers_memory_flat(
+    server: LiftoffServer, org: Org
+) -> None:
+    """Rounds of sockets that open, subscribe and close: after the first round (caches and
+    pools filled) the api's memory stays where it was."""
+    assert server.pid is not None
+    after = []
+    for _ in range(4):
+        await churn(server, org.admin_token, 150)
+        await asyncio.sleep(2)  # closed sockets are cleaned up
+        after.append(rss_mib(server.pid))
+    assert after[-1] - after[0] < 5, after
