@@ -7,6 +7,7 @@ over after a crash resumes at the next customer.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +32,9 @@ from app.kit.tenancy import scoped
 log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(minutes=2)
+PARALLEL = 2
+"""Concurrent sweeps of a full recompute, each over its own range of customer ids and its own
+connection: the work is in PostgreSQL, so one per database core it may use."""
 Progress = Callable[[int, int], Awaitable[None] | None]
 
 
@@ -107,17 +111,31 @@ async def recompute_customers(
     return done
 
 
+def id_ranges(parts: int) -> list[tuple[uuid.UUID | None, uuid.UUID | None]]:
+    """`parts` ranges (after, upto] of customer ids that cover them all (ids are random, so
+    the ranges hold about as many customers each)."""
+    step = (1 << 128) // parts
+    bounds = [uuid.UUID(int=i * step) for i in range(1, parts)]
+    return list(zip([None, *bounds], [*bounds, None], strict=True))
+
+
 async def sweep(
     run: Run,
     scope: Scope,
     *,
     after: uuid.UUID | None = None,
+    upto: uuid.UUID | None = None,
     on_batch: Callable[[uuid.UUID, int, int], Awaitable[None]] | None = None,
     batch_size: int = BATCH,
 ) -> tuple[int, int]:
-    """Score every customer of the scope in batches, one transaction each; return
-    (customers scored, customers whose score moved notably)."""
+    """Score every customer of the scope (with an id in (after, upto]) in batches, one
+    transaction each; return (customers scored, customers whose score moved notably)."""
     where, params = scope.sql(first=WHERE_FROM)
+    if upto is not None:
+        params = [*params, upto]
+        where = " AND ".join(
+            c for c in (where, f"c.id <= ${WHERE_FROM + len(params) - 1}::uuid") if c
+        )
     scored = changed = 0
     while True:
         async with transaction():
@@ -132,9 +150,15 @@ async def sweep(
 
 
 async def recompute_all(
-    organization_id: uuid.UUID, *, now: datetime | None = None, on_progress: Progress | None = None
+    organization_id: uuid.UUID,
+    *,
+    now: datetime | None = None,
+    on_progress: Progress | None = None,
+    parallel: int = PARALLEL,
 ) -> tuple[int, int]:
-    """Score every customer of the organization with a freshly measured norm."""
+    """Score every customer of the organization with a freshly measured norm, in `parallel`
+    concurrent sweeps over ranges of ids (each batch its own transaction, so call it outside
+    one)."""
     now = now or utcnow()
     async with transaction():
         run = await prepare(organization_id, now=now, fresh_norm=True)
@@ -149,7 +173,13 @@ async def recompute_all(
             if maybe is not None:
                 await maybe
 
-    return await sweep(run, Scope(), on_batch=progressed)
+    swept = await asyncio.gather(
+        *(
+            sweep(run, Scope(), after=lo, upto=hi, on_batch=progressed)
+            for lo, hi in id_ranges(max(1, parallel))
+        )
+    )
+    return sum(s for s, _ in swept), sum(c for _, c in swept)
 
 
 async def start_job(viewer: Viewer, scope: Scope) -> HealthJob:

@@ -234,3 +234,22 @@ def test_facts_round_trip_through_json() -> None:
         "stage": "Setup",
     }
     assert Facts.from_json(f.to_json()) == f
+
+
+def test_recompute_id_ranges_cover_every_id_once() -> None:
+    import random
+    import uuid
+
+    from app.health.recompute import id_ranges
+
+    ids = [uuid.uuid4() for _ in range(2000)] + [uuid.UUID(int=1), uuid.UUID(int=2**128 - 1)]
+    for parts in (1, 2, 3, 7):
+        ranges = id_ranges(parts)
+        assert len(ranges) == parts
+        for cid in random.Random(parts).sample(ids, 500) + ids[-2:]:
+            holding = [
+                (lo, hi)
+                for lo, hi in ranges
+                if (lo is None or cid > lo) and (hi is None or cid <= hi)
+            ]
+            assert len(holding) == 1, (parts, cid)
