@@ -108,10 +108,18 @@ def _seed_demo(settings: Settings, customers: int, base_url: str) -> dict[str, s
         with Progress(console=console, transient=False) as bar:
             job = bar.add_task("Seeding demo customers", total=customers)
             usage = bar.add_task("Ingesting their usage events", total=None)
+            later = bar.add_task("Health and milestones", total=2)
+
+            def phase(name: str) -> None:
+                done = {"Scoring": 0, "Evaluating": 1, "Done": 2}[name.split()[0]]
+                shown = "Health and milestones" if name == "Done" else name
+                bar.update(later, description=shown, completed=done)
+
             result = await seed_demo(
                 customers=customers,
                 progress=lambda done, total: bar.update(job, completed=done),
                 usage_progress=lambda done, total: bar.update(usage, completed=done, total=total),
+                phase=phase,
                 workers=_demo_workers(customers),
                 database_url=_resolved_url(settings),
             )

@@ -346,6 +346,7 @@ async def seed_demo(
     workers: int = 1,
     database_url: str | None = None,
     usage_progress: Callable[[int, int], None] | None = None,
+    phase: Callable[[str], None] | None = None,
 ) -> DemoResult:
     """Create the demo organization with `customers` customers, or return it if it exists.
 
@@ -409,8 +410,14 @@ async def seed_demo(
         await Operator.create(
             organization=org, email=f"csm@{slug}.example", name="Casey Morgan", role=Role.CSM
         )
+        if phase is not None:
+            phase("Scoring health over the history")
         await seed_health(org.id, now=now)
+        if phase is not None:
+            phase("Evaluating milestones over the history")
         await seed_milestones(org.id, now=now)
+        if phase is not None:
+            phase("Done")
     except BaseException:
         await org.delete()
         raise
