@@ -266,6 +266,34 @@ async def test_filtering_the_customer_table(demo: Demo, browser: Browser) -> Non
     await shot(page, "dashboard-customers")
 
 
+async def test_the_customer_table_by_health(demo: Demo, browser: Browser) -> None:
+    page = await signed_in_admin(demo, browser)
+    await page.get_by_role("link", name="Customers").click()
+    await page.locator("#result-count").get_by_text("customers match").wait_for()
+    body = await demo.gql(
+        "{ customers(first: 25, filter: {healthLevel: AT_RISK}, orderBy: HEALTH_ASC) "
+        "{ totalCount edges { node { name health { score level } } } } }"
+    )
+    data = body["data"]["customers"]
+    assert data["totalCount"] > 0, body
+    scores = [e["node"]["health"]["score"] for e in data["edges"]]
+    assert scores == sorted(scores) and {e["node"]["health"]["level"] for e in data["edges"]} == {
+        "AT_RISK"
+    }
+    await page.locator("select[name=health]").select_option("AT_RISK")
+    await page.locator("select[name=order]").select_option("HEALTH_ASC")
+    count = page.locator("#result-count")
+    await count.get_by_text(f"{data['totalCount']:,} customers match").wait_for()
+    rows = page.locator("table.customers tbody tr")
+    await rows.first.get_by_text(data["edges"][0]["node"]["name"]).wait_for()
+    names = await page.locator("table.customers tbody tr td:nth-child(1) a").all_inner_texts()
+    assert names == [e["node"]["name"] for e in data["edges"]]
+    health = await page.locator("table.customers tbody tr td:nth-child(6)").all_inner_texts()
+    assert [h.split()[0] for h in health] == [str(round(s)) for s in scores]
+    assert all("at risk" in h.lower() for h in health), health
+    await shot(page, "dashboard-customers-by-health")
+
+
 async def new_customer(demo: Demo) -> tuple[str, str]:
     email = f"live-{uuid.uuid4().hex[:6]}@example.com"
     body = await demo.gql(
