@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import secrets
 import statistics
 import subprocess
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from bench.db import DEFAULT_SERVER
 from bench.health import load
+from bench.metrics import cpu_or_zero, postgres_cpu
 from bench.procs import (
     Child,
     Teardown,
@@ -62,6 +64,8 @@ class Size:
     api_rate: list[float] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
     import_rate: list[float] = field(default_factory=list)
+    api_cpu_us: list[float] = field(default_factory=list)  # api process + PostgreSQL, per event
+    import_cpu_us: list[float] = field(default_factory=list)  # command + PostgreSQL, per event
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,13 +124,14 @@ async def fill(org: uuid.UUID, have: int, want: int) -> None:
         n = min(1_000_000, want - have)
         async with transaction():
             await conn.execute_query(
-                """WITH g AS (
-                    SELECT 'fill-' || i AS k, c.id AS cid, now() - (i % 7776000) * interval '1 s'
-                           AS at, (ARRAY['project_created','report_shared','teammate_invited',
+                """WITH c AS (SELECT array_agg(id ORDER BY id) AS ids FROM customer
+                           WHERE organization_id = $1),
+                g AS (
+                    SELECT 'fill-' || i AS k, c.ids[1 + i % cardinality(c.ids)] AS cid,
+                           now() - (i % 7776000) * interval '1 s' AS at,
+                           (ARRAY['project_created','report_shared','teammate_invited',
                            'dashboard_viewed','export_run'])[1 + i % 5] AS name
-                    FROM generate_series($2::bigint, $3::bigint - 1) AS i
-                    JOIN LATERAL (SELECT id FROM customer WHERE organization_id = $1
-                                  ORDER BY id OFFSET (i % 1000) LIMIT 1) c ON true
+                    FROM generate_series($2::bigint, $3::bigint - 1) AS i, c
                 ), k AS (INSERT INTO usage_event_key (organization_id, idempotency_key)
                          SELECT $1, k FROM g)
                 , e AS (INSERT INTO usage_event
@@ -166,8 +171,39 @@ def bodies(externals: list[str], n: int, tag: str) -> list[bytes]:
     return out
 
 
+class Cpu:
+    """CPU seconds of a process (and its children) and of PostgreSQL's backends for a
+    database, sampled while `follow` runs (backends that exit keep their last reading)."""
+
+    def __init__(self, database: str, pid: int | None = None) -> None:
+        self.database, self.pid = database, pid
+        self.start = self._read()
+        self.last = dict(self.start)
+        self.running = True
+
+    def _read(self) -> dict[str, float]:
+        out = postgres_cpu(self.database)
+        if self.pid is not None:
+            out["self"] = cpu_or_zero(self.pid)
+        return out
+
+    async def follow(self) -> int:
+        while self.running:
+            self.last.update(self._read())
+            await asyncio.sleep(0.25)
+        return 0
+
+    def stop(self) -> None:
+        self.last.update(self._read())
+        self.running = False
+
+    def used(self, extra: float = 0.0) -> float:
+        self.stop()
+        return extra + sum(v - self.start.get(k, 0.0) for k, v in self.last.items())
+
+
 async def api_round(server: Child, secret: str, externals: list[str], size: Size, tag: str,
-                    clients: int, calls: int) -> None:  # fmt: skip
+                    clients: int, calls: int, database: str) -> None:  # fmt: skip
     import httpx
 
     work = [bodies(externals, calls, f"{tag}-c{c}") for c in range(clients)]
@@ -175,6 +211,7 @@ async def api_round(server: Child, secret: str, externals: list[str], size: Size
 
     async def client(mine: list[bytes], http: httpx.AsyncClient) -> int:
         accepted = 0
+        await asyncio.sleep(0)
         for body in mine:
             started = time.perf_counter()
             response = await http.post("/graphql", content=body, headers=headers)
@@ -189,11 +226,17 @@ async def api_round(server: Child, secret: str, externals: list[str], size: Size
     async with httpx.AsyncClient(base_url=server.url, timeout=300, limits=limits,
                                  trust_env=False) as http:  # fmt: skip
         await http.post("/graphql", content=bodies(externals, 1, f"{tag}-warm")[0], headers=headers)
+        cpu = Cpu(database, server.pid)
         started = time.perf_counter()
+        follower = asyncio.create_task(cpu.follow())
         done = await asyncio.gather(*(client(w, http) for w in work))
+        cpu.stop()
+        await follower
         seconds = time.perf_counter() - started
-    assert sum(done) == clients * calls * BATCH, done
-    size.api_rate.append(sum(done) / seconds)
+    accepted = sum(done)
+    assert accepted == clients * calls * BATCH, done
+    size.api_rate.append(accepted / seconds)
+    size.api_cpu_us.append(1e6 * cpu.used() / accepted)
 
 
 def write_file(path: Path, externals: list[str], lines: int, tag: str) -> None:
@@ -208,10 +251,13 @@ def write_file(path: Path, externals: list[str], lines: int, tag: str) -> None:
 
 
 async def import_round(url: str, secret_key: str, externals: list[str], size: Size, tag: str,
-                       lines: int) -> None:  # fmt: skip
+                       lines: int, database: str) -> None:  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
         path = Path(folder) / "events.csv"
         await asyncio.to_thread(write_file, path, externals, lines, tag)
+        cpu = Cpu(database)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        follower = asyncio.create_task(cpu.follow())
         started = time.perf_counter()
         done = await asyncio.to_thread(
             subprocess.run,
@@ -222,9 +268,14 @@ async def import_round(url: str, secret_key: str, externals: list[str], size: Si
             timeout=3600,
         )
         seconds = time.perf_counter() - started
+        cpu.stop()
+        await follower
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        command = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     if done.returncode != 0 or f"{lines:,} accepted" not in done.stdout:
         raise RuntimeError(f"import-events: {done.returncode} {done.stdout[-300:]} {done.stderr}")
     size.import_rate.append(lines / seconds)
+    size.import_cpu_us.append(1e6 * cpu.used(command) / lines)
 
 
 def report(sizes: list[Size], args: argparse.Namespace) -> None:
@@ -245,6 +296,19 @@ def report(sizes: list[Size], args: argparse.Namespace) -> None:
     for line in table(
         [["events in table", "API ev/s", "spread", "vs first", "p50 ms", "p99 ms",
           "import ev/s", "spread", "vs first"]],
+        rows, rule=True,
+    ):  # fmt: skip
+        print(line)
+    print("\nCPU per event (the api process or the import command, plus PostgreSQL's backends "
+          "for the database), and the rate two idle cores would give at that cost")  # fmt: skip
+    rows = []
+    for s in sizes:
+        api, imp = statistics.median(s.api_cpu_us), statistics.median(s.import_cpu_us)
+        rows.append([f"{s.rows:,}", f"{api:.0f}", f"{2e6 / api:,.0f}", f"{imp:.0f}",
+                     f"{2e6 / imp:,.0f}"])  # fmt: skip
+    for line in table(
+        [["events in table", "API µs/event", "API ev/s on 2 idle cores", "import µs/event",
+          "import ev/s on 2 idle cores"]],
         rows, rule=True,
     ):  # fmt: skip
         print(line)
@@ -283,9 +347,10 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
                     for step in steps:
                         if step == "api":
                             await api_round(server, key, externals, size, tag, args.clients,
-                                            args.calls)  # fmt: skip
+                                            args.calls, teardown.db_name)  # fmt: skip
                         else:
-                            await import_round(url, secret_key, externals, size, tag, args.lines)
+                            await import_round(url, secret_key, externals, size, tag, args.lines,
+                                               teardown.db_name)  # fmt: skip
                     print(f"   round {r + 1}: API {size.api_rate[-1]:,.0f} ev/s, import "
                           f"{size.import_rate[-1]:,.0f} ev/s; {load()}", flush=True)  # fmt: skip
                 have += len(size.api_rate) * args.clients * args.calls * BATCH

@@ -28,9 +28,9 @@ from app.usage.rules import (
     ItemStatus,
     Reject,
     Rejection,
-    check_event,
+    Window,
+    check_fields,
     encode_properties,
-    occurred_at_of,
     roll_up,
 )
 from app.usage.storage import EventRow
@@ -112,23 +112,28 @@ async def ingest_events(
             field="events",
         )
     now = now or utcnow()
+    window = Window.at(now, retention_days)
     results: dict[int, ItemResult] = {}
     valid: list[tuple[int, EventIn, datetime, str]] = []
     for index, event in enumerate(events):
         if isinstance(event, Rejection):  # its shape was refused as it arrived
             results[index] = ItemResult(index, ItemStatus.REJECTED, None, event.code, event.reason)
             continue
-        problem = check_event(event, now=now, retention_days=retention_days)
-        properties = encode_properties(event.properties) if problem is None else ""
+        at = check_fields(
+            event.customer_id,
+            event.external_id,
+            event.name,
+            event.occurred_at,
+            event.idempotency_key,
+            window,
+        )
+        properties = encode_properties(event.properties) if isinstance(at, datetime) else at
         if isinstance(properties, Rejection):
-            problem = properties
-        if problem is not None:
             results[index] = ItemResult(
-                index, ItemStatus.REJECTED, None, problem.code, problem.reason
+                index, ItemStatus.REJECTED, None, properties.code, properties.reason
             )
             continue
-        at = occurred_at_of(event.occurred_at)
-        assert isinstance(at, datetime) and isinstance(properties, str)
+        assert isinstance(at, datetime)
         valid.append((index, event, at, properties))
     known, by_external = await resolve_customers(tenant, [v[1] for v in valid])
     if create_missing:
