@@ -20,6 +20,7 @@ from tortoise.connection import get_connection
 from app.analytics import rules
 from app.analytics.rules import (
     COHORT,
+    COHORT_WEEK,
     COMPLETION,
     LAYOUT,
     STEP,
@@ -38,8 +39,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     COMPLETION: ("day", "user_type", "channel", "template_version", "signup_week"),
 }
 KEYS[STEP_WEEK] = KEYS[STEP]
+KEYS[COHORT_WEEK] = KEYS[COHORT]
 TABLES = {
     COHORT: "analytics_cohort",
+    COHORT_WEEK: "analytics_cohort_week",
     STEP: "analytics_step",
     STEP_WEEK: "analytics_step_week",
     COMPLETION: "analytics_completion",

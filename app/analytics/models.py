@@ -29,14 +29,9 @@ class AnalyticsCustomer(Model):
         )
 
 
-class CohortRollup(Model):
-    """Customers who signed up on one day in one segment: headline counts and histograms."""
+class CohortCounts(Model):
+    """The segment, headline counts and histograms of a signup cell (daily and weekly)."""
 
-    id = fields.BigIntField(primary_key=True)
-    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
-        "liftoff.Organization", related_name="analytics_cohorts", on_delete=fields.CASCADE
-    )
-    day = fields.DateField(description="Signup day (UTC).")
     user_type = fields.CharField(max_length=64)
     channel = fields.CharField(max_length=64)
     template_version = fields.IntField()
@@ -50,8 +45,38 @@ class CohortRollup(Model):
     done_weeks = ArrayField("int", description="Completions by weeks after the signup week.")
 
     class Meta:
+        abstract = True
+
+
+COHORT_KEY = ("organization_id", "day", "user_type", "channel", "template_version")
+
+
+class CohortRollup(CohortCounts):
+    """Customers who signed up on one day in one segment: headline counts and histograms."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_cohorts", on_delete=fields.CASCADE
+    )
+    day = fields.DateField(description="Signup day (UTC).")
+
+    class Meta:
         table = "analytics_cohort"
-        unique_together = (("organization_id", "day", "user_type", "channel", "template_version"),)
+        unique_together = (COHORT_KEY,)
+
+
+class CohortWeekRollup(CohortCounts):
+    """The cohort rollup summed by signup week (`day` is its Monday)."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_cohort_weeks", on_delete=fields.CASCADE
+    )
+    day = fields.DateField(description="Monday of the signup week (UTC).")
+
+    class Meta:
+        table = "analytics_cohort_week"
+        unique_together = (COHORT_KEY,)
 
 
 STEP_KEY = (

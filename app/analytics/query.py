@@ -3,6 +3,7 @@ the number of segments, never the number of customers."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -143,36 +144,55 @@ def _values(row: dict[str, Any], skip: int) -> list[int]:
 
 @dataclass(frozen=True)
 class CohortSums:
-    """Headline sums of the signup cells: per signup day (this period and the previous one),
-    and per user type and per channel (this period)."""
+    """Sums of the signup cells: the headline counts (no histograms) per signup day of this
+    period and the previous one; every sum per user type, per channel and per signup week
+    of this period."""
 
     days: list[tuple[date, list[int]]]
     user_types: list[tuple[str, list[int]]]
     channels: list[tuple[str, list[int]]]
+    weeks: list[tuple[date, list[int]]]
+
+
+DAY_SUMS = _sums(COHORT_COLUMNS, ())
+_WEEK = "(day - (extract(isodow FROM day)::int - 1))"
 
 
 async def cohort_sums(scope: Scope) -> CohortSums:
-    """One grouped query (grouping sets), so few rows leave the database."""
+    """Two grouped queries: daily headline counts over both periods from the daily rows, and
+    the histograms by segment and week from whole weeks plus the partial weeks' days."""
+    conn = get_connection("default")
     where, params = _where(scope, scope.previous().start, signup="day")
-    params.append(scope.start)
-    current = f"(day >= ${len(params)})"
-    sql = (
-        f"SELECT {current} AS current, day, user_type, channel,"
-        " GROUPING(day, user_type, channel) AS g,"
-        f" {COHORT_SUMS} FROM analytics_cohort WHERE {where}"
-        f" GROUP BY GROUPING SETS ((day), ({current}, user_type), ({current}, channel))"
+    daily = f"SELECT day, {DAY_SUMS} FROM analytics_cohort WHERE {where} GROUP BY day"
+    source, week_params = _by_weeks(
+        scope,
+        f"day, user_type, channel, {', '.join(COHORT_COLUMNS)}, done_hist, done_weeks",
+        "analytics_cohort",
+        "analytics_cohort_week",
     )
-    rows = await get_connection("default").execute_query_dict(sql, params)
-    days, types, channels = [], [], []
+    grouped = (
+        f"SELECT {_WEEK} AS week, user_type, channel,"
+        f" GROUPING({_WEEK}, user_type, channel) AS g, {COHORT_SUMS} FROM {source}"
+        f" GROUP BY GROUPING SETS (({_WEEK}), (user_type), (channel))"
+    )
+    day_rows, rows = await asyncio.gather(
+        conn.execute_query_dict(daily, params), conn.execute_query_dict(grouped, week_params)
+    )
+    weeks, types, channels = [], [], []
     for r in rows:
-        values = _values(r, 5)
+        values = _values(r, 4)
         if r["g"] == 0b011:
-            days.append((r["day"], values))
-        elif r["current"] and r["g"] == 0b101:
+            weeks.append((r["week"], values))
+        elif r["g"] == 0b101:
             types.append((r["user_type"], values))
-        elif r["current"] and r["g"] == 0b110:
+        elif r["g"] == 0b110:
             channels.append((r["channel"], values))
-    return CohortSums(days=days, user_types=types, channels=channels)
+    return CohortSums(
+        days=[(r["day"], _values(r, 1)) for r in day_rows],
+        user_types=types,
+        channels=channels,
+        weeks=weeks,
+    )
 
 
 async def step_rows(scope: Scope) -> list[tuple[str, str, str, str, int, list[int]]]:

@@ -200,11 +200,15 @@ def within(scope: Scope, days: Iterable[tuple[date, list[int]]]) -> list[tuple[d
 
 
 def period_totals(scope: Scope, sums: CohortSums) -> Totals:
+    """The headline counts (no histograms) of a period's signup days."""
     return totals(v for _, v in within(scope, sums.days))
 
 
 def overview(scope: Scope, sums: CohortSums) -> Figures:
-    return Figures(label="all", totals=period_totals(scope, sums), drill=base_drill(scope))
+    """Every sum of the period: the user types together (each customer has one)."""
+    return Figures(
+        label="all", totals=totals(v for _, v in sums.user_types), drill=base_drill(scope)
+    )
 
 
 def step_of(rows: Iterable[StepRow], key: tuple[str, str], name: str) -> StepFigures:
@@ -272,9 +276,7 @@ def _by(
 
 
 def cohorts(scope: Scope, sums: CohortSums) -> Cohorts:
-    weeks: dict[date, Totals] = {}
-    for day, values in within(scope, sums.days):
-        weeks.setdefault(week_of(day), Totals()).add(values)
+    weeks = {week: totals([values]) for week, values in sums.weeks}
     base = base_drill(scope)
     table = []
     for week, t in sorted(weeks.items()):

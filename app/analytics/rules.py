@@ -35,6 +35,7 @@ IDLE_DAYS = 7
 COHORT = "cohort"
 STEP = "step"
 STEP_WEEK = "step_week"
+COHORT_WEEK = "cohort_week"
 COMPLETION = "completion"
 
 COHORT_COLUMNS = ("customers", "started", "completed", "active", "points", "badges")
@@ -44,6 +45,7 @@ LAYOUT: dict[str, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {
     COHORT: (COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS))),
     STEP: (STEP_COLUMNS, (("time_hist", BUCKETS), ("here_hist", BUCKETS))),
     STEP_WEEK: (STEP_COLUMNS, (("time_hist", BUCKETS),)),
+    COHORT_WEEK: (COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS))),
     COMPLETION: (COMPLETION_COLUMNS, (("done_hist", BUCKETS),)),
 }
 """Per rollup table: its scalar counters, then its histogram arrays with their lengths."""
@@ -235,11 +237,16 @@ def diff(pairs: Iterable[tuple[dict[str, Any] | None, dict[str, Any] | None]]) -
     return {k: v for k, v in delta.items() if any(v)}
 
 
+WEEKLY = {STEP: STEP_WEEK, COHORT: COHORT_WEEK}
+
+
 def weekly(delta: Delta) -> None:
-    """Add to `delta` the rows of the weekly step rollup: the daily step rows summed by the
-    Monday of their signup week, without their in-stage histogram."""
-    size = width(STEP_WEEK)
+    """Add to `delta` the rows of the weekly rollups: daily step and cohort rows summed by
+    the Monday of their signup week (steps without their in-stage histogram)."""
     for (kind, key), values in list(delta.items()):
-        if kind == STEP and any(values[:size]):
-            found = delta.setdefault((STEP_WEEK, (week_of(key[0]), *key[1:])), [0] * size)
+        if kind not in WEEKLY:
+            continue
+        size = width(WEEKLY[kind])
+        if any(values[:size]):
+            found = delta.setdefault((WEEKLY[kind], (week_of(key[0]), *key[1:])), [0] * size)
             found[:] = [a + b for a, b in zip(found, values[:size], strict=True)]

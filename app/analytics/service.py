@@ -84,7 +84,7 @@ class Report:
 
     async def forecast(self) -> forecasting.Forecast:
         days = report.within(self.scope, (await self.cohort_sums()).days)
-        done = report.totals(v for _, v in days).done_hist
+        done = (await self.overview()).totals.done_hist
         ages: dict[date, int] = {}
         for day, values in days:
             ages[day] = ages.get(day, 0) + values[0] - values[2]

@@ -49,6 +49,7 @@ async def dump(tenant: Tenant) -> dict[str, set[tuple[Any, ...]]]:
     out: dict[str, set[tuple[Any, ...]]] = {}
     for table in (
         "analytics_cohort",
+        "analytics_cohort_week",
         "analytics_step",
         "analytics_step_week",
         "analytics_completion",

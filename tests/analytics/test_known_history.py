@@ -168,9 +168,10 @@ async def test_customers_cannot_read_analytics(tenant: Tenant) -> None:
         service.analytics(tenant.customer_viewer(customer))
 
 
-async def test_the_funnel_is_the_same_from_daily_and_from_weekly_rows(tenant: Tenant) -> None:
-    """A period of one day reads the daily step rows; one whole week reads the weekly ones
-    (both from the consumer); a period with a partial week at either end reads both."""
+async def test_figures_are_the_same_from_daily_and_from_weekly_rows(tenant: Tenant) -> None:
+    """A period of one day reads the daily step and cohort rows; one whole week reads the
+    weekly ones (both kept by the consumer); a period with a partial week at either end
+    reads both."""
     later, _ = await _history(tenant)
     day = (later - 30 * DAY).date()
     week = week_of(day)
@@ -188,7 +189,14 @@ async def test_the_funnel_is_the_same_from_daily_and_from_weekly_rows(tenant: Te
     one_day = service.analytics(tenant.csm, start=day, end=day, now=later)
     assert query.whole_weeks(one_day.scope.start, one_day.scope.end) is None
     edges = service.analytics(tenant.csm, start=week - 3 * DAY, end=week + 9 * DAY, now=later)
-    expected = figures(await service.analytics(tenant.csm, now=later).funnel())
+    default = service.analytics(tenant.csm, now=later)
+    expected = figures(await default.funnel())
     assert expected[0][2] == 5  # welcome reached by all five
+    overview = (await default.overview()).totals
+    [retention] = (await default.cohorts()).by_signup_week
     for run in (whole, one_day, edges):
         assert figures(await run.funnel()) == expected
+        assert (await run.overview()).totals == overview
+        assert (await run.cohorts()).by_signup_week[0].completed_by_week == (
+            retention.completed_by_week
+        )
