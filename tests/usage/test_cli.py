@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.accounts import apikeys
-from app.accounts.models import ApiKey
+from app.accounts.models import ApiKey, Organization
 from tests.accounts.test_cli import liftoff
 from tests.graphql.client import error_codes
 from tests.support.factories import Tenant
@@ -28,3 +28,15 @@ async def test_api_key_commands(db: str, tenant: Tenant) -> None:
     apikeys.CACHE.entries.clear()  # this process's verdicts lapse after LIFTOFF_AUTH_CACHE_SECONDS
     body = await ingest_with_key(secret, events_for(1, customer_id=customer.id))
     assert error_codes(body) == ["UNAUTHENTICATED"]
+
+
+async def test_event_retention_command(db: str, tenant: Tenant) -> None:
+    org = tenant.org.slug
+    done = await liftoff(db, "event-retention", "--org", org, "--days", "30")
+    assert done.returncode == 0 and "30 days" in done.stdout, done.stderr
+    assert (await Organization.get(id=tenant.id)).event_retention_days == 30
+    refused = await liftoff(db, "event-retention", "--org", org, "--days", "0")
+    assert refused.returncode == 2 and "VALIDATION_FAILED" in refused.stderr
+    reset = await liftoff(db, "event-retention", "--org", org)
+    assert reset.returncode == 0 and "the default (400 days)" in reset.stdout, reset.stdout
+    assert (await Organization.get(id=tenant.id)).event_retention_days is None
