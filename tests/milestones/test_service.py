@@ -264,6 +264,13 @@ async def test_stats_of_a_known_history(tenant: Tenant) -> None:
         {"label": "organic", "achieved": 2, "rate": 0.6667},
         {"label": "paid", "achieved": 2, "rate": 1.0},
     ]
+    analytics = await gql(
+        '{ analytics(filter: {userType: "smb"}) { milestoneAchievements { key achieved rate } } }',
+        token=tokens_of(tenant, people[0])[Role.CSM],
+    )
+    assert analytics["data"]["analytics"]["milestoneAchievements"] == [
+        {"key": "hundred_widgets", "achieved": 1, "rate": 0.5}
+    ]
     refused = await gql(
         "{ milestoneStats { key } }", token=tokens_of(tenant, people[0])[Role.CUSTOMER]
     )

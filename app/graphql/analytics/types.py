@@ -551,6 +551,32 @@ class OnboardingAnalytics:
             for d in segments
         ]
 
-    @strawberry.field(description="Null until milestones exist.")
-    def milestone_achievements(self) -> list[MilestoneAchievement] | None:
-        return None
+    @strawberry.field(
+        description="Customers who achieved each milestone of the current set, and their share, "
+        "in the filter's user type or channel (over all time, not only the period); null "
+        "without a milestone set. `milestoneStats` has the times to achieve."
+    )
+    async def milestone_achievements(self, info: Info) -> list[MilestoneAchievement] | None:
+        from app.milestones.stats import SegmentStat, milestone_stats
+
+        s = self.run.scope
+        found = await milestone_stats(info.context.viewer)
+        if not found:
+            return None
+        out = []
+        for m in found:
+            segment: SegmentStat | None = m.overall
+            if s.user_type is not None:
+                segment = next((x for x in m.by_user_type if x.label == s.user_type), None)
+            elif s.channel is not None:
+                segment = next((x for x in m.by_acquisition_channel if x.label == s.channel), None)
+            achieved = segment.achieved if segment else 0
+            out.append(
+                MilestoneAchievement(
+                    key=m.key,
+                    name=m.name,
+                    achieved=achieved,
+                    rate=segment.rate if segment else None,
+                )
+            )
+        return out
