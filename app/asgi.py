@@ -32,7 +32,7 @@ from app.graphql.events.frames import SharedFrames
 from app.graphql.ratelimits import client_address, refusal
 from app.graphql.schema import build_schema
 from app.graphql.sessions import Sessions
-from app.kit.heap import settle_heap
+from app.kit.heap import QuietTrim, settle_heap
 from app.kit.ratelimit import Limiter
 from app.ops import logs, metrics, tracing
 from app.ops.endpoint import metrics_endpoint
@@ -65,6 +65,7 @@ class LiftoffGraphQL(GraphQL[Context, None]):
         )
         self.settings = settings
         self.sessions = Sessions()
+        self.trim = QuietTrim()
         self.limits = requests.RequestLimits(
             max_body_bytes=settings.max_body_bytes,
             max_json_depth=settings.max_json_depth,
@@ -79,6 +80,7 @@ class LiftoffGraphQL(GraphQL[Context, None]):
                 await super().__call__(scope, receive, send)
             finally:
                 self.sessions.discard(scope)
+                self.trim.released_one()
             return
         limit = self.limits.max_body_bytes
         try:

@@ -3,6 +3,7 @@ how long each takes to be refused, how fast `/healthz` answers meanwhile, and th
 memory over rounds of websocket churn (sockets that open, subscribe and close).
 
     python -m bench.abuse [--rounds 5] [--sockets 400] [--subscriptions 5] [--repeat 5]
+                          [--feed activity|progress]
 
 Each refusal is measured `--repeat` times, alternating the kinds of request; the report gives
 medians and spread (min-max), and the machine's load.
@@ -40,6 +41,7 @@ DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
 MIB = 1024 * 1024
 UNLIMITED = "1000000/minute"
 ACTIVITY = "subscription { activity { id type } }"
+PROGRESS = "subscription($c: ID) { workflowProgress(customerId: $c) { sequence type } }"
 
 
 def fragment_bomb(levels: int) -> str:
@@ -224,7 +226,7 @@ async def refusals(
 
 
 async def churn_round(
-    ws_url: str, token: str, sockets: int, subscriptions: int
+    ws_url: str, token: str, sockets: int, subscriptions: int, customers: list[str] | None
 ) -> tuple[int, float]:
     """Open `sockets` websockets with `subscriptions` activity subscriptions each, all at once
     (100 handshakes in flight), then close them all; (sockets that started, seconds)."""
@@ -238,7 +240,10 @@ async def churn_round(
             client = await GqlWsClient.connect(ws_url, token=token, within=60)
             opened.append(client)
             for n in range(subscriptions):
-                await client.subscribe(str(n), ACTIVITY)
+                if customers:  # `workflowProgress` of the customers in turn
+                    await client.subscribe(str(n), PROGRESS, {"c": customers[n % len(customers)]})
+                else:
+                    await client.subscribe(str(n), ACTIVITY)
             await client.ping(within=60)  # the subscriptions are running once this returns
 
     started = time.perf_counter()
@@ -249,8 +254,9 @@ async def churn_round(
 
 
 async def settled_rss(pid: int | None, seconds: float = 3.0) -> float:
-    """The api's resident memory in MiB once it stops moving (at most `seconds` more)."""
-    await asyncio.sleep(1.0)
+    """The api's resident memory in MiB once it stops moving (at most `seconds` more), after
+    the quiet time the api waits before it trims its heap (`app.kit.heap.QuietTrim`)."""
+    await asyncio.sleep(4.0)
     last = rss_kb(pid)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -301,25 +307,32 @@ async def bench(args: argparse.Namespace, teardown: Teardown) -> None:
     print(f"PostgreSQL {pg_version}, database {teardown.db_name}; Valkey {valkey.url}; "
           f"api pid {api.pid}; {os.cpu_count()} CPUs; load {load()}")  # fmt: skip
 
-    rows = await refusals(api, args, ghost, seeded.csm_token)
-    print(f"\nRefusals ({args.repeat} rounds, kinds alternating; load {load()})")
-    heads = ["request", "answer", "median ms", "spread ms", "slowest /healthz ms"]
-    print("\n".join(table([heads], rows, align="<<>>>", rule=True)))
+    if args.repeat:
+        rows = await refusals(api, args, ghost, seeded.csm_token)
+        print(f"\nRefusals ({args.repeat} rounds, kinds alternating; load {load()})")
+        heads = ["request", "answer", "median ms", "spread ms", "slowest /healthz ms"]
+        print("\n".join(table([heads], rows, align="<<>>>", rule=True)))
 
     ws_url = api.url.replace("http", "ws") + "/graphql"
-    memory = [["start", "", "", f"{await settled_rss(api.pid):.1f}"]]
+    memory = [["start", "", "", "", f"{await settled_rss(api.pid):.1f}"]]
     for n in range(1, args.rounds + 1):
-        ok, took = await churn_round(ws_url, seeded.csm_token, args.sockets, args.subscriptions)
+        customers = [c for c, _ in seeded.customers] if args.feed == "progress" else None
+        ok, took = await churn_round(
+            ws_url, seeded.csm_token, args.sockets, args.subscriptions, customers
+        )
         rss = await settled_rss(api.pid)
-        memory.append([str(n), f"{ok}/{args.sockets}", f"{took:.1f}", f"{rss:.1f}"])
+        per_start = took * 1000 / max(1, ok * args.subscriptions)
+        memory.append(
+            [str(n), f"{ok}/{args.sockets}", f"{took:.1f}", f"{per_start:.2f}", f"{rss:.1f}"]
+        )
         print(f"round {n}: {ok} sockets in {took:.1f} s, api RSS {rss:.1f} MiB", flush=True)
     print(
-        f"\nWebsocket churn: {args.sockets} sockets x {args.subscriptions} `activity` "
+        f"\nWebsocket churn: {args.sockets} sockets x {args.subscriptions} {args.feed} "
         f"subscriptions per round, all closed after; RSS after each round (load {load()})"
     )
-    heads = ["round", "sockets", "seconds", "api RSS MiB"]
+    heads = ["round", "sockets", "seconds", "ms per subscription start", "api RSS MiB"]
     print("\n".join(table([heads], memory, rule=True)))
-    first, last = float(memory[1][3]), float(memory[-1][3])
+    first, last = float(memory[1][4]), float(memory[-1][4])
     print(f"growth from round 1 to round {args.rounds}: {last - first:+.1f} MiB "
           f"({(last - first) / max(1, args.rounds - 1):+.2f} MiB per round)")  # fmt: skip
 
@@ -340,7 +353,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="websocket churn rounds")
     p.add_argument("--sockets", type=int, default=400, help="websockets per round")
     p.add_argument("--subscriptions", type=int, default=5, help="subscriptions per websocket")
-    p.add_argument("--repeat", type=int, default=5, help="times each refusal is measured")
+    p.add_argument("--repeat", type=int, default=5, help="times each refusal is measured (0: none)")
+    p.add_argument("--feed", choices=["activity", "progress"], default="activity",
+                   help="what the churned sockets subscribe to (progress: workflowProgress of "
+                   "the seeded customers in turn)")  # fmt: skip
     p.add_argument("--database-url", default=None, help="PostgreSQL server (default DATABASE_URL)")
     return p.parse_args(argv)
 
