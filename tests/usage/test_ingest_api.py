@@ -336,3 +336,27 @@ async def test_a_call_over_the_limits_is_refused_whole(tenant: Tenant) -> None:
     assert await UsageEvent.filter(customer_id=customer.id).count() == 0
     answer = (await ingest_with_key(secret, events_for(1000, customer_id=customer.id)))["data"]
     assert answer["ingestEvents"]["accepted"] == 1000
+
+
+async def test_events_written_inline_in_the_document(tenant: Tenant) -> None:
+    """As an admin types them in GraphiQL: the events as object literals, no variables."""
+    customer = await tenant.customer()
+    at = utcnow().isoformat()
+    document = (
+        "mutation { ingestEvents(input: {events: ["
+        f'{{customerId: "{customer.id}", name: "report_shared", occurredAt: "{at}", '
+        'idempotencyKey: "inline-1", properties: {plan: "pro", seats: [1, 2]}}, '
+        f'{{customerId: "{customer.id}", name: "bad name", occurredAt: "{at}", '
+        'idempotencyKey: "inline-2"}'
+        "]}) { accepted items { status code } } }"
+    )
+    body = await gql(document, token=admin_token(tenant))
+    assert body["data"]["ingestEvents"] == {
+        "accepted": 1,
+        "items": [
+            {"status": "ACCEPTED", "code": None},
+            {"status": "REJECTED", "code": "INVALID_NAME"},
+        ],
+    }
+    row = await UsageEvent.get(customer_id=customer.id)
+    assert row.properties == {"plan": "pro", "seats": [1, 2]}
