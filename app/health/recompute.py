@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 from tortoise.connection import get_connection
 
 from app.accounts.models import Role
@@ -22,7 +23,7 @@ from app.accounts.viewer import Viewer
 from app.audit import service as audit
 from app.db import transaction
 from app.errors import NotFound
-from app.health.compute import BATCH, WHERE_FROM, Run, prepare, score_batch
+from app.health.compute import BATCH, WHERE_FROM, BatchResult, Run, prepare, score_batch
 from app.health.models import HealthJob, JobStatus
 from app.health.rules import HealthLevel
 from app.kit.clock import utcnow
@@ -32,6 +33,7 @@ from app.kit.tenancy import scoped
 log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(minutes=2)
+BATCH_ATTEMPTS = 3
 PARALLEL = 2
 """Concurrent sweeps of a full recompute, each over its own range of customer ids and its own
 connection: the work is in PostgreSQL, so one per database core it may use."""
@@ -138,15 +140,38 @@ async def sweep(
         )
     scored = changed = 0
     while True:
-        async with transaction():
-            got = await score_batch(run, after=after, where=where, params=params, limit=batch_size)
-            if got.last_id is not None and on_batch is not None:
-                await on_batch(got.last_id, got.scored, len(got.changed))
+        got = await _batch(run, after, where, params, batch_size, on_batch)
         if got.last_id is None:
             return scored, changed
         scored, changed, after = scored + got.scored, changed + len(got.changed), got.last_id
         if got.scored < batch_size:
             return scored, changed
+
+
+async def _batch(
+    run: Run,
+    after: uuid.UUID | None,
+    where: str,
+    params: list[Any],
+    batch_size: int,
+    on_batch: Callable[[uuid.UUID, int, int], Awaitable[None]] | None,
+) -> BatchResult:
+    """One batch in its own transaction, tried again when the database rolls it back to break
+    a deadlock (concurrent sweeps may meet on the summary rows their triggers update)."""
+    for attempt in range(1, BATCH_ATTEMPTS + 1):
+        try:
+            async with transaction():
+                got = await score_batch(
+                    run, after=after, where=where, params=params, limit=batch_size
+                )
+                if got.last_id is not None and on_batch is not None:
+                    await on_batch(got.last_id, got.scored, len(got.changed))
+            return got
+        except asyncpg.exceptions.TransactionRollbackError as exc:
+            if attempt == BATCH_ATTEMPTS:
+                raise
+            log.warning("health batch after %s rolled back (%s); trying again", after, exc)
+    raise AssertionError("unreachable")
 
 
 async def recompute_all(

@@ -72,7 +72,7 @@ async def score_pending() -> int:
             by_org: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
             for row in rows:
                 by_org[row["organization_id"]].append(row["customer_id"])
-            for org, cids in by_org.items():
+            for org, cids in sorted(by_org.items()):  # one lock order across workers
                 total += await recompute.recompute_customers(org, cids, now=now)
         if len(rows) < DRAIN_LIMIT:
             return total

@@ -4,6 +4,7 @@ and the analytics slot read it."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import timedelta
 from decimal import Decimal
@@ -165,3 +166,24 @@ async def test_distributions_and_the_analytics_slot_read_the_summary(tenant: Ten
     )
     body = await gql.execute(query, {}, token=token)
     assert body["data"]["analytics"]["healthDistribution"] is None
+
+
+async def test_concurrent_sweeps_over_new_and_scored_customers_keep_the_summary_exact(
+    tenant: Tenant,
+) -> None:
+    from app.health.compute import prepare
+
+    customers = await _customers(tenant, random.Random(11), 24)
+    async with transaction():  # half scored already: each batch below inserts and updates
+        await recompute.recompute_customers(tenant.id, [c.id for c in customers[::2]], now=utcnow())
+    for _ in range(2):
+        async with transaction():
+            run = await prepare(tenant.id, now=utcnow(), fresh_norm=True)
+        swept = await asyncio.gather(
+            *(
+                recompute.sweep(run, recompute.Scope(), after=lo, upto=hi, batch_size=2)
+                for lo, hi in recompute.id_ranges(4)
+            )
+        )
+        assert sum(scored for scored, _ in swept) == 24
+        await _check([tenant.id])
