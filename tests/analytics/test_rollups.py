@@ -101,14 +101,14 @@ async def test_an_interrupted_rebuild_resumes_and_counts_what_happened_meanwhile
 async def test_the_upgrade_backfill_of_the_weekly_rollups_equals_what_the_consumer_keeps(
     tenant: Tenant,
 ) -> None:
-    """Migration 0021 recomputes the weekly rows (spoiled here) from the daily ones."""
+    """Migration 0022 recomputes the weekly rows (spoiled here) from the daily ones."""
     await random_history(
         tenant, random.Random(13), customers=8, moves=40, start=utcnow() - timedelta(days=45)
     )
     await drain(tenant)
     kept = await dump(tenant)
     assert kept["analytics_step_week"] and kept["analytics_cohort_week"]
-    backfill = importlib.import_module("migrations.0021_analytics_weekly_backfill").BACKFILL
+    backfill = importlib.import_module("migrations.0022_analytics_weekly_backfill").BACKFILL
     async with transaction() as conn:
         for table, column in (
             ("analytics_step_week", "reached"),

@@ -13,7 +13,7 @@ BACKFILL = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0020_analytics_cohort_week')]
+    dependencies = [('liftoff', '0021_health_summary_lock')]
 
     initial = False
 
