@@ -60,7 +60,10 @@ QUERY = """query Full { analytics {
       medianHoursToComplete } changes { metric current previous absoluteChange relativeChange } }
   weekly: trends(granularity: WEEK) { points { start signups completions } }
   forecast { inFlight probabilityWithin30Days expectedCompletionsWithin30Days expectedDate
-    completedSample censoredSample method curve { days stillOnboarding atRisk } }
+    completedSample censoredSample method curve { days stillOnboarding atRisk }
+    stages { stageKey inFlight completedSample medianDaysInStage probabilityStageWithin30Days
+      probabilityWithin30Days expectedCompletionsWithin30Days
+      curve { days stillOnboarding atRisk completed censored } drillDown { stageKey outcome } } }
   recommendations { kind message evidence { label value } effectSize sampleSize
     drillDown { acquisitionChannel userType stageKey taskKey outcome } }
   automationPerformance { runs } healthDistribution { segment } milestoneAchievements { key }
