@@ -78,7 +78,11 @@ def migrate() -> None:
     url = _resolved_url(settings)
     applied = _run(lambda: _with_db(settings, lambda: run(url), connect=False))
     if applied:
-        console.print(f"Applied {len(applied)} migration(s): {', '.join(applied)}.", markup=False)
+        console.print(
+            f"Applied {len(applied)} migration(s): {', '.join(applied)}.",
+            markup=False,
+            soft_wrap=True,
+        )
     else:
         console.print("Database is up to date: no migration to apply.")
 

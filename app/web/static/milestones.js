@@ -16,6 +16,6 @@ export function Milestones({ id, version }) {
     ${list && html`<ul class="milestones">${list.map((m) => html`<li key=${m.key} data-milestone=${m.key} class=${m.achievedAt ? "achieved" : ""}>
       <span>${badgeIcon(m.icon)} <strong>${m.name}</strong> ${m.achievedAt ? html`<span class="status status-completed">${m.repeatable && m.timesAchieved > 1 ? `×${m.timesAchieved}` : "reached"}</span>` : ""}</span>
       <${Bar} value=${m.percent} label=${`${m.name} ${Math.round(m.percent)} percent`} />
-      <span class="muted small">${m.achievedAt ? `first on ${fmt.date(m.achievedAt)}` : m.missing.join("; ")}</span></li>`)}</ul>`}
+      <span class="muted small">${m.achievedAt ? `first on ${fmt.date(m.achievedAt)}` : m.missing}</span></li>`)}</ul>`}
   </section>`;
 }
