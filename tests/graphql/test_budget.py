@@ -3,16 +3,26 @@ in time linear in the size of the document."""
 
 from __future__ import annotations
 
+import gc
 import json
+import time
 from typing import Any
 
 import httpx
 import pytest
-from graphql import FragmentDefinitionNode, get_introspection_query, get_operation_ast, parse
+from graphql import (
+    ASTValidationRule,
+    FragmentDefinitionNode,
+    get_introspection_query,
+    get_operation_ast,
+    parse,
+    validate,
+)
 
 from app.accounts.models import Role
 from app.asgi import LiftoffGraphQL
 from app.graphql.budget import measure
+from app.graphql.guard import deadline_rule
 from app.graphql.schema import build_schema
 from tests.graphql.client import SETTINGS, error_codes, gql, post, tokens_of
 from tests.support.factories import Tenant
@@ -147,3 +157,28 @@ async def post_raw(content: bytes) -> httpx.Response:
     transport = httpx.ASGITransport(app=LiftoffGraphQL(SETTINGS))
     async with httpx.AsyncClient(transport=transport, base_url="http://liftoff.test") as client:
         return await client.post("/", content=content, headers={"content-type": "application/json"})
+
+
+def test_a_full_collection_during_validation_does_not_count_against_the_document() -> None:
+    """The validation deadline is CPU time less the garbage collector's: a full collection of
+    a large heap that starts while an ordinary document is validated is not the document's."""
+    heap = [[i] for i in range(3_000_000)]  # a heap whose full collection takes a while
+    started = time.thread_time()
+    gc.collect()
+    collection = time.thread_time() - started
+    budget = collection / 3  # the collection alone is three times the budget
+
+    class CollectOnce(ASTValidationRule):
+        done = False
+
+        def enter_field(self, *_: Any) -> None:
+            if not CollectOnce.done:
+                CollectOnce.done = True
+                gc.collect()
+
+    schema = build_schema(SETTINGS)._schema
+    document = parse("{ viewer { role } }")
+    errors = validate(schema, document, [CollectOnce, deadline_rule(budget)])
+    assert CollectOnce.done
+    assert errors == [], errors
+    del heap
