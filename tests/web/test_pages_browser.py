@@ -356,6 +356,14 @@ async def test_a_task_done_through_the_api_shows_live_on_both_pages(
     assert "Welcome" in await checklist.locator(".celebration-banner").inner_text()
     assert await checklist.locator("canvas.confetti").count() == 1
     await shot(checklist, "checklist-celebration")
+    # Both pages show the API's percent as it is (a CUSTOMER and, outside the embedded
+    # default, a CSM cannot introspect the schema: the pages must not depend on it).
+    shown = await demo.gql(
+        "query($c: ID) { workflow(customerId: $c) { progress } }", {"c": customer_id}
+    )
+    expected = f"{round(shown['data']['workflow']['progress'])} %"
+    for page in (checklist, dashboard):
+        await page.locator("[data-field=progress]").get_by_text(expected, exact=True).wait_for(timeout=5000)
     await dashboard.locator(".timeline li[data-type='stage.completed']").wait_for()
     await shot(dashboard, "dashboard-customer")
 

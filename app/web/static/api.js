@@ -108,6 +108,10 @@ export function subscribe(query, variables, onData, { onError, resume } = {}) {
 
 let features = null;
 
+/** Everything: what the pages assume when the server does not let this role introspect
+ * (outside the embedded default only ADMIN may), since they ship with the API they call. */
+const EVERYTHING = { has: () => true, get: () => "" };
+
 /** Which root fields and type fields this server has: pages show what exists. */
 export async function schemaFeatures() {
   if (!features) {
@@ -122,16 +126,16 @@ export async function schemaFeatures() {
         for (const field of type.inputFields || []) found.set(`${type.name}.${field.name}`, "");
       }
       return found;
-    });
+    }).catch(() => EVERYTHING);
   }
   return features;
 }
 
-/** A progress figure as a percentage: the field is on the 0-100 scale when its SDL description
- * says so, otherwise it is a share of 1. */
-export function percent(value, description = "") {
+/** A figure as a percentage: progress fields are percent 0-100 already (the API's one
+ * progress scale); rates documented as a share 0-1 are passed with scale "share". */
+export function percent(value, scale = "percent") {
   if (value == null) return null;
-  return /0\s*[-–]\s*100/.test(description) ? value : value * 100;
+  return scale === "share" ? value * 100 : value;
 }
 
 export const fmt = {

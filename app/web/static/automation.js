@@ -63,7 +63,6 @@ export function Automation() {
       <section class="card"><${Missing} what="Automation rules with their success rates and recent runs" needs="the automation API" /></section>`;
   }
   const stats = Object.fromEntries((data?.automationStats || []).map((s) => [s.ruleId, s]));
-  const scale = features.get("AutomationRuleStats.successRate") || "";
   return html`<h1 class="page-title">Automation</h1>
     <${ErrorBox} error=${error} />
     ${!data && !error && html`<p class="loading">Loading…</p>`}
@@ -78,9 +77,9 @@ export function Automation() {
           <td><strong>${rule.name}</strong><div class="muted small">${rule.description}</div></td>
           <td>${rule.enabled ? "yes" : "no"}</td>
           <td class="num">${fmt.int(s?.runs ?? 0)}</td>
-          <td class="num" data-field="success-rate">${s?.successRate == null ? "—" : fmt.pct(percent(s.successRate, scale))}</td>
+          <td class="num" data-field="success-rate">${s?.successRate == null ? "—" : fmt.pct(percent(s.successRate, "share"))}</td>
           <td class="num">${fmt.int(s?.failed ?? 0)}${s?.failuresByReason.length ? html`<div class="muted small">${s.failuresByReason.map((f) => `${f.reason} ×${f.count}`).join(", ")}</div>` : ""}</td>
-          <td class="num">${s?.goalCompletionRate == null ? "—" : fmt.pct(percent(s.goalCompletionRate, features.get("AutomationRuleStats.goalCompletionRate") || ""))}</td>
+          <td class="num">${s?.goalCompletionRate == null ? "—" : fmt.pct(percent(s.goalCompletionRate, "share"))}</td>
           <td class="num">${s?.p50Ms == null ? "—" : `${Math.round(s.p50Ms)} / ${Math.round(s.p90Ms)} ms`}</td>
           <td>${s?.lastRunAt ? fmt.date(s.lastRunAt) : "—"}</td>
           <td><button type="button" aria-expanded=${open === rule.id} onClick=${() => setOpen(open === rule.id ? null : rule.id)}>${open === rule.id ? "Hide runs" : "Recent runs"}</button></td>

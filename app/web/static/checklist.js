@@ -1,6 +1,6 @@
 // The customer's onboarding checklist (CUSTOMER token): stages, tasks, buttons, live celebrations.
 import { html, render, useState, useEffect, useRef } from "./vendor.js";
-import { gql, subscribe, session, sessionFromFragment, forget, schemaFeatures, percent, fmt } from "./api.js";
+import { gql, subscribe, session, sessionFromFragment, forget, percent, fmt } from "./api.js";
 import { ErrorBox, Bar, celebrate, badgeIcon } from "./ui.js";
 
 const WORKFLOW = `query Checklist {
@@ -64,7 +64,6 @@ function Checklist() {
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
   const [party, setParty] = useState(null);
-  const [scale, setScale] = useState({ workflow: "", stage: "" });
   const timer = useRef(null);
 
   async function load() {
@@ -74,7 +73,6 @@ function Checklist() {
 
   useEffect(() => {
     if (!who || who.role !== "CUSTOMER") return undefined;
-    schemaFeatures().then((f) => setScale({ workflow: f.get("Workflow.progress") || "", stage: f.get("Stage.progress") || "" })).catch(() => {});
     load();
     const stopProgress = subscribe(`subscription Progress($afterSequence: Int) { workflowProgress(afterSequence: $afterSequence) { id sequence type replayed } }`,
       {}, () => reload(), { resume: true, onError: setError });
@@ -101,7 +99,7 @@ function Checklist() {
   const wf = data?.workflow;
   const titles = { __status: {} };
   for (const s of wf?.stages || []) for (const t of s.tasks) { titles[t.key] = t.title; titles.__status[t.key] = t.status; }
-  const progress = wf ? percent(wf.progress, scale.workflow) : 0;
+  const progress = wf ? percent(wf.progress) : 0;
   return html`
     <header class="checklist-head">
       <div><h1>Welcome${data?.viewer.customer ? `, ${data.viewer.customer.name.split(" ")[0]}` : ""}!</h1>
@@ -125,7 +123,7 @@ function Checklist() {
       <div class="stage-head"><h2 id=${`stage-${s.key}`}>${s.name}</h2>
         <span class="status status-${s.status.toLowerCase()}">${fmt.label(s.status)}</span>
         <span class="muted small">reward: ${s.reward.points} points${s.reward.badge ? ` + “${s.reward.badge.name}” badge` : ""}</span></div>
-      <${Bar} value=${percent(s.progress, scale.stage)} label=${`${s.name} ${Math.round(percent(s.progress, scale.stage))} percent`} />
+      <${Bar} value=${percent(s.progress)} label=${`${s.name} ${Math.round(percent(s.progress))} percent`} />
       ${s.description && html`<p class="muted">${s.description}</p>`}
       <ul class="task-list">${s.tasks.map((t) => html`<${Task} key=${t.key} task=${t} stage=${s} titles=${titles} onAct=${act} busy=${busy} />`)}</ul>
     </section>`)}`;

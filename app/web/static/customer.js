@@ -75,7 +75,6 @@ export function CustomerPage({ id, who }) {
   const [error, setError] = useState(null);
   const [timeline, setTimeline] = useState([]);
   const [party, setParty] = useState(null);
-  const [scale, setScale] = useState({ workflow: "", stage: "" });
   const [features, setFeatures] = useState(null);
   const [liveError, setLiveError] = useState(null);
   const timer = useRef(null);
@@ -86,10 +85,7 @@ export function CustomerPage({ id, who }) {
   const reload = () => { clearTimeout(timer.current); timer.current = setTimeout(load, 150); };
 
   useEffect(() => {
-    schemaFeatures().then((f) => {
-      setFeatures(f);
-      setScale({ workflow: f.get("Workflow.progress") || "", stage: f.get("Stage.progress") || "" });
-    }).catch(() => setFeatures(new Map()));
+    schemaFeatures().then(setFeatures);
     setTimeline([]);
     load();
     // From sequence 0: the retained history first (replayed), then live, with no gap after a reconnect.
@@ -109,7 +105,7 @@ export function CustomerPage({ id, who }) {
   if (error) return html`<h1 class="page-title">Customer</h1><${ErrorBox} error=${error} />`;
   if (!customer) return html`<p class="loading">Loading…</p>`;
   const wf = customer.workflow;
-  const progress = wf ? percent(wf.progress, scale.workflow) : 0;
+  const progress = wf ? percent(wf.progress) : 0;
   return html`
     <p><a href="#/customers">← Customers</a></p>
     <h1 class="page-title">${customer.name} <span class="muted small">${customer.email}</span></h1>
@@ -126,7 +122,7 @@ export function CustomerPage({ id, who }) {
       <section class="card" aria-labelledby="wf-title"><h2 id="wf-title">Workflow</h2>
         ${wf ? wf.stages.map((s) => html`<div class="stage" data-stage=${s.key}>
           <h3>${s.name} <span class="status status-${s.status.toLowerCase()}">${fmt.label(s.status)}</span></h3>
-          <${Bar} value=${percent(s.progress, scale.stage)} label=${`${s.name} ${Math.round(percent(s.progress, scale.stage))} percent`} />
+          <${Bar} value=${percent(s.progress)} label=${`${s.name} ${Math.round(percent(s.progress))} percent`} />
           <ul class="tasks">${s.tasks.map((t) => html`<li data-task=${t.key} data-status=${t.status}>
             <span class="status status-${t.status.toLowerCase()}">${fmt.label(t.status)}</span> ${t.title}
             <span class="muted small">${t.points} pts · ${t.estimatedMinutes} min${t.required ? "" : " · optional"}</span>

@@ -21,13 +21,13 @@ const COLUMNS = [
 ];
 const HEALTH_COLUMN = ["health", "Health"];
 
-function row(node, scale) {
+function row(node) {
   const wf = node.workflow || {};
   return {
     id: node.id, name: node.name, email: node.email, company: node.company || "",
     userType: node.userType, acquisitionChannel: node.acquisitionChannel,
     status: wf.status ? (wf.paused ? `${wf.status} (paused)` : wf.status) : "NONE",
-    stage: wf.currentStage?.name || "", progress: percent(wf.progress, scale) ?? 0,
+    stage: wf.currentStage?.name || "", progress: percent(wf.progress) ?? 0,
     points: wf.points ?? 0, signedUpAt: node.signedUpAt,
     health: node.health ? Math.round(node.health.score) : null, level: node.health?.level || "",
   };
@@ -58,11 +58,10 @@ export function Customers({ who, params }) {
   const [result, setResult] = useState(null);
   const [error, setError] = useState(null);
   const [sort, setSort] = useState({ key: null, dir: 1 });
-  const [scale, setScale] = useState("");
   const [seen, setSeen] = useState({ userType: new Set(), acquisitionChannel: new Set() });
 
   useEffect(() => {
-    schemaFeatures().then((f) => { setScale(f.get("Workflow.progress") || ""); setFeatures(f); }).catch(() => setFeatures(new Map()));
+    schemaFeatures().then(setFeatures).catch(() => setFeatures(new Map()));
   }, []);
   const after = cursors[cursors.length - 1];
   useEffect(() => {
@@ -87,10 +86,10 @@ export function Customers({ who, params }) {
 
   const columns = features?.has("Customer.health") ? [...COLUMNS.slice(0, 5), HEALTH_COLUMN, ...COLUMNS.slice(5)] : COLUMNS;
   const rows = useMemo(() => {
-    const list = (result?.edges || []).map((e) => row(e.node, scale));
+    const list = (result?.edges || []).map((e) => row(e.node));
     if (!sort.key) return list;
     return [...list].sort((a, b) => (a[sort.key] > b[sort.key] ? 1 : a[sort.key] < b[sort.key] ? -1 : 0) * sort.dir);
-  }, [result, sort, scale]);
+  }, [result, sort]);
 
   const set = (key) => (e) => { setFilter({ ...filter, [key]: e.target.value }); setCursors([null]); };
   const sortBy = (key) => setSort(sort.key === key ? { key, dir: -sort.dir } : { key, dir: 1 });
