@@ -363,7 +363,11 @@ async def test_a_task_done_through_the_api_shows_live_on_both_pages(
     )
     expected = f"{round(shown['data']['workflow']['progress'])} %"
     for page in (checklist, dashboard):
-        await page.locator("[data-field=progress]").get_by_text(expected, exact=True).wait_for(timeout=5000)
+        await (
+            page.locator("[data-field=progress]")
+            .get_by_text(expected, exact=True)
+            .wait_for(timeout=5000)
+        )
     await dashboard.locator(".timeline li[data-type='stage.completed']").wait_for()
     await shot(dashboard, "dashboard-customer")
 
