@@ -112,7 +112,7 @@ let features = null;
  * (outside the embedded default only ADMIN may), since they ship with the API they call. */
 const EVERYTHING = { has: () => true, get: () => "" };
 
-/** Which root fields and type fields this server has: pages show what exists. */
+/** Which root fields and type fields this server has: pages show what exists (never rejects). */
 export async function schemaFeatures() {
   if (!features) {
     features = gql(`{ __schema { types { name fields { name description args { name } } inputFields { name } } } }`).then((data) => {

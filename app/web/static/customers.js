@@ -61,7 +61,7 @@ export function Customers({ who, params }) {
   const [seen, setSeen] = useState({ userType: new Set(), acquisitionChannel: new Set() });
 
   useEffect(() => {
-    schemaFeatures().then(setFeatures).catch(() => setFeatures(new Map()));
+    schemaFeatures().then(setFeatures);
   }, []);
   const after = cursors[cursors.length - 1];
   useEffect(() => {

@@ -74,7 +74,7 @@ export function Overview() {
 
   async function load() {
     try { setCounts(await gql(COUNTS)); setError(null); } catch (e) { setError(e); }
-    const features = await schemaFeatures().catch(() => new Map());
+    const features = await schemaFeatures();
     if (features.has("Query.healthDistribution")) {
       try {
         const d = await gql(`query OverviewHealth { healthDistribution { overall { total levels { level count } } } }`);
