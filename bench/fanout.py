@@ -42,6 +42,7 @@ from bench.procs import (
     run,
     serve_argv,
 )
+from bench.report import fail_on_errors
 from bench.tenant import Seeded, seed
 
 
@@ -191,6 +192,9 @@ async def run_round(setup: Setup, n: int) -> Round:
         got = await wait_connected(pool, n, within=args.connect_timeout)
         result.connect_seconds = time.monotonic() - started
         result.connect_failed = got["failed"]
+        states = await pool.ask("status")
+        first = next((s["first_error"] for s in states if s["first_error"]), None)
+        fail_on_errors(f"N={n}: subscribing", got["connected"], got["failed"], first)
         await wait_idle(api.pid, within=30)
         result.prime_rounds = await prime(pool, mix, driver, within=args.connect_timeout)
         result.lost = len(mix.lost)
@@ -207,6 +211,7 @@ async def run_round(setup: Setup, n: int) -> Round:
         result.mutation_skipped = driven.skipped
         if driven.first_error:
             result.errors.append(f"mutation: {driven.first_error}")
+        fail_on_errors(f"N={n}: updateTask", result.events, driven.errors, driven.first_error)
         result.expected = mix.expected(driven.ok_per_customer)
         deadline = time.monotonic() + args.drain
         while time.monotonic() < deadline:

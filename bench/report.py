@@ -4,6 +4,25 @@ from __future__ import annotations
 
 import math
 
+MAX_ERROR_SHARE = 0.01
+"""The share of failed requests a benchmark tolerates; beyond it the run stops (exit 1)."""
+
+
+class TooManyErrors(RuntimeError):
+    """A run where too many requests failed: its figures would measure the failures."""
+
+
+def fail_on_errors(what: str, ok: int, errors: int, first: str | None) -> None:
+    """Raise TooManyErrors when more than MAX_ERROR_SHARE of `what`'s requests failed, with
+    the first failure, so refused requests (e.g. RATE_LIMITED) cannot pass for fast ones."""
+    total = ok + errors
+    if errors and errors > MAX_ERROR_SHARE * total:
+        raise TooManyErrors(
+            f"{what}: {errors} of {total} requests failed ({errors / total:.0%}, more than the "
+            f"{MAX_ERROR_SHARE:.0%} a benchmark tolerates), so its figures would be "
+            f"meaningless. First failure: {first}"
+        )
+
 
 def cell(value: float | None, spec: str = "{:.2f}") -> str:
     """`value` formatted, or '-' when there is none (None or NaN)."""

@@ -13,6 +13,7 @@ import httpx
 
 from bench.metrics import machine_cpu, percentile_ms, postgres_cpu, proc_cpu
 from bench.procs import Child
+from bench.report import fail_on_errors
 from bench.tenant import bearer_headers, post_graphql, progress_variables
 
 WORKFLOW_QUERY = """
@@ -161,20 +162,23 @@ async def measure(
     warmup: float,
     database: str,
 ) -> Run:
-    """Warm up, then measure one operation on one server, with CPU accounting around it."""
+    """Warm up, then measure one operation on one server, with CPU accounting around it;
+    TooManyErrors when more than a small share of the requests of either failed."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60.0) as client:
         if warmup > 0:
-            await drive(
-                client, make, Run(server.name, op), concurrency=concurrency, seconds=warmup,
-                requests=None,
-            )  # fmt: skip
+            warm = Run(server.name, op)
+            await drive(client, make, warm, concurrency=concurrency, seconds=warmup, requests=None)
+            fail_on_errors(
+                f"{op} on {server.name} (warm-up)", warm.ok, warm.errors, warm.first_error
+            )
         run = Run(server.name, op)
         srv0, pg0 = proc_cpu(server.pid), postgres_cpu(database)
         cli0, mach0 = time.process_time(), machine_cpu()
         await drive(client, make, run, concurrency=concurrency, seconds=seconds, requests=requests)
         srv1, pg1 = proc_cpu(server.pid), postgres_cpu(database)
         cli1, mach1 = time.process_time(), machine_cpu()
+    fail_on_errors(f"{op} on {server.name}", run.ok, run.errors, run.first_error)
     if srv0 is not None and srv1 is not None:
         run.server_cpu = srv1 - srv0
     if pg1:
