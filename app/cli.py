@@ -561,11 +561,11 @@ cli.add_typer(analytics_cli, name="analytics")
 @analytics_cli.command("rebuild")
 def analytics_rebuild(
     org: Annotated[str, typer.Option(help="Organization slug or id.")],
-    chunk: Annotated[int, typer.Option(min=1, help="Customers per transaction.")] = 2000,
+    chunk: Annotated[int, typer.Option(min=1, help="Customers per transaction.")] = 20_000,
     resume: Annotated[
         bool,
         typer.Option(
-            help="Continue an interrupted rebuild: refresh only customers it had not reached."
+            help="Continue an interrupted rebuild: add only customers it had not reached."
         ),
     ] = False,
 ) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.connection import get_connection
 
-from app.analytics import rules
+from app.analytics import bulk, rules
 from app.analytics.rules import (
     COHORT,
     COHORT_WEEK,
@@ -57,25 +57,42 @@ _TYPES = {
 }
 
 
-def _upsert_sql(kind: str) -> str:
-    """One statement adding many rows: keys and counters as parallel arrays, histograms as
-    array literals (unnest cannot carry arrays of arrays)."""
+def _columns(kind: str) -> list[str]:
+    """A rollup table's key columns, then its counters, then its histograms."""
+    scalars, arrays = LAYOUT[kind]
+    return [*KEYS[kind], *scalars, *(name for name, _ in arrays)]
+
+
+def insert_head(kind: str) -> str:
+    """`INSERT INTO <table> (organization_id, <columns>)`."""
+    return f"INSERT INTO {TABLES[kind]} (organization_id, {', '.join(_columns(kind))})"
+
+
+def on_conflict_add(kind: str) -> str:
+    """The ON CONFLICT clause adding the new counters and histograms to an existing row."""
     table, keys = TABLES[kind], KEYS[kind]
     scalars, arrays = LAYOUT[kind]
-    names = [*keys, *scalars, *(name for name, _ in arrays)]
-    types = [_TYPES.get(k, "text") for k in keys] + ["bigint"] * len(scalars)
-    types += ["text"] * len(arrays)
-    unnest = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=2))
-    values = [*keys, *scalars, *(f"{name}::int[]" for name, _ in arrays)]
     sets = [f"{c} = {table}.{c} + EXCLUDED.{c}" for c in scalars] + [
         f"{a} = ARRAY(SELECT coalesce(x, 0) + coalesce(y, 0)"
         f" FROM unnest({table}.{a}, EXCLUDED.{a}) WITH ORDINALITY AS u(x, y, n) ORDER BY n)"
         for a, _ in arrays
     ]
+    return f"ON CONFLICT (organization_id, {', '.join(keys)}) DO UPDATE SET {', '.join(sets)}"
+
+
+def _upsert_sql(kind: str) -> str:
+    """One statement adding many rows: keys and counters as parallel arrays, histograms as
+    array literals (unnest cannot carry arrays of arrays)."""
+    keys = KEYS[kind]
+    scalars, arrays = LAYOUT[kind]
+    names = _columns(kind)
+    types = [_TYPES.get(k, "text") for k in keys] + ["bigint"] * len(scalars)
+    types += ["text"] * len(arrays)
+    unnest = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=2))
+    values = [*keys, *scalars, *(f"{name}::int[]" for name, _ in arrays)]
     return (
-        f"INSERT INTO {table} (organization_id, {', '.join(names)})"
-        f" SELECT $1, {', '.join(values)} FROM unnest({unnest}) AS v({', '.join(names)})"
-        f" ON CONFLICT (organization_id, {', '.join(keys)}) DO UPDATE SET {', '.join(sets)}"
+        f"{insert_head(kind)} SELECT $1, {', '.join(values)}"
+        f" FROM unnest({unnest}) AS v({', '.join(names)}) {on_conflict_add(kind)}"
     )
 
 
@@ -252,12 +269,8 @@ async def age(*, now: datetime, limit: int = AGE_BATCH) -> int:
     return len(rows)
 
 
-_PAGE = """SELECT c.id, c.signed_up_at FROM customer c
-WHERE c.organization_id = $1 AND (c.signed_up_at, c.id) > ($2, $3)
-  AND ($5 OR NOT EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = c.id))
-ORDER BY c.signed_up_at, c.id LIMIT $4"""
 _COUNT = """SELECT count(*) AS n FROM customer c WHERE c.organization_id = $1
-  AND ($2 OR NOT EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = c.id))"""
+  AND NOT EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = c.id)"""
 
 
 async def clear(organization_id: uuid.UUID) -> None:
@@ -275,38 +288,44 @@ async def rebuild(
     organization_id: uuid.UUID,
     *,
     now: datetime,
-    chunk: int = 2000,
+    chunk: int = 20_000,
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
-    """Recompute an organization's rollups from its customers' current rows, one transaction
-    per `chunk` customers in signup order (so a chunk touches few rollup rows); return how
-    many customers it refreshed.
+    """Recompute an organization's rollups from its customers' current rows, set-based inside
+    PostgreSQL (`bulk`), one transaction per `chunk` customers in signup order (so a chunk
+    touches few rollup rows); return how many customers it added.
 
-    A first short transaction clears the organization; each chunk then adds its customers'
-    contributions the way the consumer does, so events committed meanwhile are counted once,
-    whichever refresh comes first. With `resume` (after an interrupted rebuild) nothing is
-    cleared and only customers without a contribution are refreshed. While it runs, figures
-    cover the customers refreshed so far.
+    A first short transaction clears the organization; each chunk then takes the customers
+    that have no contribution yet, under the organization's exclusive lock, so a customer
+    the consumer refreshed meanwhile is skipped (counted once) and one it refreshes later
+    starts from the contribution the chunk saved. With `resume` (after an interrupted
+    rebuild) nothing is cleared. While it runs, figures cover the customers added so far.
     """
     conn = _conn()
     if not resume:
         async with transaction():
             await clear(organization_id)
-    total_rows = await conn.execute_query_dict(_COUNT, [organization_id, not resume])
+    total_rows = await conn.execute_query_dict(_COUNT, [organization_id])
     total, done = int(total_rows[0]["n"]), 0
     after: tuple[datetime, uuid.UUID] = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+    upserts = {kind: (insert_head(kind), on_conflict_add(kind)) for kind in TABLES}
     if progress:
         progress(0, total)
     while True:
-        rows = await conn.execute_query_dict(_PAGE, [organization_id, *after, chunk, not resume])
-        page = [r["id"] for r in rows]
-        if not page:
+        async with transaction() as tx:
+            await lock_organizations([organization_id], exclusive=True)
+            last = await bulk.add_chunk(
+                tx, organization_id, now=now, after=after, chunk=chunk, upserts=upserts
+            )
+            if last:
+                await tx.execute_query(
+                    "SELECT pg_notify($1, $2)", [NOTIFY_CHANNEL, str(organization_id)]
+                )
+        if not last:
             break
-        after = (rows[-1]["signed_up_at"], page[-1])
-        async with transaction():
-            await refresh(page, now=now)
-        done += len(page)
+        after = (last[0]["signed_up_at"], last[0]["id"])
+        done += int(last[0]["n"])
         if progress:
             progress(min(total, done), total)
     return done
