@@ -15,13 +15,25 @@ import argparse
 import asyncio
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
+import time
 
 from bench.db import DEFAULT_SERVER, with_database
-from bench.metrics import rss_kb
-from bench.procs import Child, Teardown, app_env, free_port, guarded_main, run, serve_argv
+from bench.metrics import cpu_or_zero, rss_kb
+from bench.procs import (
+    Child,
+    Teardown,
+    app_env,
+    free_port,
+    guarded_main,
+    liftoff_argv,
+    production_env,
+    run,
+    serve_argv,
+)
 from bench.report import cell, table
 from bench.tenant import Seeded, seed
 from bench.workflow_load import (
@@ -51,6 +63,50 @@ def bare_argv(port: int, log_level: str, factory: str = "create_app") -> list[st
         "--log-level",
         log_level,
     ]
+
+
+class PausedWorker:
+    """The separate `liftoff worker`, stopped (SIGSTOP) while Liftoff's api is measured so the
+    figures are the api's alone, then resumed to drain what the run left in the outbox; its
+    CPU during the drains, per request, is reported apart."""
+
+    def __init__(self, child: Child) -> None:
+        self.child = child
+        self.cpu: dict[str, float] = {}
+
+    def pause(self) -> None:
+        if self.child.pid is not None:
+            os.kill(self.child.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.child.pid is not None:
+            os.kill(self.child.pid, signal.SIGCONT)
+
+    async def drain(self, op: str, quiet: float = 0.05, within: float = 120.0) -> None:
+        """Resume; until the worker has used under `quiet` of a core for a second."""
+        if self.child.pid is None:
+            return
+        self.resume()
+        print("... worker draining the outbox", file=sys.stderr, flush=True)
+        start = cpu_or_zero(self.child.pid)
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            before = cpu_or_zero(self.child.pid)
+            await asyncio.sleep(1.0)
+            if cpu_or_zero(self.child.pid) - before < quiet:
+                break
+        self.cpu[op] = self.cpu.get(op, 0.0) + cpu_or_zero(self.child.pid) - start
+
+    def summary(self, runs: list[Run]) -> str:
+        per_op = []
+        for op, seconds in self.cpu.items():
+            done = sum(r.ok for r in runs if r.op == op and r.app == "liftoff")
+            if done:
+                per_op.append(f"{op} {seconds / done * 1000:.2f}")
+        return (
+            "worker CPU ms per Liftoff request, drained after each run (its own process, "
+            "not in srv CPU): " + (", ".join(per_op) or "-")
+        )
 
 
 # --- report ---------------------------------------------------------------------------------
@@ -176,11 +232,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--log-level", default="warning", help="uvicorn log level of both servers (warning)."
     )
     p.add_argument(
-        "--inline-worker",
-        choices=["auto", "on", "off"],
-        default="auto",
-        help="Liftoff's in-process outbox worker: auto = as the server decides (on without "
-        "REDIS_URL), or force LIFTOFF_INLINE_WORKER on/off (auto).",
+        "--worker",
+        choices=["process", "inline"],
+        default="process",
+        help="process (default, as production deploys): Liftoff with Redis (a Valkey of the "
+        "run) and a separate `liftoff worker`, paused while a run is measured and resumed to "
+        "drain the outbox between runs, its CPU per request printed apart; inline: no Redis, "
+        "the outbox worker inside the api process (the embedded default), measured with it.",
     )
     return p.parse_args(argv)
 
@@ -192,6 +250,7 @@ async def _benchmark(
     database: str,
     notes: list[str],
     idle: dict[str, int],
+    worker: PausedWorker | None,
 ) -> list[Run]:
     await asyncio.gather(*(s.wait_ready() for s in servers))
     idle.update({s.name: rss_kb(s.pid) for s in servers})
@@ -209,8 +268,11 @@ async def _benchmark(
             for server in servers if n % 2 == 0 else servers[::-1]:
                 label = f" (round {n + 1}/{args.rounds})" if args.rounds > 1 else ""
                 print(f"... {op} on {server.name}{label}", file=sys.stderr, flush=True)
-                runs.append(
-                    await measure(
+                paused = worker if server.name == "liftoff" else None
+                if paused is not None:
+                    paused.pause()
+                try:
+                    result = await measure(
                         server,
                         op,
                         make,
@@ -220,7 +282,12 @@ async def _benchmark(
                         warmup=args.warmup,
                         database=database,
                     )
-                )
+                finally:
+                    if paused is not None:
+                        await paused.drain(op)
+                runs.append(result)
+    if worker is not None:
+        notes.append("  " + worker.summary(runs))
     if args.soak:
         await soak(servers[1], query_requests(seeded.customers, args.concurrency), args, notes)
     return runs
@@ -250,15 +317,20 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
     print(f"... migrating and seeding {args.customers} customers", file=sys.stderr, flush=True)
     seeded = run(seed(db_url, secret, args.customers))
 
-    env = app_env(db_url, secret, args.log_level)
-    if args.inline_worker != "auto":
-        env["LIFTOFF_INLINE_WORKER"] = "true" if args.inline_worker == "on" else "false"
-    inline = env.get("LIFTOFF_INLINE_WORKER")
-    worker = (
-        inline.lower() in ("1", "true", "yes", "on")
-        if inline
-        else not (env.get("REDIS_URL") or env.get("LIFTOFF_REDIS_URL"))
-    )
+    worker: PausedWorker | None = None
+    if args.worker == "process":
+        _, env = run(production_env(teardown, db_url, secret, "workflow"))
+        env["LIFTOFF_LOG_LEVEL"] = args.log_level.upper()
+        process = Child(
+            "worker", liftoff_argv("worker"), {**env, "LIFTOFF_WORKER_METRICS_PORT": "0"}
+        )
+        teardown.add(process.stop)
+        process.start()
+        run(process.wait_for_log("Worker running"))
+        worker = PausedWorker(process)
+        teardown.add(worker.resume)  # a stopped process cannot act on the SIGTERM that follows
+    else:
+        env = app_env(db_url, secret, args.log_level, LIFTOFF_INLINE_WORKER="true")
     lift_port, bare_port = free_port(), free_port()
     servers = [
         Child("bare", bare_argv(bare_port, args.log_level), env, bare_port),
@@ -288,15 +360,20 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         "figures are CPU-bound on the machine, not only on the server.",
         "Each app is one uvicorn process; Liftoff = `liftoff serve --no-migrate` "
         "(DB pool max from LIFTOFF_DB_POOL_MAX, default 10); bare = bench.bare_app.",
-        f"Liftoff inline outbox worker: {'on' if worker else 'off'}; "
-        f"REDIS_URL {'set' if env.get('REDIS_URL') else 'unset'}; "
-        f"at start: {load}",
+        "Liftoff's outbox worker: "
+        + (
+            "a separate `liftoff worker` process with Redis (a Valkey of this run), as "
+            "production deploys it; paused while Liftoff is measured, then resumed to drain"
+            if worker
+            else "inside the api process, no Redis (the embedded default), measured with it"
+        )
+        + f"; at start: {load}",
         "Apps: bare = bench.bare_app with Liftoff's parse/validation caches and GC settings (the "
         "fair baseline); bare-uncached = the same without them (reference only).",
     ]
     notes: list[str] = []
     idle: dict[str, int] = {}
-    runs = run(_benchmark(args, servers, seeded, teardown.db_name, notes, idle))
+    runs = run(_benchmark(args, servers, seeded, teardown.db_name, notes, idle, worker))
     header.append(f"at end:   {uptime()}")
     notes.append(
         "  RSS MB idle (ready) -> after the runs: "
