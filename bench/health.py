@@ -92,11 +92,11 @@ async def prepare(url: str) -> tuple[uuid.UUID, uuid.UUID, object, str]:
 
 async def grow(org: uuid.UUID, template_id: uuid.UUID, template: object, have: int, size: Size,
                days: int) -> None:  # fmt: skip
-    from bench.health_data import add_customers, add_usage, row_count
+    from bench.health_data import add_customers, analyze, row_count
 
     started = time.perf_counter()
-    await add_customers(org, template_id, template, start=have, stop=size.customers)
-    await add_usage(org, days=days)
+    await add_customers(org, template_id, template, start=have, stop=size.customers, days=days)
+    await analyze()
     size.generate_s = time.perf_counter() - started
     size.rollups = await row_count("usage_daily")
 

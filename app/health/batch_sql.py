@@ -8,6 +8,7 @@ SQL gives the same values as `rules.compute` for generated facts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from app.health.definitions import HealthModelDef
@@ -53,6 +54,16 @@ def params_of(model: HealthModelDef) -> list[list[Any]]:
     return cols
 
 
+FACTS_ARGS = 11
+"""Parameters of the facts: org, now, the windows' first days (engagement, adoption, support,
+sentiment, billing), the lookback's first and last day, event names and their class masks."""
+
+# Bits of an event name's class mask (`Spec.classes`).
+SPECIAL, FEATURE, TICKET, ESCALATION, POSITIVE, NEUTRAL, NEGATIVE, FAILURE, DOWNGRADE, BILLING = (
+    1 << i for i in range(10)
+)
+
+
 def _clamp(expr: str) -> str:
     return f"least(100.0, greatest(0.0, ({expr})::float8))"
 
@@ -93,50 +104,73 @@ _VALUES = {
 }
 
 _FACTS_CTE = """
-cust AS (
-    SELECT c.id, c.user_type, c.acquisition_channel AS channel, c.signed_up_at,
-           w.status AS wf_status, w.last_activity_at,
-           p.req, p.req_done, p.total, p.done, st.name AS stage,
+ids AS MATERIALIZED (
+    SELECT c.id, c.user_type, c.acquisition_channel AS channel, c.signed_up_at
+    FROM customer c {score_join}
+    WHERE c.organization_id = $1 AND c.signed_up_at <= $2 AND {select} AND {where}
+    ORDER BY c.id LIMIT {limit}
+), tpl AS (
+    SELECT t.id AS template_id, s ->> 'key' AS key, s ->> 'name' AS name
+    FROM workflow_template t, jsonb_array_elements(t.definition -> 'stages') AS s
+    WHERE t.organization_id = $1
+), cust AS (
+    -- one index lookup per customer and table (LIMIT 1 keeps each a lookup): the cost of a
+    -- batch does not depend on how many customers the organization has
+    SELECT c.*, w.status AS wf_status, w.last_activity_at, w.progress AS wf_progress,
+           coalesce(tpl.name, st.name) AS stage,
            h.score AS old_score, h.level AS old_level, h.changed_at AS old_changed_at,
-           o.id AS o_id, o.score AS o_score, o.level AS o_level
-    FROM customer c
-    LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
+           h.stored, o.id AS o_id, o.score AS o_score, o.level AS o_level
+    FROM ids c
     LEFT JOIN LATERAL (
-        SELECT count(*) FILTER (WHERE t.required) AS req,
-               count(*) FILTER (WHERE t.required AND t.status IN ('COMPLETED', 'SKIPPED'))
-                   AS req_done,
-               count(*) AS total,
-               count(*) FILTER (WHERE t.status IN ('COMPLETED', 'SKIPPED')) AS done
-        FROM workflow_task t WHERE t.organization_id = w.organization_id AND t.workflow_id = w.id
-    ) p ON w.id IS NOT NULL
+        SELECT w.id, w.template_id, w.status, w.last_activity_at, w.progress,
+               w.current_stage_key
+        FROM workflow w WHERE w.organization_id = $1 AND w.customer_id = c.id LIMIT 1
+    ) w ON true
+    LEFT JOIN tpl ON tpl.template_id = w.template_id AND tpl.key = w.current_stage_key
     LEFT JOIN LATERAL (
         SELECT s.name FROM workflow_stage s
-        WHERE s.organization_id = w.organization_id AND s.workflow_id = w.id
-          AND s.status <> 'COMPLETED'
+        WHERE w.current_stage_key IS NULL AND s.organization_id = $1
+          AND s.workflow_id = w.id AND s.status <> 'COMPLETED'
         ORDER BY s.position LIMIT 1
     ) st ON w.id IS NOT NULL
-    LEFT JOIN health_score h ON h.organization_id = c.organization_id AND h.customer_id = c.id
-    LEFT JOIN health_override o ON o.organization_id = c.organization_id
-          AND o.customer_id = c.id AND o.ended_at IS NULL AND o.expires_at > $2
-    WHERE c.organization_id = $1 AND c.signed_up_at <= $2 AND {where}
-    ORDER BY c.id LIMIT {limit}
+    LEFT JOIN LATERAL (
+        SELECT h.score, h.level, h.changed_at,
+               ROW(h.score::float8, h.level::text, h.computed_score::float8,
+                   h.computed_level::text, h.confidence::float8, h.components::jsonb,
+                   h.facts::jsonb, h.segment::text, h.channel::text, h.model_version::int,
+                   h.override_id::uuid) AS stored
+        FROM health_score h
+        WHERE h.organization_id = $1 AND h.customer_id = c.id LIMIT 1
+    ) h ON true
+    LEFT JOIN LATERAL (
+        SELECT o.id, o.score, o.level FROM health_override o
+        WHERE o.organization_id = $1 AND o.customer_id = c.id AND o.ended_at IS NULL
+          AND o.expires_at > $2
+        ORDER BY o.created_at DESC LIMIT 1
+    ) o ON true
 ), usage AS (
     SELECT customer_id,
-      coalesce(sum(count) FILTER (WHERE day >= $3 AND name <> ALL($4)), 0) AS events,
-      count(DISTINCT day) FILTER (WHERE day >= $3 AND name <> ALL($4)) AS active_days,
-      max(last_at) FILTER (WHERE name <> ALL($4)) AS last_active,
-      array_agg(DISTINCT name) FILTER (WHERE day >= $5 AND name = ANY($6)) AS features,
-      coalesce(sum(count) FILTER (WHERE day >= $7 AND name = ANY($8)), 0) AS tickets,
-      coalesce(sum(count) FILTER (WHERE day >= $7 AND name = ANY($9)), 0) AS escalations,
-      coalesce(sum(count) FILTER (WHERE day >= $10 AND name = ANY($11)), 0) AS positive,
-      coalesce(sum(count) FILTER (WHERE day >= $10 AND name = ANY($12)), 0) AS neutral,
-      coalesce(sum(count) FILTER (WHERE day >= $10 AND name = ANY($13)), 0) AS negative,
-      coalesce(sum(count) FILTER (WHERE day >= $14 AND name = ANY($15)), 0) AS failures,
-      coalesce(sum(count) FILTER (WHERE day >= $14 AND name = ANY($16)), 0) AS downgrades,
-      coalesce(sum(count) FILTER (WHERE day >= $14 AND name = ANY($17)), 0) AS billing
-    FROM usage_daily
-    WHERE organization_id = $1 AND customer_id IN (SELECT id FROM cust)
-      AND day >= $18 AND day <= $19
+      coalesce(sum(count) FILTER (WHERE day >= $3 AND m & 1 = 0), 0) AS events,
+      count(DISTINCT day) FILTER (WHERE day >= $3 AND m & 1 = 0) AS active_days,
+      max(last_at) FILTER (WHERE m & 1 = 0) AS last_active,
+      array_agg(DISTINCT name) FILTER (WHERE day >= $4 AND m & 2 <> 0) AS features,
+      coalesce(sum(count) FILTER (WHERE day >= $5 AND m & 4 <> 0), 0) AS tickets,
+      coalesce(sum(count) FILTER (WHERE day >= $5 AND m & 8 <> 0), 0) AS escalations,
+      coalesce(sum(count) FILTER (WHERE day >= $6 AND m & 16 <> 0), 0) AS positive,
+      coalesce(sum(count) FILTER (WHERE day >= $6 AND m & 32 <> 0), 0) AS neutral,
+      coalesce(sum(count) FILTER (WHERE day >= $6 AND m & 64 <> 0), 0) AS negative,
+      coalesce(sum(count) FILTER (WHERE day >= $7 AND m & 128 <> 0), 0) AS failures,
+      coalesce(sum(count) FILTER (WHERE day >= $7 AND m & 256 <> 0), 0) AS downgrades,
+      coalesce(sum(count) FILTER (WHERE day >= $7 AND m & 512 <> 0), 0) AS billing
+    FROM (
+        -- each row's classes once (OFFSET 0 keeps the subquery from being inlined)
+        SELECT customer_id, day, name, count, last_at,
+               coalesce(($11::int[])[array_position($10::text[], name::text)], 0) AS m
+        FROM usage_daily
+        WHERE organization_id = $1 AND {bound_u} AND customer_id IN (SELECT id FROM ids)
+          AND day >= $8 AND day <= $9
+        OFFSET 0
+    ) classed
     GROUP BY customer_id
 ), f AS (
     SELECT cust.*, coalesce(u.events, 0) AS events, coalesce(u.active_days, 0) AS active_days,
@@ -153,9 +187,7 @@ cust AS (
            cust.wf_status = 'COMPLETED' AS completed,
            CASE WHEN cust.wf_status IS NULL THEN NULL
                 WHEN cust.wf_status = 'COMPLETED' THEN 1.0
-                WHEN coalesce(cust.req, 0) > 0 THEN cust.req_done::float8 / cust.req
-                WHEN coalesce(cust.total, 0) > 0 THEN cust.done::float8 / cust.total
-                ELSE 1.0 END AS progress,
+                ELSE cust.wf_progress / 100.0 END AS progress,
            CASE WHEN cust.wf_status = 'ACTIVE' AND cust.last_activity_at IS NOT NULL
                 THEN greatest(0, floor(extract(epoch FROM ($2 - cust.last_activity_at))
                     / 86400))::int END AS stalled
@@ -165,10 +197,56 @@ cust AS (
 )"""
 
 
-def scored_sql(model: HealthModelDef, *, where: str, limit: int, first_param: int) -> str:
+@dataclass(frozen=True)
+class Batch:
+    """Which customers one statement scores: `select` (over `customer c`) picks them, `bound`
+    (with `{col}` for a customer id column) bounds every table read to their ids, so each
+    read is an index range or lookup whatever the organization's size."""
+
+    select: str
+    bound: str
+    where: str = ""
+    limit: int = 5000
+
+    @classmethod
+    def keyset(cls, *, after: str | None, where: str, limit: int) -> Batch:
+        """The next `limit` customers after the id `after` (a parameter) matching `where`."""
+        lo = f"{{col}} > {after}" if after else "true"
+        return cls(
+            select=lo.format(col="c.id"),
+            bound=f"{lo} AND {{col}} <= (SELECT id FROM ids ORDER BY id DESC LIMIT 1)",
+            where=where,
+            limit=limit,
+        )
+
+    @classmethod
+    def of_ids(cls, *, ids: str, where: str, limit: int) -> Batch:
+        """The customers whose ids are in the array parameter `ids` (and match `where`)."""
+        cond = f"{{col}} = ANY({ids}::uuid[])"
+        return cls(select=cond.format(col="c.id"), bound=cond, where=where, limit=limit)
+
+    def fill(self, template: str, **more: str) -> str:
+        where = self.where or "true"
+        return template.format(
+            select=self.select,
+            where=where,
+            limit=int(self.limit),
+            score_join=(
+                "LEFT JOIN health_score h ON h.organization_id = c.organization_id "
+                "AND h.customer_id = c.id"
+                if "h." in where
+                else ""
+            ),
+            bound_u=self.bound.format(col="customer_id"),
+            **more,
+        )
+
+
+def scored_sql(model: HealthModelDef, *, batch: Batch, first_param: int) -> str:
     """The CTEs `cust`, `usage`, `f`, `p`, `v` (component values) and `s` (score, level,
     contributions, effective values, notable move) for one batch. Parameters: $1 org,
-    $2 now, $3..$19 the facts' windows and names, then the parameter arrays from
+    $2 now, $3..$11 the facts' windows and event classes (`FACTS_ARGS`), then the parameter
+    arrays from
     `first_param` (segments, then PARAMS), then has_usage, median events, tracks_support,
     median active days and the model version."""
     n = first_param
@@ -187,9 +265,8 @@ def scored_sql(model: HealthModelDef, *, where: str, limit: int, first_param: in
         for k in keys
     )
     components = ", ".join(f"jsonb_build_array('{k}', v_{k}, w_{k}, c_{k})" for k in keys)
-    cte = _FACTS_CTE.format(
-        where=where or "true",
-        limit=int(limit),
+    cte = batch.fill(
+        _FACTS_CTE,
         param_arrays=", ".join(arrays),
         param_names=", ".join(PARAMS),
     )
@@ -247,18 +324,23 @@ _SNAPSHOT_COLUMNS = """organization_id, customer_id, day, kind, taken_at, score,
     confidence, components, facts, model_version"""
 
 
-def upsert_sql(model: HealthModelDef, *, where: str, limit: int, first_param: int) -> str:
+def upsert_sql(model: HealthModelDef, *, batch: Batch, first_param: int) -> str:
     """Score one batch and write it: current scores, level-change snapshots; returns one row
     (scored, last_id, moved: the notable moves as JSON)."""
     version = f"${first_param + 1 + len(PARAMS) + 4}::int"
     return (
-        scored_sql(model, where=where, limit=limit, first_param=first_param)
+        scored_sql(model, batch=batch, first_param=first_param)
         + f""", up AS (
     INSERT INTO health_score ({_COLUMNS})
     SELECT id, $1, id, escore, elevel, cscore, clevel, confidence, components, facts,
            user_type, channel, {version}, o_id, $2,
            CASE WHEN moved OR old_changed_at IS NULL THEN $2 ELSE old_changed_at END
     FROM m
+    -- a score whose every stored value stays the same is left alone (and its computed_at
+    -- says when these values were first computed)
+    WHERE stored IS NULL OR stored IS DISTINCT FROM ROW(escore::float8, elevel::text,
+          cscore::float8, clevel::text, confidence::float8, components, facts,
+          user_type::text, channel::text, {version}, o_id::uuid)
     ON CONFLICT (organization_id, customer_id) DO UPDATE SET
         score = EXCLUDED.score, level = EXCLUDED.level,
         computed_score = EXCLUDED.computed_score, computed_level = EXCLUDED.computed_level,
@@ -275,18 +357,19 @@ def upsert_sql(model: HealthModelDef, *, where: str, limit: int, first_param: in
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM up) AS scored, (SELECT count(*) FROM snap) AS snapshots,
-       (SELECT id FROM cust ORDER BY id DESC LIMIT 1) AS last_id,
+SELECT (SELECT count(*) FROM ids) AS scored, (SELECT count(*) FROM up) AS written,
+       (SELECT count(*) FROM snap) AS snapshots,
+       (SELECT id FROM ids ORDER BY id DESC LIMIT 1) AS last_id,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(id, user_type, escore, elevel, old_score,
                old_level, components, facts)), '[]'::jsonb) FROM m WHERE moved) AS moved"""
     )
 
 
-def backfill_sql(model: HealthModelDef, *, where: str, limit: int, first_param: int) -> str:
+def backfill_sql(model: HealthModelDef, *, batch: Batch, first_param: int) -> str:
     """Score one batch as the daily snapshot of `now`'s day (no current score, no events)."""
     version = f"${first_param + 1 + len(PARAMS) + 4}::int"
     return (
-        scored_sql(model, where=where, limit=limit, first_param=first_param)
+        scored_sql(model, batch=batch, first_param=first_param)
         + f""", snap AS (
     INSERT INTO health_snapshot ({_SNAPSHOT_COLUMNS})
     SELECT $1, id, $2::date, 'DAILY', $2, escore, elevel, confidence, components, facts,
@@ -295,6 +378,6 @@ def backfill_sql(model: HealthModelDef, *, where: str, limit: int, first_param: 
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM m) AS scored, (SELECT count(*) FROM snap) AS snapshots,
-       (SELECT id FROM cust ORDER BY id DESC LIMIT 1) AS last_id, '[]'::jsonb AS moved"""
+SELECT (SELECT count(*) FROM ids) AS scored, (SELECT count(*) FROM snap) AS snapshots,
+       (SELECT id FROM ids ORDER BY id DESC LIMIT 1) AS last_id, '[]'::jsonb AS moved"""
     )

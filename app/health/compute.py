@@ -14,8 +14,9 @@ from typing import Any
 from tortoise.connection import get_connection
 
 from app.events import outbox
+from app.health import batch_sql as bs
 from app.health import explain
-from app.health.batch_sql import PARAMS, backfill_sql, params_of, upsert_sql
+from app.health.batch_sql import FACTS_ARGS, PARAMS, Batch, backfill_sql, params_of, upsert_sql
 from app.health.definitions import HealthModelDef
 from app.health.rules import Facts, Norm, Part
 from app.health.versions import current_model, org_of
@@ -72,6 +73,21 @@ class Spec:
             billing=names.get("billing", []),
             windows=windows,
         )
+
+    def classes(self) -> tuple[list[str], list[int]]:
+        """Every event name with a meaning and its class mask (bits of `batch_sql`), so the
+        SQL classifies each rollup row once."""
+        masks: dict[str, int] = {}
+        for bit, names in (
+            (bs.SPECIAL, self.special), (bs.FEATURE, self.features), (bs.TICKET, self.tickets),
+            (bs.ESCALATION, self.escalations), (bs.POSITIVE, self.positive),
+            (bs.NEUTRAL, self.neutral), (bs.NEGATIVE, self.negative),
+            (bs.FAILURE, self.failures), (bs.DOWNGRADE, self.downgrades),
+            (bs.BILLING, self.billing),
+        ):  # fmt: skip
+            for name in names:
+                masks[name] = masks.get(name, 0) | bit
+        return list(masks), list(masks.values())
 
     def since(self, today: date, key: str) -> date:
         return today - timedelta(days=self.windows.get(key, 30) - 1)
@@ -178,20 +194,18 @@ async def prepare(
     return Run(organization_id, current.model, current.version, norm, now, spec, backfill=backfill)
 
 
-WHERE_FROM = 20 + 1 + len(PARAMS) + 5
+WHERE_FROM = FACTS_ARGS + 1 + 1 + len(PARAMS) + 5
 """The first parameter number free for a batch's own conditions (scope, ids, keyset)."""
 
 
 def _facts_args(run: Run) -> list[Any]:
     sp, today = run.spec, run.now.date()
+    names, masks = sp.classes()
     return [
         run.organization_id, run.now,
-        sp.since(today, "engagement"), sp.special,
-        sp.since(today, "adoption"), sp.features,
-        sp.since(today, "support"), sp.tickets, sp.escalations,
-        sp.since(today, "sentiment"), sp.positive, sp.neutral, sp.negative,
-        sp.since(today, "billing"), sp.failures, sp.downgrades, sp.billing,
-        sp.lookback(today), today,
+        sp.since(today, "engagement"), sp.since(today, "adoption"), sp.since(today, "support"),
+        sp.since(today, "sentiment"), sp.since(today, "billing"),
+        sp.lookback(today), today, names, masks,
     ]  # fmt: skip
 
 
@@ -240,16 +254,21 @@ async def score_batch(
         run.norm.median_active_days, run.version,
         *params,
     ]  # fmt: skip
-    conds = [where] if where else []
     if ids is not None:
         args.append(list(ids))
-        conds.append(f"c.id = ANY(${len(args)}::uuid[])")
-    if after is not None:
-        args.append(after)
-        conds.append(f"c.id > ${len(args)}")
+        batch = Batch.of_ids(ids=f"${len(args)}", where=where, limit=max(limit, len(ids)))
+    else:
+        if after is not None:
+            args.append(after)
+        batch = Batch.keyset(
+            after=f"${len(args)}::uuid" if after is not None else None, where=where, limit=limit
+        )
     build = backfill_sql if run.backfill else upsert_sql
-    sql = build(run.model, where=" AND ".join(conds), limit=limit, first_param=20)
-    row = (await get_connection("default").execute_query_dict(sql, args))[0]
+    sql = build(run.model, batch=batch, first_param=FACTS_ARGS + 1)
+    conn = get_connection("default")
+    # a short plan, the batch's rows kept in memory: compiling it (JIT) costs more than it saves
+    await conn.execute_script("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
+    row = (await conn.execute_query_dict(sql, args))[0]
     moved = row["moved"] if isinstance(row["moved"], list) else json.loads(row["moved"])
     result = BatchResult(scored=int(row["scored"]), last_id=row["last_id"])
     for cid, _, _, level, _, old_level, _, _ in moved:

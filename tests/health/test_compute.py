@@ -172,3 +172,32 @@ async def test_the_sql_formulas_agree_with_the_pure_rules(tenant: Tenant) -> Non
         assert math.isclose(row.confidence, expected.confidence, abs_tol=1e-9)
         levels.add(row.computed_level)
     assert len(levels) >= 2
+
+
+async def test_a_recompute_rewrites_only_scores_that_changed(tenant: Tenant) -> None:
+    """Unchanged scores are left alone; a listed customer scores as in a sweep."""
+    steady = await tenant.customer()
+    moving = await tenant.customer()
+    for day in range(0, 6):
+        await add_usage(tenant, steady, "login", days_ago=day, count=2)
+        await add_usage(tenant, moving, "login", days_ago=day, count=2)
+    now = utcnow()
+    await recompute.recompute_all(tenant.id, now=now)
+    before = {r.customer_id: r for r in await HealthScore.filter(organization_id=tenant.id)}  # type: ignore[attr-defined]
+    later = now + timedelta(seconds=30)
+    await recompute.recompute_all(tenant.id, now=later)
+    again = {r.customer_id: r for r in await HealthScore.filter(organization_id=tenant.id)}  # type: ignore[attr-defined]
+    for cid, row in again.items():
+        assert row.computed_at == before[cid].computed_at, "an unchanged score was rewritten"
+    await add_usage(tenant, moving, "support_ticket_opened", days_ago=0, count=4)
+    async with transaction():
+        run = await prepare(tenant.id, now=later, fresh_norm=False)
+        listed = await score_batch(run, ids=[moving.id, steady.id])
+    assert listed.scored == 2
+    after = {r.customer_id: r for r in await HealthScore.filter(organization_id=tenant.id)}  # type: ignore[attr-defined]
+    assert after[steady.id].computed_at == before[steady.id].computed_at
+    assert after[moving.id].computed_at == later and after[moving.id].facts["tickets"] == 4
+    # the sweep finds the same values for the listed customer: nothing to rewrite
+    await recompute.recompute_all(tenant.id, now=later + timedelta(seconds=1))
+    swept = await HealthScore.get(customer_id=moving.id)
+    assert swept.computed_at == later and swept.components == after[moving.id].components
