@@ -45,6 +45,23 @@ class Loaders:
             raise NotFound(f"No customer with id {customer_id}.", customer=str(customer_id))
         return row
 
+    async def workflow_of(
+        self, customer_id: uuid.UUID, *, checklist: bool
+    ) -> WorkflowRecord | None:
+        """The tenant's customer's workflow (None before it starts), or NOT_FOUND, with its
+        stages and tasks when `checklist`: one statement, which primes the loaders those
+        fields read from."""
+        got = await records.customer_workflow(
+            self.tenant.organization_id, customer_id, checklist=checklist
+        )
+        if not got.found:
+            raise NotFound(f"No customer with id {customer_id}.", customer=str(customer_id))
+        if got.workflow is not None:
+            self.workflow_by_customer.prime(customer_id, got.workflow)
+            if got.stages is not None:
+                self.checklist.prime(got.workflow.id, got.stages)
+        return got.workflow
+
     async def _customers(self, ids: Sequence[uuid.UUID]) -> list[Customer | None]:
         return await self._by_key(Customer, "id", ids)
 

@@ -84,12 +84,12 @@ def refusal(scope: str, retry_after: float) -> RateLimited:
 
 
 async def check(limiter: Limiter, spend: list[tuple[str, str, str]]) -> RateLimited | None:
-    """Spend every budget; the first one that is exhausted, as a refusal."""
-    for text, scope, key in spend:
-        wait = await limiter.hit(text, scope, key)
-        if wait is not None:
-            return refusal(scope, wait)
-    return None
+    """Spend every budget (one round trip to Redis); the first one exhausted, as a refusal."""
+    refused = await limiter.hit_all([(text, (scope, key)) for text, scope, key in spend])
+    if refused is None:
+        return None
+    n, wait = refused
+    return refusal(spend[n][1], wait)
 
 
 def operation_kind(document: Any, operation_name: str | None) -> str:

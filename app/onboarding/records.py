@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -137,16 +137,65 @@ _WORKFLOW_FOR_UPDATE = f"""SELECT {_WORKFLOW_COLUMNS}, c.signed_up_at FROM workf
 JOIN customer c ON c.id = w.customer_id AND c.organization_id = w.organization_id
 WHERE w.organization_id = $1 AND w.customer_id = $2 FOR UPDATE OF w"""
 
-_CHECKLIST = """SELECT s.workflow_id, s.id, s.key, s.name, s.description, s.position, s.status,
+_CHECKLIST_COLUMNS = """s.workflow_id, s.id, s.key, s.name, s.description, s.position, s.status,
 s.unlock::text, s.reward_points, s.reward_badge::text, s.unlocked_at, s.completed_at,
 t.id, t.stage_id, t.key, t.title, t.description, t.position, t.points, t.estimated_minutes,
 t.required, t.depends_on::text, t.help_resources::text, t.success_criterion::text, t.status,
-t.progress, t.failure_reason, t.attempts, t.started_at, t.completed_at, t.updated_at
+t.progress, t.failure_reason, t.attempts, t.started_at, t.completed_at, t.updated_at"""
+
+_CHECKLIST = f"""SELECT {_CHECKLIST_COLUMNS}
 FROM workflow_stage s
 LEFT JOIN workflow_task t ON t.organization_id = s.organization_id
   AND t.workflow_id = s.workflow_id AND t.stage_id = s.id
 WHERE s.organization_id = $1 AND s.workflow_id = ANY($2::uuid[])
 ORDER BY s.workflow_id, s.position, t.position"""
+
+
+_CUSTOMER_WORKFLOW = f"""SELECT c.id, {_WORKFLOW_COLUMNS} FROM customer c
+LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
+WHERE c.organization_id = $1 AND c.id = $2"""
+
+_CUSTOMER_CHECKLIST = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, {_CHECKLIST_COLUMNS}
+FROM customer c
+LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
+LEFT JOIN workflow_stage s ON s.organization_id = c.organization_id AND s.workflow_id = w.id
+LEFT JOIN workflow_task t ON t.organization_id = s.organization_id
+  AND t.workflow_id = s.workflow_id AND t.stage_id = s.id
+WHERE c.organization_id = $1 AND c.id = $2
+ORDER BY s.position, t.position"""
+
+_WORKFLOW_WIDTH = 16
+
+
+@dataclass(slots=True)
+class CustomerWorkflow:
+    """What one statement says of a customer: whether it exists in the organization, its
+    workflow (None before it starts) and, when asked for, the workflow's stages with tasks."""
+
+    found: bool
+    workflow: WorkflowRecord | None = None
+    stages: list[StageRecord] | None = None
+
+
+async def customer_workflow(
+    organization_id: uuid.UUID, customer_id: uuid.UUID, *, checklist: bool
+) -> CustomerWorkflow:
+    """A customer of the organization with its workflow (and its checklist when `checklist`),
+    read in one statement from one snapshot."""
+    _, rows = await get_connection("default").execute_query(
+        _CUSTOMER_CHECKLIST if checklist else _CUSTOMER_WORKFLOW, [organization_id, customer_id]
+    )
+    if not rows:
+        return CustomerWorkflow(found=False)
+    first = rows[0]
+    if first[1] is None:
+        return CustomerWorkflow(found=True)
+    workflow = _workflow(tuple(first)[1 : 1 + _WORKFLOW_WIDTH])
+    if not checklist:
+        return CustomerWorkflow(found=True, workflow=workflow)
+    offset = 1 + _WORKFLOW_WIDTH
+    stages = _checklist_rows(tuple(r)[offset:] for r in rows if r[offset] is not None)
+    return CustomerWorkflow(found=True, workflow=workflow, stages=stages.get(workflow.id, []))
 
 
 def _workflow(r: Any) -> WorkflowRecord:
@@ -200,6 +249,13 @@ async def checklists(
     _, rows = await get_connection("default").execute_query(
         _CHECKLIST, [organization_id, list(workflow_ids)]
     )
+    grouped = _checklist_rows(rows)
+    return [grouped.get(w, []) for w in workflow_ids]
+
+
+def _checklist_rows(rows: Iterable[Any]) -> dict[uuid.UUID, list[StageRecord]]:
+    """Stages with their tasks, grouped by workflow, from rows of `_CHECKLIST_COLUMNS` in
+    workflow, stage and task order."""
     grouped: dict[uuid.UUID, list[StageRecord]] = {}
     stage: StageRecord | None = None
     for r in rows:
@@ -250,4 +306,4 @@ async def checklists(
                 updated_at=r[30],
             )
         )
-    return [grouped.get(w, []) for w in workflow_ids]
+    return grouped

@@ -134,6 +134,26 @@ async def test_the_limiter_counts_in_redis_across_processes(redis_url: str) -> N
     assert wait is not None and 0 < wait <= 60
 
 
+async def test_budgets_of_one_request_count_in_one_round_trip_in_the_same_windows(
+    redis_url: str,
+) -> None:
+    key = uuid.uuid4().hex
+    limiter = Limiter(redis_url)
+    spend = [("5/minute", ("wide", key)), ("2/minute", ("narrow", key))]
+    assert await limiter.hit_all(spend) is None
+    assert await limiter.hit("2/minute", "narrow", key) is None  # `hit` sees the same window
+    refused = await limiter.hit_all(spend)
+    assert refused is not None and refused[0] == 1 and 0 < refused[1] <= 60
+    for _ in range(3):  # the refused request counted on the wide budget: 2 + 3 = 5
+        assert await limiter.hit("5/minute", "wide", key) is None
+    assert await limiter.hit("5/minute", "wide", key) is not None
+    memory = Limiter(None)  # in memory: in order, up to the first refusal
+    assert await memory.hit_all(spend) is None
+    assert await memory.hit_all(spend) is None
+    refused = await memory.hit_all(spend)
+    assert refused is not None and refused[0] == 1
+
+
 async def test_websocket_caps_per_subject_and_organization(tenant: Tenant) -> None:
     sessions = Sessions()
     tokens = tokens_of(tenant, await tenant.customer())

@@ -197,8 +197,9 @@ async def test_workflow_query_statement_count_does_not_grow(tenant: Tenant) -> N
     for sql in big_sql:
         print("  ", " ".join(sql.split())[:160])
     assert len(small_sql) == len(big_sql), (small_sql, big_sql)
-    # the workflow, its stages with their tasks (one statement), the customer, the template
-    assert len(big_sql) == 4, big_sql
+    # the customer's workflow with its stages and tasks (one statement), the customer's
+    # fields, the template
+    assert len(big_sql) == 3, big_sql
 
 
 async def test_customer_view_of_the_same_query_costs_the_same(tenant: Tenant) -> None:
@@ -242,3 +243,31 @@ async def test_update_task_costs_five_statements_or_fewer(tenant: Tenant) -> Non
     # workflow, tasks and stages, then the stream sequence, outbox rows and notify
     assert len(statements) <= 5, statements
     assert not any("CASE" in sql for sql in statements), statements
+
+
+async def test_the_checklist_query_is_one_statement_with_or_without_stages(
+    tenant: Tenant,
+) -> None:
+    gql = InProcessGraphQL(make_settings())
+    customer = await tenant.customer()
+    token = token_for(
+        gql.settings,
+        organization_id=tenant.id,
+        role=Role.CUSTOMER,
+        customer_id=customer.id,
+        subject=customer.email,
+    )
+    checklist = """query { workflow { progress ...Current stages { key tasks { key status } } } }
+    fragment Current on Workflow { currentStage { key } }"""
+    async with gql.client() as client:
+        await gql.execute("{ viewer { role } }", token=token, client=client)  # token check
+        counted = []
+        for query in ("{ workflow { progress points } }", checklist):
+            with counting_statements() as statements:
+                body = await gql.execute(query, token=token, client=client)
+            assert "errors" not in body, body
+            counted.append(len(statements))
+    assert counted == [1, 1], counted
+    workflow = body["data"]["workflow"]
+    assert workflow["currentStage"]["key"] == workflow["stages"][0]["key"]
+    assert sum(len(s["tasks"]) for s in workflow["stages"]) == 13

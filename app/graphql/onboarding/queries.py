@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionNode
 
 from app.graphql.enums import TaskStatus
 from app.graphql.onboarding.types import Info, Stage, Task, Workflow, WorkflowTemplateType
 from app.onboarding import service, templates
+
+CHECKLIST_FIELDS = frozenset({"stages", "currentStage"})
+
+
+def asks_for(info: Info, names: frozenset[str]) -> bool:
+    """Whether the field being resolved selects any of `names` directly (through fragments)."""
+    raw = info._raw_info
+    fragments = raw.fragments
+
+    def selects(selections: Iterable[SelectionNode]) -> bool:
+        for node in selections:
+            if isinstance(node, FieldNode):
+                if node.name.value in names:
+                    return True
+            elif isinstance(node, InlineFragmentNode):
+                if selects(node.selection_set.selections):
+                    return True
+            elif isinstance(node, FragmentSpreadNode):
+                fragment = fragments.get(node.name.value)
+                if fragment is not None and selects(fragment.selection_set.selections):
+                    return True
+        return False
+
+    return any(
+        node.selection_set is not None and selects(node.selection_set.selections)
+        for node in raw.field_nodes
+    )
 
 
 @strawberry.type
@@ -19,8 +49,8 @@ class Query:
         self, info: Info, customer_id: strawberry.ID | None = None
     ) -> Workflow | None:
         cid = info.context.viewer.customer_scope(customer_id)
-        await info.context.loaders.customer_of(cid)
-        row = await info.context.loaders.workflow_by_customer.load(cid)
+        checklist = asks_for(info, CHECKLIST_FIELDS)
+        row = await info.context.loaders.workflow_of(cid, checklist=checklist)
         return Workflow.of(row) if row else None
 
     @strawberry.field(
@@ -44,8 +74,7 @@ class Query:
         stage_key: str | None = None,
     ) -> list[Task]:
         cid = info.context.viewer.customer_scope(customer_id)
-        await info.context.loaders.customer_of(cid)
-        row = await info.context.loaders.workflow_by_customer.load(cid)
+        row = await info.context.loaders.workflow_of(cid, checklist=True)
         if row is None:
             return []
         wanted = set(status or [])
