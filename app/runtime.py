@@ -27,6 +27,7 @@ class Runtime:
         self.run_worker = run_worker
         self.hub = Hub(settings.redis_url)
         self.live = LiveMetrics(None)
+        self.live.reports.max_age = settings.analytics_cache_seconds
         self.worker: Worker | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     max_variable_items: int = 1000
     max_response_bytes: int = 16 * 1024 * 1024
     log_level: str = "INFO"
+    analytics_cache_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long an api process answers `analytics` from a report it computed "
+        "while the organization's rollups have not changed (0: never).",
+    )
     inline_worker: bool | None = None
     outbox_retention_hours: int = 72
     max_relay_lag_seconds: float = 60.0

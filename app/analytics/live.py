@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from app.analytics.cache import ReportCache
 from app.analytics.maintain import NOTIFY_CHANNEL
 from app.analytics.query import Scope
 from app.analytics.report import Figures, Funnel
@@ -105,18 +106,29 @@ class LiveMetrics:
         self.work = work
         self.poll_seconds = poll_seconds
         self.feeds: dict[Scope, _Feed] = {}
+        self.reports = ReportCache()
         self._listener: asyncio.Task[None] | None = None
+
+    def _listen_once(self) -> None:
+        if self._listener is None and self.connect_kwargs is not None:
+            self._listener = asyncio.create_task(self._listen(), name="dashboard-listen")
+
+    def report(self, scope: Scope, make: Callable[[], Report]) -> Report:
+        """The `analytics` report of a scope, kept while its organization's rollups stand
+        still (see `cache`); starts listening for their changes."""
+        self._listen_once()
+        return self.reports.report(scope, make)
 
     def changed(self, organization_id: uuid.UUID) -> None:
         """The rollups of an organization changed: recompute its feeds (throttled)."""
+        self.reports.changed(organization_id)
         for scope, feed in self.feeds.items():
             if scope.organization_id == organization_id:
                 feed.dirty.set()
 
     async def subscribe(self, scope: Scope) -> AsyncIterator[Metrics]:
         """The current metrics of `scope` at once, then each change."""
-        if self._listener is None and self.connect_kwargs is not None:
-            self._listener = asyncio.create_task(self._listen(), name="dashboard-listen")
+        self._listen_once()
         feed = self.feeds.get(scope)
         if feed is None:
             feed = self.feeds[scope] = _Feed(scope, self.work, self.interval)
@@ -154,6 +166,7 @@ class LiveMetrics:
             try:
                 conn = await asyncpg.connect(**self.connect_kwargs)
                 await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+                self.reports.connected(True)
                 for feed in self.feeds.values():
                     feed.dirty.set()  # changes may have been missed while disconnected
                 while not conn.is_closed():
@@ -164,6 +177,7 @@ class LiveMetrics:
             except Exception as exc:
                 log.warning("dashboard LISTEN lost (%s); polling until it is back", exc)
             finally:
+                self.reports.connected(False)
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close(timeout=1)

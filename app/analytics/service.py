@@ -17,6 +17,8 @@ from app.kit.clock import utcnow
 
 T = TypeVar("T")
 GRANULARITIES = ("DAY", "WEEK")
+Keep = Callable[["Scope", Callable[[], "Report"]], "Report"]
+"""A report cache: the kept report of a scope, or the one `make` makes."""
 
 
 class Report:
@@ -28,9 +30,12 @@ class Report:
         self._memo: dict[str, asyncio.Future[Any]] = {}
 
     async def _once(self, key: str, make: Callable[[], Awaitable[T]]) -> T:
-        if key not in self._memo:
-            self._memo[key] = asyncio.ensure_future(make())
-        result: T = await self._memo[key]
+        """The section's one computation, shared by every request the report answers: a
+        request that goes away does not cancel it, and a failed one is tried again."""
+        found = self._memo.get(key)
+        if found is None or (found.done() and (found.cancelled() or found.exception())):
+            found = self._memo[key] = asyncio.ensure_future(make())
+        result: T = await asyncio.shield(found)
         return result
 
     async def cohort_sums(self) -> query.CohortSums:
@@ -151,13 +156,15 @@ def analytics(
     signup_cohort: date | None = None,
     template_version: int | None = None,
     now: datetime | None = None,
+    keep: Keep | None = None,
 ) -> Report:
-    """The analytics of the viewer's organization for a filter (operators only)."""
+    """The analytics of the viewer's organization for a filter (operators only); with
+    `keep` (the process's report cache), a report kept since the rollups last changed."""
     viewer.require(Role.ADMIN, Role.CSM)
-    now = now or utcnow()
+    at = now or utcnow()
     scope = Scope.of(
         viewer.organization_id,
-        today=now.date(),
+        today=at.date(),
         start=start,
         end=end,
         user_type=user_type,
@@ -165,4 +172,6 @@ def analytics(
         signup_cohort=signup_cohort,
         template_version=template_version,
     )
-    return Report(scope, now=now)
+    if keep is None or now is not None:
+        return Report(scope, now=at)
+    return keep(scope, lambda: Report(scope, now=utcnow()))

@@ -14,6 +14,7 @@ from app.accounts.models import Role
 from app.accounts.tokens import Credentials, bearer, credentials_for
 from app.accounts.viewer import Viewer
 from app.analytics.live import LiveMetrics
+from app.analytics.service import Keep
 from app.errors import DomainError, Forbidden, Unauthenticated, Unavailable
 from app.events.hub import Hub
 from app.graphql.loaders import Loaders
@@ -117,6 +118,11 @@ class Context:
         if self._live is None:
             raise RuntimeError("live metrics are not running in this process")
         return self._live
+
+    @property
+    def keep_reports(self) -> Keep | None:
+        """This process's analytics report cache, when it runs one."""
+        return self._live.report if self._live is not None else None
 
     @cached_property
     def loaders(self) -> Loaders:

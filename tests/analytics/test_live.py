@@ -69,3 +69,45 @@ async def test_a_burst_of_changes_is_computed_at_most_once_per_interval(tenant: 
         await live.close()
     gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert 2 <= len(calls) <= 4 and all(g >= 0.24 for g in gaps), calls
+
+
+async def test_a_kept_report_answers_until_the_organizations_rollups_change(
+    db: str, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    customer = await tenant.customer()
+    async with transaction():
+        await maintain.refresh([customer.id], now=utcnow())
+    live = LiveMetrics(connect_kwargs(db))
+    try:
+        first = service.analytics(tenant.csm, keep=live.report)
+        assert (await first.overview()).totals.customers == 1
+        for _ in range(100):  # the first request starts the LISTEN connection
+            if live.reports.listening:
+                break
+            await asyncio.sleep(0.05)
+        assert live.reports.listening
+        kept = service.analytics(tenant.csm, keep=live.report)
+        assert service.analytics(tenant.admin, keep=live.report) is kept is not first
+        assert service.analytics(tenant.csm, user_type="smb", keep=live.report) is not kept
+        other = await other_tenant.customer()  # another organization's change retires nothing
+        async with transaction():
+            await maintain.refresh([other.id], now=utcnow())
+        await asyncio.sleep(0.3)
+        assert service.analytics(tenant.csm, keep=live.report) is kept
+        await tenant.act(customer.id, "verify_email", TaskAction.COMPLETE)
+        async with transaction():
+            await maintain.refresh([customer.id], now=utcnow())  # NOTIFY on commit
+        for _ in range(100):
+            fresh = service.analytics(tenant.csm, keep=live.report)
+            if fresh is not kept:
+                break
+            await asyncio.sleep(0.05)
+        assert fresh is not kept
+        welcome = (await fresh.funnel()).stages[0]
+        [verified] = [t for t in welcome.tasks if t.task_key == "verify_email"]
+        assert verified.completed == 1
+        live.reports.max_age = 0.0
+        assert service.analytics(tenant.csm, keep=live.report) is not fresh
+    finally:
+        await live.close()
+    assert not live.reports.listening
