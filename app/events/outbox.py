@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from tortoise.connection import get_connection
@@ -15,7 +18,7 @@ from app.ops import tracing
 
 NOTIFY_CHANNEL = "liftoff_outbox"
 
-_RECORD = """WITH seq AS (
+_RECORDING = """seq AS (
   INSERT INTO event_stream (id, organization_id, last_sequence) VALUES ($1, $2, $3)
   ON CONFLICT (id) DO UPDATE SET last_sequence = event_stream.last_sequence + EXCLUDED.last_sequence
   WHERE event_stream.organization_id = EXCLUDED.organization_id
@@ -25,8 +28,68 @@ _RECORD = """WITH seq AS (
                             created_at, trace)
   SELECT $2, $4, $1, seq.last_sequence - $3 + e.n, e.type, e.payload::jsonb, $5, $6, $11::jsonb
   FROM seq, unnest($7::text[], $8::text[]) WITH ORDINALITY AS e(type, payload, n)
-)
-SELECT seq.last_sequence, pg_notify($9, $10) FROM seq"""
+)"""
+_RECORDED = "SELECT seq.last_sequence, pg_notify($9, $10) FROM seq"
+_PARAMETER = re.compile(r"\$(\d+)")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """The SQL of recording events, to run alone (`record`) or after other common table
+    expressions in the same statement (`statement`): `ctes` and `select` with their
+    parameters numbered from `first`, and `parameters` in that order."""
+
+    ctes: str
+    select: str
+    parameters: list[Any]
+    count: int
+
+    def sequences(self, rows: Sequence[Any]) -> list[int]:
+        """The sequences given, from the rows of the statement."""
+        if not rows:
+            raise RuntimeError(f"event stream {self.parameters[0]} belongs to another organization")
+        last = int(rows[0][0])
+        return list(range(last - self.count + 1, last + 1))
+
+
+@lru_cache(maxsize=8)
+def _numbered(first: int) -> tuple[str, str]:
+    def shifted(sql: str) -> str:
+        return _PARAMETER.sub(lambda m: f"${int(m.group(1)) + first - 1}", sql)
+
+    return shifted(_RECORDING), shifted(_RECORDED)
+
+
+def recording(
+    *,
+    organization_id: uuid.UUID,
+    customer_id: uuid.UUID | None,
+    events: Sequence[tuple[str, dict[str, Any]]],
+    actor: str | None = None,
+    first: int = 1,
+) -> Recording:
+    """What `record` runs, with parameters numbered from `first` (for a combined statement)."""
+
+    trace = current_trace()
+    ctes, select = _numbered(first)
+    return Recording(
+        ctes=ctes,
+        select=select,
+        parameters=[
+            customer_id or organization_id,
+            organization_id,
+            len(events),
+            customer_id,
+            actor,
+            utcnow(),
+            [kind for kind, _ in events],
+            [json.dumps(payload, separators=(",", ":")) for _, payload in events],
+            NOTIFY_CHANNEL,
+            str(organization_id),
+            None if trace is None else json.dumps(trace, separators=(",", ":")),
+        ],
+        count=len(events),
+    )
 
 
 async def record(
@@ -44,28 +107,13 @@ async def record(
     """
     if not events:
         return []
-    stream = customer_id or organization_id
-    trace = current_trace()
-    _, rows = await get_connection("default").execute_query(
-        _RECORD,
-        [
-            stream,
-            organization_id,
-            len(events),
-            customer_id,
-            actor,
-            utcnow(),
-            [kind for kind, _ in events],
-            [json.dumps(payload, separators=(",", ":")) for _, payload in events],
-            NOTIFY_CHANNEL,
-            str(organization_id),
-            None if trace is None else json.dumps(trace, separators=(",", ":")),
-        ],
+    how = recording(
+        organization_id=organization_id, customer_id=customer_id, events=events, actor=actor
     )
-    if not rows:
-        raise RuntimeError(f"event stream {stream} belongs to another organization")
-    last = int(rows[0][0])
-    return list(range(last - len(events) + 1, last + 1))
+    _, rows = await get_connection("default").execute_query(
+        f"WITH {how.ctes}\n{how.select}", how.parameters
+    )
+    return how.sequences(rows)
 
 
 def current_trace() -> dict[str, str] | None:

@@ -124,15 +124,23 @@ async def persist(
 ) -> None:
     """Store an engine step and record its events (after `before`), with fresh figures."""
     tasks, stages = copy_back(loaded, out.changed_tasks, out.changed_stages, now)
-    await write(loaded, tasks, stages)
     snapshot = figures(loaded.state, loaded.workflow.id)
-    await outbox.record(
-        organization_id=loaded.workflow.organization_id,
-        customer_id=loaded.workflow.customer_id,
-        events=[(kind, {**payload, "workflow": snapshot}) for kind, payload in before]
+    events = (
+        [(kind, {**payload, "workflow": snapshot}) for kind, payload in before]
         + [(kind, {**payload, "workflow": snapshot}) for kind, payload in out.events]
-        + [("celebration", {**vars(c), "workflow": snapshot}) for c in out.celebrations],
-        actor=actor,
+        + [("celebration", {**vars(c), "workflow": snapshot}) for c in out.celebrations]
+    )
+    await write(
+        loaded,
+        tasks,
+        stages,
+        lambda first: outbox.recording(
+            organization_id=loaded.workflow.organization_id,
+            customer_id=loaded.workflow.customer_id,
+            events=events,
+            actor=actor,
+            first=first,
+        ),
     )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from tortoise.connection import get_connection
 
+from app.events.outbox import Recording
 from app.onboarding.engine import WorkflowState
 from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask
 from app.onboarding.records import StageRecord, TaskRecord, WorkflowRecord
@@ -165,7 +167,7 @@ def new_rows(
     return workflow, stage_rows, task_rows
 
 
-_WRITE = """WITH t AS (
+_WRITE = """t AS (
   UPDATE workflow_task AS t SET status = v.status, progress = v.progress,
     failure_reason = v.failure_reason, attempts = v.attempts, started_at = v.started_at,
     completed_at = v.completed_at, updated_at = $1
@@ -185,11 +187,12 @@ _WRITE = """WITH t AS (
   UPDATE customer SET workflow_status = $14
   WHERE id = $24 AND organization_id = $2 AND workflow_status <> $14
   RETURNING 1
-)
-UPDATE workflow SET status = $14, points = $15, badges = $16::jsonb, completed_at = $17,
-  paused = $18, last_activity_at = $1, version = $19, progress = $20, minutes_remaining = $21,
-  current_stage_key = $22
+)"""
+_WRITE_WORKFLOW = """UPDATE workflow SET status = $14, points = $15, badges = $16::jsonb,
+  completed_at = $17, paused = $18, last_activity_at = $1, version = $19, progress = $20,
+  minutes_remaining = $21, current_stage_key = $22
 WHERE id = $23 AND organization_id = $2"""
+_WRITE_PARAMETERS = 24
 
 
 def copy_back(
@@ -219,39 +222,55 @@ def copy_back(
     return tasks, stages
 
 
-async def write(loaded: Loaded, tasks: list[TaskRecord], stages: list[StageRecord]) -> None:
+async def write(
+    loaded: Loaded,
+    tasks: list[TaskRecord],
+    stages: list[StageRecord],
+    events: Callable[[int], Recording] | None = None,
+) -> list[int]:
     """Store the workflow, its changed tasks and stages, and the status its customer row
-    mirrors for lists, in one statement (plain UPDATEs)."""
+    mirrors for lists, in one statement (plain UPDATEs); with `events` (the recording of
+    the step's events, its parameters numbered from the number given), they are recorded in
+    that same statement. The events' sequences."""
     wf = loaded.workflow
-    await get_connection("default").execute_query(
-        _WRITE,
-        [
-            wf.last_activity_at,
-            wf.organization_id,
-            [t.id for t in tasks],
-            [t.status.value for t in tasks],
-            [t.progress for t in tasks],
-            [t.failure_reason for t in tasks],
-            [t.attempts for t in tasks],
-            [t.started_at for t in tasks],
-            [t.completed_at for t in tasks],
-            [s.id for s in stages],
-            [s.status.value for s in stages],
-            [s.unlocked_at for s in stages],
-            [s.completed_at for s in stages],
-            wf.status.value,
-            wf.points,
-            json.dumps(wf.badges, separators=(",", ":")),
-            wf.completed_at,
-            wf.paused,
-            wf.version,
-            wf.progress,
-            wf.minutes_remaining,
-            wf.current_stage_key,
-            wf.id,
-            wf.customer_id,
-        ],
+    parameters: list[Any] = [
+        wf.last_activity_at,
+        wf.organization_id,
+        [t.id for t in tasks],
+        [t.status.value for t in tasks],
+        [t.progress for t in tasks],
+        [t.failure_reason for t in tasks],
+        [t.attempts for t in tasks],
+        [t.started_at for t in tasks],
+        [t.completed_at for t in tasks],
+        [s.id for s in stages],
+        [s.status.value for s in stages],
+        [s.unlocked_at for s in stages],
+        [s.completed_at for s in stages],
+        wf.status.value,
+        wf.points,
+        json.dumps(wf.badges, separators=(",", ":")),
+        wf.completed_at,
+        wf.paused,
+        wf.version,
+        wf.progress,
+        wf.minutes_remaining,
+        wf.current_stage_key,
+        wf.id,
+        wf.customer_id,
+    ]
+    recorded = events(_WRITE_PARAMETERS + 1) if events is not None else None
+    if recorded is None or not recorded.count:
+        await get_connection("default").execute_query(
+            f"WITH {_WRITE}\n{_WRITE_WORKFLOW}", parameters
+        )
+        return []
+    _, rows = await get_connection("default").execute_query(
+        f"WITH {_WRITE}, w AS (\n{_WRITE_WORKFLOW}\n  RETURNING 1\n), {recorded.ctes}\n"
+        f"{recorded.select}",
+        parameters + recorded.parameters,
     )
+    return recorded.sequences(rows)
 
 
 async def write_settings(wf: WorkflowRecord) -> None:
