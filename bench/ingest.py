@@ -66,6 +66,8 @@ class Size:
     import_rate: list[float] = field(default_factory=list)
     api_cpu_us: list[float] = field(default_factory=list)  # api process + PostgreSQL, per event
     import_cpu_us: list[float] = field(default_factory=list)  # command + PostgreSQL, per event
+    api_pg_us: list[float] = field(default_factory=list)  # PostgreSQL's share of api_cpu_us
+    import_pg_us: list[float] = field(default_factory=list)  # PostgreSQL's share of import_cpu_us
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -201,6 +203,10 @@ class Cpu:
         self.stop()
         return extra + sum(v - self.start.get(k, 0.0) for k, v in self.last.items())
 
+    def postgres(self) -> float:
+        """The CPU seconds of PostgreSQL's backends alone."""
+        return sum(v - self.start.get(k, 0.0) for k, v in self.last.items() if k != "self")
+
 
 async def api_round(server: Child, secret: str, externals: list[str], size: Size, tag: str,
                     clients: int, calls: int, database: str) -> None:  # fmt: skip
@@ -237,6 +243,7 @@ async def api_round(server: Child, secret: str, externals: list[str], size: Size
     assert accepted == clients * calls * BATCH, done
     size.api_rate.append(accepted / seconds)
     size.api_cpu_us.append(1e6 * cpu.used() / accepted)
+    size.api_pg_us.append(1e6 * cpu.postgres() / accepted)
 
 
 def write_file(path: Path, externals: list[str], lines: int, tag: str) -> None:
@@ -276,6 +283,7 @@ async def import_round(url: str, secret_key: str, externals: list[str], size: Si
         raise RuntimeError(f"import-events: {done.returncode} {done.stdout[-300:]} {done.stderr}")
     size.import_rate.append(lines / seconds)
     size.import_cpu_us.append(1e6 * cpu.used(command) / lines)
+    size.import_pg_us.append(1e6 * cpu.postgres() / lines)
 
 
 def report(sizes: list[Size], args: argparse.Namespace) -> None:
@@ -304,10 +312,15 @@ def report(sizes: list[Size], args: argparse.Namespace) -> None:
     rows = []
     for s in sizes:
         api, imp = statistics.median(s.api_cpu_us), statistics.median(s.import_cpu_us)
-        rows.append([f"{s.rows:,}", f"{api:.0f}", f"{2e6 / api:,.0f}", f"{imp:.0f}",
+        api_pg, imp_pg = statistics.median(s.api_pg_us), statistics.median(s.import_pg_us)
+        rows.append([f"{s.rows:,}", f"{api:.0f}", f"{api_pg:.0f}",
+                     f"{min(s.api_cpu_us):.0f}-{max(s.api_cpu_us):.0f}", f"{2e6 / api:,.0f}",
+                     f"{imp:.0f}", f"{imp_pg:.0f}",
+                     f"{min(s.import_cpu_us):.0f}-{max(s.import_cpu_us):.0f}",
                      f"{2e6 / imp:,.0f}"])  # fmt: skip
     for line in table(
-        [["events in table", "API µs/event", "API ev/s on 2 idle cores", "import µs/event",
+        [["events in table", "API µs/event", "of it PostgreSQL", "spread",
+          "API ev/s on 2 idle cores", "import µs/event", "of it PostgreSQL", "spread",
           "import ev/s on 2 idle cores"]],
         rows, rule=True,
     ):  # fmt: skip
