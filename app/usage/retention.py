@@ -103,8 +103,11 @@ async def _retentions() -> dict[uuid.UUID, int]:
     return {oid: int(days) for oid, days in rows if days}
 
 
-async def prune(*, default_days: int, now: datetime | None = None) -> Pruned:
-    """Remove what every organization's retention lets go; each step its own transaction."""
+async def prune(
+    *, default_days: int, now: datetime | None = None, batch: int | None = None
+) -> Pruned:
+    """Remove what every organization's retention lets go: whole partitions, then rows in
+    transactions of at most `batch` rows each (BATCH by default)."""
     now = now or utcnow()
     own = await _retentions()
     longest = max([default_days, *own.values()])
@@ -119,36 +122,49 @@ async def prune(*, default_days: int, now: datetime | None = None) -> Pruned:
             await conn.execute_script("SET LOCAL lock_timeout = '5s'")
             await conn.execute_script(f'DROP TABLE IF EXISTS "{name}"')
     everyone_cutoff = retention_start(now=now, retention_days=longest)
-    async with transaction():  # everyone's keys and rollups past the longest window
-        out.keys += await _delete(
-            "DELETE FROM usage_event_key WHERE received_at < $1", everyone_cutoff - FUTURE_TOLERANCE
-        )
-        out.rollups += await _delete(
-            "DELETE FROM usage_daily WHERE day < $1", everyone_cutoff.date()
-        )
+    # everyone's keys and rollups past the longest window
+    out.keys += await _delete_batched(_KEYS, everyone_cutoff - FUTURE_TOLERANCE, batch=batch)
+    out.rollups += await _delete_batched(_ROLLUPS, everyone_cutoff.date(), batch=batch)
     shorter = {oid: d for oid, d in own.items() if d < longest}
     if default_days < longest:
         others = await Organization.exclude(id__in=list(own)).values_list("id", flat=True)
         shorter.update({oid: default_days for oid in others})  # type: ignore[misc]
     for oid, days in sorted(shorter.items()):  # type: ignore[type-var]
         cutoff = retention_start(now=now, retention_days=days)
-        async with transaction():
-            out.events += await _delete(
-                "DELETE FROM usage_event WHERE organization_id = $2 AND occurred_at < $1",
-                cutoff,
-                oid,
-            )
-            out.keys += await _delete(
-                "DELETE FROM usage_event_key WHERE organization_id = $2 AND received_at < $1",
-                cutoff - FUTURE_TOLERANCE,
-                oid,
-            )
-            out.rollups += await _delete(
-                "DELETE FROM usage_daily WHERE organization_id = $2 AND day < $1",
-                cutoff.date(),
-                oid,
-            )
+        out.events += await _delete_batched(_ORG_EVENTS, cutoff, oid, batch=batch)
+        out.keys += await _delete_batched(_ORG_KEYS, cutoff - FUTURE_TOLERANCE, oid, batch=batch)
+        out.rollups += await _delete_batched(_ORG_ROLLUPS, cutoff.date(), oid, batch=batch)
     return out
+
+
+# Deletes go in batches of at most BATCH rows (the last parameter), each its own short
+# transaction, so pruning never holds locks or a snapshot over millions of rows at once.
+BATCH = 10_000
+_KEYS = """DELETE FROM usage_event_key WHERE (organization_id, idempotency_key) IN (
+    SELECT organization_id, idempotency_key FROM usage_event_key WHERE received_at < $1
+    LIMIT $2)"""
+_ROLLUPS = """DELETE FROM usage_daily WHERE id IN (
+    SELECT id FROM usage_daily WHERE day < $1 LIMIT $2)"""
+_ORG_EVENTS = """DELETE FROM usage_event WHERE (id, occurred_at) IN (
+    SELECT id, occurred_at FROM usage_event WHERE organization_id = $2 AND occurred_at < $1
+    LIMIT $3)"""
+_ORG_KEYS = """DELETE FROM usage_event_key WHERE (organization_id, idempotency_key) IN (
+    SELECT organization_id, idempotency_key FROM usage_event_key
+    WHERE organization_id = $2 AND received_at < $1 LIMIT $3)"""
+_ORG_ROLLUPS = """DELETE FROM usage_daily WHERE id IN (
+    SELECT id FROM usage_daily WHERE organization_id = $2 AND day < $1 LIMIT $3)"""
+
+
+async def _delete_batched(sql: str, *params: object, batch: int | None = None) -> int:
+    """Run a batched DELETE (its last parameter the batch size) until a batch comes up short."""
+    size = batch or BATCH
+    total = 0
+    while True:
+        async with transaction():
+            count = await _delete(sql, *params, size)
+        total += count
+        if count < size:
+            return total
 
 
 async def _delete(sql: str, *params: object) -> int:

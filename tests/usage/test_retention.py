@@ -109,3 +109,23 @@ async def test_pruning_keeps_each_organization_its_own_window(
             retention_days=30,
         )
     assert again.items[0].code == "OUTSIDE_RETENTION"
+
+
+async def test_pruning_deletes_in_batches_until_nothing_is_left(tenant: Tenant) -> None:
+    now = utcnow()
+    customer = await tenant.customer()
+    await retention.set_retention_days(tenant.id, 30)
+    run = uuid.uuid4().hex
+    for i in range(5):
+        await put(tenant, customer.id, now - timedelta(days=40 + i), f"{run}-old-{i}")
+    await put(tenant, customer.id, now - timedelta(days=1), f"{run}-new")
+    try:
+        pruned = await retention.prune(default_days=400, now=now, batch=2)
+    finally:
+        await retention.set_retention_days(tenant.id, None)
+    assert pruned.events >= 5 and pruned.rollups >= 5
+    kept = await UsageEvent.filter(customer_id=customer.id).values_list(
+        "idempotency_key", flat=True
+    )
+    assert kept == [f"{run}-new"]
+    assert await UsageDaily.filter(customer_id=customer.id).count() == 1
