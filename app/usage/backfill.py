@@ -1,16 +1,22 @@
 """`liftoff import-events`: a file read and checked in a thread, chunk by chunk, while the
-previous chunk is stored; refused lines written to a CSV file with their line numbers.
+previous chunks are stored (`workers` transactions at once, on their own connections, so
+PostgreSQL works on several cores); refused lines written to a CSV file with their line
+numbers, in the file's order.
 
-At most two chunks are held at once (one being read, one being stored), so memory stays
-bounded whatever the file's size.
+At most `workers + 1` chunks are held at once (one being read, the others being stored), so
+memory stays bounded whatever the file's size. Concurrent chunks cannot deadlock: each claims
+its keys, then writes its rollups, each in sorted order; a key two chunks share waits for the
+first to commit and counts as a duplicate in the second.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +27,7 @@ from app.usage import bulk
 from app.usage.importer import Chunk, Refused, chunks
 
 CHUNK_LINES = 20_000
+WORKERS = 2
 
 
 @dataclass
@@ -51,6 +58,7 @@ async def import_file(
     retention_days: int,
     actor: str,
     chunk_lines: int = CHUNK_LINES,
+    workers: int = WORKERS,
     on_progress: Progress | None = None,
     now: datetime | None = None,
 ) -> Report:
@@ -62,33 +70,36 @@ async def import_file(
         size = os.fstat(stream.fileno()).st_size
         writer = csv.writer(out)
         writer.writerow(["line", "code", "reason"])
+        storing: deque[tuple[asyncio.Task[bulk.Stored], list[Refused], int]] = deque()
 
-        def refuse(refused: list[Refused]) -> None:
-            writer.writerows((r.line, r.code, r.reason) for r in sorted(refused, key=_line))
+        async def finish_oldest() -> None:
+            task, held, position = storing.popleft()
+            stored = await task
+            report.accepted += stored.accepted
+            report.duplicates += stored.duplicates
+            refused = sorted(held + stored.refused, key=_line)
+            writer.writerows((r.line, r.code, r.reason) for r in refused)
             report.rejected += len(refused)
+            if on_progress is not None:
+                on_progress(position, size, report)
 
         source = chunks(stream, fmt=fmt, size=chunk_lines, now=now or utcnow(), days=retention_days)
-        storing: asyncio.Task[bulk.Stored] | None = None
-        held: list[Refused] = []
-        position = 0
-        while True:
-            chunk = await asyncio.to_thread(_next, source)
-            if storing is not None:
-                stored = await storing
-                report.accepted += stored.accepted
-                report.duplicates += stored.duplicates
-                refuse(held + stored.refused)
-                storing = None
-                if on_progress is not None:
-                    on_progress(position, size, report)
-            if chunk is None:
-                break
-            held = chunk.refused
-            report.lines = chunk.read or report.lines
-            position = chunk.position
-            storing = asyncio.create_task(
-                bulk.store_chunk(organization_id, chunk.lines, actor=actor)
-            )
+        try:
+            while True:
+                chunk = await asyncio.to_thread(_next, source)
+                while storing and (chunk is None or len(storing) >= max(1, workers)):
+                    await finish_oldest()
+                if chunk is None:
+                    break
+                report.lines = chunk.read or report.lines
+                task = asyncio.create_task(
+                    bulk.store_chunk(organization_id, chunk.lines, actor=actor)
+                )
+                storing.append((task, chunk.refused, chunk.position))
+        finally:
+            for task, _, _ in storing:  # a failed chunk stops the import; the others finish
+                with contextlib.suppress(Exception):
+                    await task
     report.seconds = loop.time() - started
     return report
 

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from app.usage.rules import (
     MAX_DEPTH,
@@ -37,8 +37,7 @@ ALIASES = {
 MALFORMED = "MALFORMED_LINE"
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(NamedTuple):
     """A line that passed the rules; its customer is still to be found."""
 
     line: int
