@@ -29,33 +29,9 @@ _STAGE = """CREATE TEMP TABLE usage_import_stage (
     idempotency_key varchar(200) NOT NULL, properties text NOT NULL, line bigint NOT NULL
 ) ON COMMIT DROP"""
 
-_STORE = """WITH claimed AS (
-    INSERT INTO usage_event_key (organization_id, idempotency_key)
-    SELECT $1, idempotency_key FROM usage_import_stage ORDER BY idempotency_key
-    ON CONFLICT DO NOTHING RETURNING idempotency_key
-), stored AS (
-    INSERT INTO usage_event
-        (organization_id, customer_id, name, occurred_at, idempotency_key, properties)
-    SELECT $1, s.customer_id, s.name, s.occurred_at, s.idempotency_key, s.properties::jsonb
-    FROM usage_import_stage s JOIN claimed c USING (idempotency_key)
-    RETURNING customer_id, name, occurred_at
-), days AS (
-    SELECT customer_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, name,
-           count(*) AS n, min(occurred_at) AS first_at, max(occurred_at) AS last_at
-    FROM stored GROUP BY 1, 2, 3
-), rolled AS (
-    INSERT INTO usage_daily (organization_id, customer_id, day, name, count, first_at, last_at)
-    SELECT $1, customer_id, day, name, n, first_at, last_at FROM days
-    ORDER BY customer_id, day, name
-    ON CONFLICT (organization_id, customer_id, day, name) DO UPDATE SET
-        count = usage_daily.count + EXCLUDED.count,
-        first_at = LEAST(usage_daily.first_at, EXCLUDED.first_at),
-        last_at = GREATEST(usage_daily.last_at, EXCLUDED.last_at)
-    RETURNING 1
+_STORE = storage.store_sql("usage_import_stage") + (
+    "SELECT customer_id, name, sum(n)::bigint AS n, max(last_at) AS last_at FROM days GROUP BY 1, 2"
 )
-SELECT customer_id, name, sum(n)::bigint AS n, max(last_at) AS last_at,
-       (SELECT count(*) FROM rolled) AS rolled
-FROM days GROUP BY 1, 2"""
 
 
 @dataclass

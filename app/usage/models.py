@@ -36,10 +36,16 @@ class UsageDaily(Model):
 
     id = fields.BigIntField(primary_key=True)
     organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
-        "liftoff.Organization", related_name="usage_days", on_delete=fields.CASCADE
+        "liftoff.Organization",
+        related_name="usage_days",
+        on_delete=fields.CASCADE,
+        db_constraint=False,
     )
     customer: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
-        "liftoff.Customer", related_name="usage_days", on_delete=fields.CASCADE
+        "liftoff.Customer",
+        related_name="usage_days",
+        on_delete=fields.CASCADE,
+        db_constraint=False,
     )
     day = fields.DateField()
     name = fields.CharField(max_length=64)
@@ -50,7 +56,4 @@ class UsageDaily(Model):
     class Meta:
         table = "usage_daily"
         unique_together = (("organization_id", "customer_id", "day", "name"),)
-        indexes = (
-            ("customer_id",),
-            ("organization_id", "day", "name"),
-        )
+        indexes = (("organization_id", "day", "name"),)

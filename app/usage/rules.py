@@ -40,7 +40,7 @@ class Reject(StrEnum):
     PROPERTIES_TOO_DEEP = "PROPERTIES_TOO_DEEP"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EventIn:
     """One event as a caller sent it: a customer by our id or by the organization's own id."""
 
@@ -52,7 +52,7 @@ class EventIn:
     properties: Any = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """Why one item was refused."""
 
@@ -69,9 +69,12 @@ def depth(value: Any) -> int:
     return 0
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode_properties(properties: Any) -> str | Rejection:
     """The properties as compact JSON text, or why they are refused."""
-    if properties is None:
+    if properties is None or properties == {}:
         return "{}"
     if not isinstance(properties, dict):
         return Rejection(Reject.INVALID_PROPERTIES, "`properties` must be a JSON object.")
@@ -80,9 +83,13 @@ def encode_properties(properties: Any) -> str | Rejection:
             Reject.PROPERTIES_TOO_DEEP, f"`properties` nests deeper than {MAX_DEPTH} levels."
         )
     try:
-        text = json.dumps(properties, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = _COMPACT.encode(properties)
     except (TypeError, ValueError) as exc:
         return Rejection(Reject.INVALID_PROPERTIES, f"`properties` is not JSON: {exc}.")
+    if "\\u0000" in text:  # PostgreSQL refuses NUL characters in jsonb
+        return Rejection(Reject.INVALID_PROPERTIES, "`properties` may not contain NUL characters.")
+    if len(text) * 4 <= MAX_PROPERTIES_BYTES:  # at most 4 bytes a character: small enough
+        return text
     size = len(text.encode())
     if size > MAX_PROPERTIES_BYTES:
         return Rejection(
@@ -105,25 +112,23 @@ _FIELDS = {
 def event_from_json(item: Any) -> EventIn | Rejection:
     """One item of a batch as sent (a JSON object with the fields of `EventIn` in
     camelCase), or why its shape is refused."""
-    if not isinstance(item, dict):
+    if type(item) is not dict:
         return Rejection(Reject.MALFORMED_ITEM, "Each event must be a JSON object.")
-    unknown = [k for k in item if k not in _FIELDS]
-    if unknown:
+    if not _FIELDS.keys() >= item.keys():
+        unknown = [k for k in item if k not in _FIELDS]
         return Rejection(Reject.MALFORMED_ITEM, f"Unknown field(s): {', '.join(unknown)[:200]}.")
-    for key in ("customerId", "externalId"):
-        if item.get(key) is not None and not isinstance(item[key], str):
+    customer_id, external_id = item.get("customerId"), item.get("externalId")
+    for key, value in (("customerId", customer_id), ("externalId", external_id)):
+        if value is not None and type(value) is not str:
             return Rejection(Reject.INVALID_CUSTOMER, f"`{key}` must be a string.")
-    for key in ("name", "occurredAt", "idempotencyKey"):
-        if not isinstance(item.get(key), str):
-            return Rejection(Reject.MALFORMED_ITEM, f"`{key}` is required and must be a string.")
-    return EventIn(
-        name=item["name"],
-        occurred_at=item["occurredAt"],
-        idempotency_key=item["idempotencyKey"],
-        customer_id=item.get("customerId"),
-        external_id=item.get("externalId"),
-        properties=item.get("properties"),
-    )
+    name, at, idempotency_key = item.get("name"), item.get("occurredAt"), item.get("idempotencyKey")
+    if type(name) is not str or type(at) is not str or type(idempotency_key) is not str:
+        for key in ("name", "occurredAt", "idempotencyKey"):
+            if not isinstance(item.get(key), str):
+                return Rejection(
+                    Reject.MALFORMED_ITEM, f"`{key}` is required and must be a string."
+                )
+    return EventIn(name, at, idempotency_key, customer_id, external_id, item.get("properties"))  # type: ignore[arg-type]
 
 
 def occurred_at_of(value: datetime | str) -> datetime | Rejection:

@@ -31,14 +31,13 @@ from app.usage.rules import (
     Window,
     check_fields,
     encode_properties,
-    roll_up,
 )
 from app.usage.storage import EventRow
 
 INGESTED = "usage.event_ingested"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ItemResult:
     """What happened to one item of a batch, in the order sent."""
 
@@ -59,6 +58,15 @@ class Ingested:
         return sum(1 for i in self.items if i.status is status)
 
 
+# Two probes of unique indexes (the primary key, and (organization_id, external_id)), so the
+# cost follows the batch, not the organization's number of customers.
+_CUSTOMERS = """SELECT id, external_id FROM customer
+WHERE id = ANY($2::uuid[]) AND organization_id = $1
+UNION ALL
+SELECT id, external_id FROM customer
+WHERE organization_id = $1 AND external_id = ANY($3::varchar[])"""
+
+
 def _uuid(value: str) -> uuid.UUID | None:
     try:
         return uuid.UUID(value)
@@ -76,12 +84,10 @@ async def customers_named(
     externals = list({x for x in external_ids if x})
     if not ids and not externals:
         return set(), {}
-    rows = await get_connection("default").execute_query_dict(
-        "SELECT id, external_id FROM customer WHERE organization_id = $1 "
-        "AND (id = ANY($2::uuid[]) OR external_id = ANY($3::varchar[]))",
-        [organization_id, ids, externals],
+    _, rows = await get_connection("default").execute_query(
+        _CUSTOMERS, [organization_id, ids, externals]
     )
-    return {r["id"] for r in rows}, {r["external_id"]: r["id"] for r in rows if r["external_id"]}
+    return {r[0] for r in rows}, {r[1]: r[0] for r in rows if r[1]}
 
 
 async def resolve_customers(
@@ -104,8 +110,10 @@ async def ingest_events(
 ) -> Ingested:
     """Store a batch: each item ACCEPTED, DUPLICATE (key seen before) or REJECTED with a code.
 
-    With `create_missing`, an unknown `externalId` becomes a new customer with its default
-    workflow (`app/customers/external.py`) instead of a NOT_FOUND."""
+    Three statements whatever the batch's size: its customers, one statement that claims the
+    keys and stores the new events and their rollups (`storage.store_rows`), and the outbox
+    event. With `create_missing`, an unknown `externalId` becomes a new customer with its
+    default workflow (`app/customers/external.py`) instead of a NOT_FOUND."""
     if len(events) > MAX_BATCH:
         raise ValidationFailed(
             f"A batch holds at most {MAX_BATCH} events; this one has {len(events)}.",
@@ -113,12 +121,14 @@ async def ingest_events(
         )
     now = now or utcnow()
     window = Window.at(now, retention_days)
-    results: dict[int, ItemResult] = {}
+    results: list[ItemResult | None] = [None] * len(events)
     valid: list[tuple[int, EventIn, datetime, str]] = []
+    rejected = ItemStatus.REJECTED
     for index, event in enumerate(events):
-        if isinstance(event, Rejection):  # its shape was refused as it arrived
-            results[index] = ItemResult(index, ItemStatus.REJECTED, None, event.code, event.reason)
+        if type(event) is Rejection:  # its shape was refused as it arrived
+            results[index] = ItemResult(index, rejected, None, event.code, event.reason)
             continue
+        assert isinstance(event, EventIn)
         at = check_fields(
             event.customer_id,
             event.external_id,
@@ -127,14 +137,14 @@ async def ingest_events(
             event.idempotency_key,
             window,
         )
-        properties = encode_properties(event.properties) if isinstance(at, datetime) else at
-        if isinstance(properties, Rejection):
-            results[index] = ItemResult(
-                index, ItemStatus.REJECTED, None, properties.code, properties.reason
-            )
+        if type(at) is Rejection:
+            results[index] = ItemResult(index, rejected, None, at.code, at.reason)
             continue
-        assert isinstance(at, datetime)
-        valid.append((index, event, at, properties))
+        properties = encode_properties(event.properties)
+        if type(properties) is Rejection:
+            results[index] = ItemResult(index, rejected, None, properties.code, properties.reason)
+            continue
+        valid.append((index, event, at, properties))  # type: ignore[arg-type]
     known, by_external = await resolve_customers(tenant, [v[1] for v in valid])
     if create_missing:
         missing = {e.external_id for _, e, _, _ in valid if e.external_id} - set(by_external)
@@ -147,31 +157,37 @@ async def ingest_events(
         customer = _customer_of(event, known, by_external)
         if customer is None:
             reason = f"No customer {_named(event)} in your organization."
-            results[index] = ItemResult(index, ItemStatus.REJECTED, None, Reject.NOT_FOUND, reason)
+            results[index] = ItemResult(index, rejected, None, Reject.NOT_FOUND, reason)
         elif event.idempotency_key in pending:
             results[index] = ItemResult(index, ItemStatus.DUPLICATE, customer)
         else:
             row = EventRow(customer, event.name, at, event.idempotency_key, properties)
             pending[event.idempotency_key] = (index, row)
-    fresh = await storage.claim_keys(tenant.organization_id, list(pending))
+    fresh = set(
+        await storage.store_rows(tenant.organization_id, [row for _, row in pending.values()])
+    )
     rows: list[EventRow] = []
     for key, (index, row) in pending.items():
-        status = ItemStatus.ACCEPTED if key in fresh else ItemStatus.DUPLICATE
-        results[index] = ItemResult(index, status, row.customer_id)
         if key in fresh:
+            results[index] = ItemResult(index, ItemStatus.ACCEPTED, row.customer_id)
             rows.append(row)
-    await store(tenant.organization_id, rows, actor=actor)
-    return Ingested([results[i] for i in range(len(events))])
+        else:
+            results[index] = ItemResult(index, ItemStatus.DUPLICATE, row.customer_id)
+    await announce(tenant.organization_id, rows, actor=actor)
+    return Ingested(results)  # type: ignore[arg-type]
 
 
 async def store(organization_id: uuid.UUID, rows: Sequence[EventRow], *, actor: str) -> None:
-    """Write accepted rows, their rollups and one `usage.event_ingested` event for them."""
+    """Write rows (their keys new and distinct), their rollups and one `usage.event_ingested`
+    event for them."""
+    await storage.store_rows(organization_id, rows)
+    await announce(organization_id, rows, actor=actor)
+
+
+async def announce(organization_id: uuid.UUID, rows: Sequence[EventRow], *, actor: str) -> None:
+    """One `usage.event_ingested` on the outbox for the rows stored (none for none)."""
     if not rows:
         return
-    await storage.insert_events(organization_id, rows)
-    await storage.add_to_rollups(
-        organization_id, roll_up((r.customer_id, r.name, r.occurred_at) for r in rows)
-    )
     await outbox.record(
         organization_id=organization_id,
         customer_id=None,

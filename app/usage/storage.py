@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
+from typing import NamedTuple
 
 from tortoise.connection import get_connection
-
-from app.usage.rules import DayCount, RollupKey
 
 _ensured_months: set[date] = set()
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(NamedTuple):
     """One accepted event, ready to store."""
 
     customer_id: uuid.UUID
@@ -48,30 +45,52 @@ async def ensure_months(months: set[date]) -> None:
         _ensured_months.update(months)
 
 
-async def claim_keys(organization_id: uuid.UUID, keys: Sequence[str]) -> set[str]:
-    """Record idempotency keys; return those not seen before (a concurrent copy waits)."""
-    if not keys:
-        return set()
-    rows = await get_connection("default").execute_query_dict(
-        "INSERT INTO usage_event_key (organization_id, idempotency_key) "
-        "SELECT $1, k FROM unnest($2::varchar[]) AS k ORDER BY k "
-        "ON CONFLICT DO NOTHING RETURNING idempotency_key",
-        [organization_id, sorted(keys)],
-    )
-    return {r["idempotency_key"] for r in rows}
+def store_sql(source: str) -> str:
+    """One statement that claims the idempotency keys of the rows in `source` (a table or a
+    CTE with the columns of `EventRow`, its keys distinct), stores the rows whose keys were new
+    in their partitions and adds them to the daily rollups, keys and rollups in sorted order;
+    `$1` is the organization. The `days` CTE (customer_id, day, name, n, first_at, last_at)
+    is left for the caller's final SELECT."""
+    return f"""WITH claimed AS (
+    INSERT INTO usage_event_key (organization_id, idempotency_key)
+    SELECT $1, idempotency_key FROM {source} ORDER BY idempotency_key
+    ON CONFLICT DO NOTHING RETURNING idempotency_key
+), stored AS (
+    INSERT INTO usage_event
+        (organization_id, customer_id, name, occurred_at, idempotency_key, properties)
+    SELECT $1, s.customer_id, s.name, s.occurred_at, s.idempotency_key, s.properties::jsonb
+    FROM {source} s JOIN claimed c USING (idempotency_key)
+    RETURNING customer_id, name, occurred_at, idempotency_key
+), days AS (
+    SELECT customer_id, (occurred_at AT TIME ZONE 'UTC')::date AS day, name,
+           count(*) AS n, min(occurred_at) AS first_at, max(occurred_at) AS last_at
+    FROM stored GROUP BY 1, 2, 3
+), rolled AS (
+    INSERT INTO usage_daily (organization_id, customer_id, day, name, count, first_at, last_at)
+    SELECT $1, customer_id, day, name, n, first_at, last_at FROM days
+    ORDER BY customer_id, day, name
+    ON CONFLICT (organization_id, customer_id, day, name) DO UPDATE SET
+        count = usage_daily.count + EXCLUDED.count,
+        first_at = LEAST(usage_daily.first_at, EXCLUDED.first_at),
+        last_at = GREATEST(usage_daily.last_at, EXCLUDED.last_at)
+)
+"""
 
 
-async def insert_events(organization_id: uuid.UUID, rows: Sequence[EventRow]) -> None:
-    """Store accepted events in their monthly partitions (created when missing)."""
+_STORE_ROWS = f"""WITH input AS MATERIALIZED (
+    SELECT * FROM unnest($2::uuid[], $3::varchar[], $4::timestamptz[], $5::varchar[], $6::text[])
+    AS u(customer_id, name, occurred_at, idempotency_key, properties)
+), {store_sql("input").removeprefix("WITH ")}SELECT idempotency_key FROM stored"""
+
+
+async def store_rows(organization_id: uuid.UUID, rows: Sequence[EventRow]) -> list[str]:
+    """Claim the rows' idempotency keys (distinct within `rows`), store the rows whose keys
+    were new and add them to the daily rollups, in one statement; the keys stored."""
     if not rows:
-        return
+        return []
     await ensure_months({_month(r.occurred_at) for r in rows})
-    await get_connection("default").execute_query(
-        "INSERT INTO usage_event "
-        "(organization_id, customer_id, name, occurred_at, idempotency_key, properties) "
-        "SELECT $1, c, n, t, k, p::jsonb FROM unnest("
-        "$2::uuid[], $3::varchar[], $4::timestamptz[], $5::varchar[], $6::text[]"
-        ") AS u(c, n, t, k, p)",
+    _, found = await get_connection("default").execute_query(
+        _STORE_ROWS,
         [
             organization_id,
             [r.customer_id for r in rows],
@@ -81,30 +100,4 @@ async def insert_events(organization_id: uuid.UUID, rows: Sequence[EventRow]) ->
             [r.properties for r in rows],
         ],
     )
-
-
-async def add_to_rollups(organization_id: uuid.UUID, days: dict[RollupKey, DayCount]) -> None:
-    """Add counts to `usage_daily`, widening each day's first/last times."""
-    if not days:
-        return
-    keys = sorted(days, key=lambda k: (str(k[0]), k[1], k[2]))
-    await get_connection("default").execute_query(
-        "INSERT INTO usage_daily "
-        "(organization_id, customer_id, day, name, count, first_at, last_at) "
-        "SELECT $1, c, d, n, x, f, l FROM unnest("
-        "$2::uuid[], $3::date[], $4::varchar[], $5::bigint[], $6::timestamptz[], $7::timestamptz[]"
-        ") WITH ORDINALITY AS u(c, d, n, x, f, l, i) ORDER BY i "
-        "ON CONFLICT (organization_id, customer_id, day, name) DO UPDATE SET "
-        "count = usage_daily.count + EXCLUDED.count, "
-        "first_at = LEAST(usage_daily.first_at, EXCLUDED.first_at), "
-        "last_at = GREATEST(usage_daily.last_at, EXCLUDED.last_at)",
-        [
-            organization_id,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [k[2] for k in keys],
-            [days[k].count for k in keys],
-            [days[k].first_at for k in keys],
-            [days[k].last_at for k in keys],
-        ],
-    )
+    return [r[0] for r in found]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from enum import Enum
 
 import strawberry
@@ -48,12 +49,25 @@ class IngestItem:
     reason: str | None = strawberry.field(description="Why it was REJECTED, in words.")
 
 
+_STATUS = {s.value: s for s in IngestStatus}
+
+
+def _item(i: service.ItemResult) -> IngestItem:
+    return IngestItem(
+        index=i.index,
+        status=_STATUS[i.status.value],
+        customer_id=strawberry.ID(str(i.customer_id)) if i.customer_id else None,
+        code=i.code,
+        reason=i.reason,
+    )
+
+
 @strawberry.type(description="The answer to a batch.")
 class IngestEventsPayload:
     accepted: int
     duplicates: int
     rejected: int
-    all_items: strawberry.Private[list[IngestItem]]
+    all_items: strawberry.Private[list[service.ItemResult]]
 
     @strawberry.field(
         description="Each item's answer in the order sent; `only` keeps those with these "
@@ -61,12 +75,9 @@ class IngestEventsPayload:
     )
     def items(self, only: list[IngestStatus] | None = None) -> list[IngestItem]:
         if only is None:
-            return self.all_items
-        wanted = set(only)
-        return [i for i in self.all_items if i.status in wanted]
-
-
-_STATUS = {s.value: s for s in IngestStatus}
+            return [_item(i) for i in self.all_items]
+        wanted = {ItemStatus(s.value) for s in only}
+        return [_item(i) for i in self.all_items if i.status in wanted]
 
 
 @strawberry.type
@@ -86,19 +97,10 @@ class Mutation:
                 create_missing=input.create_missing_customers,
                 default_retention_days=info.context.settings.event_retention_days,
             )
-        items = [
-            IngestItem(
-                index=i.index,
-                status=_STATUS[i.status.value],
-                customer_id=strawberry.ID(str(i.customer_id)) if i.customer_id else None,
-                code=i.code,
-                reason=i.reason,
-            )
-            for i in done.items
-        ]
+        counts = Counter(i.status for i in done.items)
         return IngestEventsPayload(
-            accepted=done.count(ItemStatus.ACCEPTED),
-            duplicates=done.count(ItemStatus.DUPLICATE),
-            rejected=done.count(ItemStatus.REJECTED),
-            all_items=items,
+            accepted=counts[ItemStatus.ACCEPTED],
+            duplicates=counts[ItemStatus.DUPLICATE],
+            rejected=counts[ItemStatus.REJECTED],
+            all_items=done.items,
         )
