@@ -8,7 +8,7 @@ from tortoise import fields
 # same transaction: no foreign-key triggers on their upsert, and room on each page for HOT updates
 # (a count that grows rewrites no index entry).
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0022_analytics_weekly_backfill')]
+    dependencies = [('liftoff', '0023_analytics_stage_rows')]
 
     initial = False
 
