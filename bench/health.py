@@ -2,18 +2,28 @@
 and the latency of `Customer.health`, `healthDistribution` and the customers list by health.
 
     python -m bench.health [--sizes 10000,100000] [--days 90] [--rounds 3] [--requests 30]
-                           [--database-url URL]
+                           [--database-url URL] [--keep-database NAME]
 
 One run: a throwaway database (migrated) with one organization (default template and health
 model); for each size, customers with workflows and `--days` days of usage rollups are
-generated in bulk with SQL, then the organization is recomputed `--rounds` times
-(`recompute_all`, what `liftoff health recompute` runs) and one `liftoff serve` (no inline
-worker) answers the queries, alternating their order each round. Figures, not verdicts.
+generated in bulk with SQL, then the organization is scored once (every score new) and
+recomputed `--rounds` times each way, alternating: "next day" (as of one more day later:
+recency and pace move, nearly every score is rewritten, as in the daily job) and "unchanged"
+(the same inputs again: nothing to rewrite). `recompute_all` is what `liftoff health
+recompute` and the daily job run. Each recompute reports wall time and the CPU seconds of
+the bench process (Python) and of the database's PostgreSQL backends, which depend less on
+the machine's load. Then one `liftoff serve` (no inline worker) answers the queries,
+alternating their order each round. Figures, not verdicts.
+
+`--keep-database NAME` uses (and keeps) database NAME instead of a throwaway one, adding only
+the customers it lacks, so a 1M-customer database is generated once for several runs; drop
+it yourself afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import secrets
@@ -21,6 +31,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from bench.db import DEFAULT_SERVER
 from bench.procs import Child, Teardown, app_env, free_port, guarded_main, run, serve_argv
@@ -47,16 +58,24 @@ class Size:
     customers: int
     rollups: int = 0
     generate_s: float = 0.0
-    recompute_s: list[float] = field(default_factory=list)
+    runs: dict[str, list[Run]] = field(default_factory=dict)
     latency_ms: dict[str, list[float]] = field(default_factory=dict)
 
-    @property
-    def rate(self) -> float:
-        return self.customers / statistics.median(self.recompute_s)
+    def walls(self, kind: str) -> list[float]:
+        return [r.wall for r in self.runs.get(kind, [])]
 
-    @property
-    def us_per_customer(self) -> float:
-        return 1e6 * statistics.median(self.recompute_s) / self.customers
+    def us_per_customer(self, kind: str) -> float:
+        return 1e6 * statistics.median(self.walls(kind)) / self.customers
+
+
+@dataclass
+class Run:
+    """One recompute: wall seconds, CPU seconds of Python and of PostgreSQL, load before."""
+
+    wall: float
+    python_cpu: float
+    postgres_cpu: float
+    load: float
 
 
 def load() -> str:
@@ -70,17 +89,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="full recomputes per size (1 at 1M+)")
     p.add_argument("--requests", type=int, default=30, help="requests per query per round")
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_SERVER))
+    p.add_argument("--keep-database", default="", help="use and keep this database")
     return p.parse_args(argv)
 
 
 async def prepare(url: str) -> tuple[uuid.UUID, uuid.UUID, object, str]:
     """Migrate; an organization with the default template and health model."""
+    from app.accounts.models import Operator, Organization
     from app.db import close_db, init_db, migrate, transaction
+    from app.onboarding.models import WorkflowTemplate
     from app.onboarding.templates import definition_of, open_organization
 
     await migrate(url)
     await close_db()
     await init_db(url, pool_max=4)
+    found = await Organization.get_or_none(slug="bench-health")
+    if found is not None:  # a kept database: its organization as an earlier run left it
+        template = await WorkflowTemplate.get(organization_id=found.id, is_default=True)
+        admin = await Operator.get(organization_id=found.id, email="admin@bench.test")
+        return found.id, template.id, definition_of(template), admin.email
     async with transaction():
         new = await open_organization(
             name="Bench", slug="bench-health", admin_email="admin@bench.test",
@@ -101,14 +128,40 @@ async def grow(org: uuid.UUID, template_id: uuid.UUID, template: object, have: i
     size.rollups = await row_count("usage_daily")
 
 
-async def recompute(org: uuid.UUID, size: Size, rounds: int) -> None:
+async def recompute(org: uuid.UUID, size: Size, rounds: int, database: str) -> None:
+    """Score once (`first`: the new customers' scores are inserted), then `rounds` of "next
+    day" and "unchanged" recomputes, alternating."""
     from app.health.recompute import recompute_all
+    from app.kit.clock import utcnow
+    from bench.metrics import postgres_cpu
 
-    for _ in range(rounds):
+    start = utcnow()
+    plan = [("first", start)]
+    for r in range(1, rounds + 1):
+        later = start + timedelta(days=r)
+        plan += [("next day", later), ("unchanged", later)]
+    for kind, now in plan:
+        load_before = os.getloadavg()[0]
+        pg_before, py_before = postgres_cpu(database), time.process_time()
         started = time.perf_counter()
-        scored, _ = await recompute_all(org)
-        size.recompute_s.append(time.perf_counter() - started)
+        scored, _ = await recompute_all(org, now=now)
+        wall = time.perf_counter() - started
+        pg_after = postgres_cpu(database)
+        pg = sum(cpu - pg_before.get(pid, 0.0) for pid, cpu in pg_after.items())
+        run = Run(wall, time.process_time() - py_before, pg, load_before)
+        size.runs.setdefault(kind, []).append(run)
         assert scored == size.customers, (scored, size.customers)
+        print(f"   {kind}: {wall:.1f}s wall, PostgreSQL {pg:.1f} CPU-s, Python "
+              f"{run.python_cpu:.1f} CPU-s (load {load_before:.2f})", flush=True)  # fmt: skip
+
+
+async def customer_count(org: uuid.UUID) -> int:
+    from tortoise.connection import get_connection
+
+    rows = await get_connection("default").execute_query_dict(
+        "SELECT count(*) AS n FROM customer WHERE organization_id = $1", [org]
+    )
+    return int(rows[0]["n"])
 
 
 async def sample_ids(org: uuid.UUID, n: int) -> list[str]:
@@ -159,21 +212,37 @@ def _q(values: list[float], q: float) -> float:
 
 def report(sizes: list[Size]) -> None:
     print("\nFull recompute (recompute_all: one SQL statement per 5,000 customers that scores "
-          "and upserts them, two sweeps at once)")  # fmt: skip
+          "them and writes the scores that changed, two sweeps at once); medians, "
+          "µs/customer of wall time, CPU seconds per 1,000 customers")  # fmt: skip
     rows = []
-    prev: Size | None = None
-    for s in sizes:
-        growth = "" if prev is None else f"{s.us_per_customer / prev.us_per_customer:.2f}"
-        rows.append([
-            f"{s.customers:,}", f"{s.rollups:,}", f"{s.generate_s:.0f}",
-            f"{statistics.median(s.recompute_s):.2f}",
-            f"{min(s.recompute_s):.2f}-{max(s.recompute_s):.2f}", f"{s.rate:,.0f}",
-            f"{s.us_per_customer:.1f}", growth,
-        ])  # fmt: skip
-        prev = s
+    for kind in ("first", "next day", "unchanged"):
+        prev: Size | None = None
+        for s in sizes:
+            runs = s.runs.get(kind, [])
+            if not runs:
+                continue
+            walls = [r.wall for r in runs]
+            growth = (
+                ""
+                if prev is None
+                else f"{s.us_per_customer(kind) / prev.us_per_customer(kind):.2f}"
+            )
+            k = s.customers / 1000
+            rows.append([
+                kind, f"{s.customers:,}", f"{s.rollups:,}", f"{s.generate_s:.0f}",
+                str(len(runs)), f"{statistics.median(walls):.2f}",
+                f"{min(walls):.2f}-{max(walls):.2f}",
+                f"{s.customers / statistics.median(walls):,.0f}",
+                f"{s.us_per_customer(kind):.1f}", growth,
+                f"{statistics.median(r.postgres_cpu for r in runs) / k:.3f}",
+                f"{statistics.median(r.python_cpu for r in runs) / k:.3f}",
+                f"{min(r.load for r in runs):.1f}-{max(r.load for r in runs):.1f}",
+            ])  # fmt: skip
+            prev = s
     for line in table(
-        [["customers", "rollup rows", "gen s", "median s", "spread s", "customers/s",
-          "µs/customer", "µs ratio vs previous"]],
+        [["recompute", "customers", "rollup rows", "gen s", "n", "median s", "spread s",
+          "customers/s", "µs/customer", "ratio vs previous size", "PG CPU-s/1k",
+          "Python CPU-s/1k", "load 1-min"]],
         rows, rule=True,
     ):  # fmt: skip
         print(line)
@@ -206,7 +275,16 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         from app.db import close_db
         from app.settings import Settings
 
-        url, version = await teardown.create_database()
+        if args.keep_database:
+            from bench.db import create_database, with_database
+
+            teardown.db_name = args.keep_database
+            url = with_database(args.database_url, args.keep_database)
+            with contextlib.suppress(Exception):  # exists already: reuse it
+                await create_database(args.database_url, args.keep_database)
+            version = "(kept database)"
+        else:
+            url, version = await teardown.create_database()
         print(f"PostgreSQL {version}, database {teardown.db_name}")
         org, template_id, template, admin = await prepare(url)
         port = free_port()
@@ -220,17 +298,22 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
             Settings(secret_key=secret), subject=admin, organization_id=org,
             role=Role.ADMIN,
         )  # fmt: skip
-        have = 0
+        have = await customer_count(org)
         try:
             for size in sizes:
                 print(f"-- {size.customers:,} customers: generating ({load()})", flush=True)
-                await grow(org, template_id, template, have, size, args.days)
-                have = size.customers
-                rounds = args.rounds if size.customers < 1_000_000 else 1
+                if size.customers > have:
+                    await grow(org, template_id, template, have, size, args.days)
+                else:
+                    from bench.health_data import row_count
+
+                    size.rollups = await row_count("usage_daily")
+                have = max(have, size.customers)
+                rounds = args.rounds if size.customers < 1_000_000 else max(1, args.rounds - 1)
                 print(f"   {size.rollups:,} rollup rows in {size.generate_s:.0f}s; recomputing "
-                      f"x{rounds} ({load()})", flush=True)  # fmt: skip
-                await recompute(org, size, rounds)
-                print(f"   {size.rate:,.0f} customers/s; querying ({load()})", flush=True)
+                      f"({load()})", flush=True)  # fmt: skip
+                await recompute(org, size, rounds, teardown.db_name)
+                print(f"   querying ({load()})", flush=True)
                 ids = await sample_ids(org, 200)
                 random.Random(size.customers).shuffle(ids)
                 await latencies(server, token, ids, size, args.rounds, args.requests)
