@@ -270,50 +270,56 @@ def scored_sql(model: HealthModelDef, *, batch: Batch, first_param: int) -> str:
         param_arrays=", ".join(arrays),
         param_names=", ".join(PARAMS),
     )
+    facts = ", ".join(
+        [
+            "events", "active_days", "dsa", "to_jsonb(features)", "tickets", "escalations",
+            "positive", "neutral", "negative", "failures", "downgrades", "billing", "progress",
+            "completed", "dss", "CASE WHEN completed THEN NULL ELSE stage END", "stalled",
+            median, f"${after + 3}::float8",
+        ]
+    )  # fmt: skip
+    weights = ", ".join(f"p.w_{k}" for k in keys)
+    score = " + ".join(f"c_{k}" for k in keys)
+    # Few, narrow steps: each MATERIALIZED step is computed once per row and kept in memory.
     return f"""WITH {cte},
 v AS MATERIALIZED (
-    SELECT f.*, p.*, {values}
+    SELECT f.id, f.user_type, f.channel, f.old_score, f.old_level, f.old_changed_at, f.stored,
+           f.o_id, f.o_score, f.o_level, f.events, f.active_days, f.dsa, f.features,
+           f.tickets, f.escalations, f.positive, f.neutral, f.negative, f.failures,
+           f.downgrades, f.billing, f.progress, f.completed, f.dss, f.stage, f.stalled,
+           p.healthy, p.at_risk, p.notify_points, {weights},
+           {values}
     FROM f JOIN p ON p.segment = CASE WHEN f.user_type = ANY(${n}::text[])
                                       AND f.user_type <> '' THEN f.user_type ELSE '' END
 ), w AS MATERIALIZED (
     SELECT v.*, ({total}) AS wt, ({with_data}) AS wd FROM v
 ), c AS MATERIALIZED (
     SELECT w.*, {contributions} FROM w
-), s0 AS MATERIALIZED (
+), s AS MATERIALIZED (
     SELECT c.*,
-           CASE WHEN wd > 0 THEN least(100.0, greatest(0.0, {" + ".join(f"c_{k}" for k in keys)}))
-                ELSE 50.0 END AS cscore,
+           CASE WHEN wd > 0 THEN least(100.0, greatest(0.0, {score})) ELSE 50.0 END AS cscore,
            CASE WHEN wt > 0 THEN 100.0 * wd / wt ELSE 0.0 END AS confidence,
-           jsonb_build_array({components}) AS components
+           jsonb_build_array({components}) AS components,
+           -- the facts in the order of `rules.FACT_FIELDS`, then the norm
+           jsonb_build_array({facts}) AS facts
     FROM c
-), s1 AS MATERIALIZED (
-    SELECT s0.*,
+), l AS (
+    SELECT s.*,
            CASE WHEN cscore >= healthy THEN 'HEALTHY' WHEN cscore >= at_risk THEN 'AT_RISK'
                 ELSE 'CRITICAL' END AS clevel,
            coalesce(o_score, cscore) AS escore
-    FROM s0
-), s AS MATERIALIZED (
-    SELECT s1.*,
+    FROM s
+), e AS (
+    SELECT l.*,
            CASE WHEN o_id IS NULL THEN clevel
                 ELSE coalesce(o_level, CASE WHEN escore >= healthy THEN 'HEALTHY'
-                    WHEN escore >= at_risk THEN 'AT_RISK' ELSE 'CRITICAL' END) END AS elevel,
-           jsonb_strip_nulls(jsonb_build_object(
-               'events', events, 'active_days', active_days, 'days_since_active', dsa,
-               'features_used', to_jsonb(features), 'tickets', tickets,
-               'escalations', escalations, 'positive', positive, 'neutral', neutral,
-               'negative', negative, 'payment_failures', failures, 'downgrades', downgrades,
-               'billing_events', billing, 'progress', progress, 'completed', completed,
-               'days_since_signup', dss,
-               'stage', CASE WHEN completed THEN NULL ELSE stage END,
-               'stalled_days', stalled,
-               'norm', jsonb_build_array({median}, ${after + 3}::float8)
-           )) AS facts
-    FROM s1
-), m AS (
-    SELECT s.*, (old_score IS NOT NULL AND old_level IS NOT NULL AND (old_level <> elevel
+                    WHEN escore >= at_risk THEN 'AT_RISK' ELSE 'CRITICAL' END) END AS elevel
+    FROM l
+), m AS MATERIALIZED (
+    SELECT e.*, (old_score IS NOT NULL AND old_level IS NOT NULL AND (old_level <> elevel
                  OR abs(CASE WHEN o_id IS NULL THEN cscore ELSE escore END - old_score)
                     >= notify_points)) AS moved
-    FROM s
+    FROM e
 )"""
 
 

@@ -18,7 +18,7 @@ from app.health import batch_sql as bs
 from app.health import explain
 from app.health.batch_sql import FACTS_ARGS, PARAMS, Batch, backfill_sql, params_of, upsert_sql
 from app.health.definitions import HealthModelDef
-from app.health.rules import Facts, Norm, Part
+from app.health.rules import Facts, Norm, Part, stored_norm_of
 from app.health.versions import current_model, org_of
 
 BATCH = 5000
@@ -282,7 +282,7 @@ async def score_batch(
     return result
 
 
-def norm_of(facts: dict[str, Any]) -> Norm:
+def norm_of(facts: dict[str, Any] | list[Any]) -> Norm:
     """The norm a stored score was computed against."""
-    median_events, median_days = facts.get("norm") or (0.0, 0.0)
+    median_events, median_days = stored_norm_of(facts)
     return Norm(median_events, median_days, has_usage=bool(median_events), tracks_support=True)

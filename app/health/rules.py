@@ -71,7 +71,7 @@ class Facts:
     stalled_days: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The facts as stored with a score, so its explanation can be rebuilt later."""
+        """The facts by name, without the defaults."""
         out: dict[str, Any] = {}
         for name in self.__slots__:
             value = getattr(self, name)
@@ -80,14 +80,30 @@ class Facts:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Facts:
-        known = {k: v for k, v in data.items() if k in _DEFAULTS}
+    def from_json(cls, data: dict[str, Any] | list[Any]) -> Facts:
+        """The facts stored with a score: a list in `FACT_FIELDS` order (then the norm), as
+        the set-based recompute writes them, or an object by name (older scores)."""
+        if isinstance(data, list):
+            data = dict(zip(FACT_FIELDS, data, strict=False))
+        known = {k: v for k, v in data.items() if k in _DEFAULTS and v is not None}
         if "features_used" in known:
             known["features_used"] = tuple(known["features_used"])
         return cls(**known)
 
 
 _DEFAULTS: dict[str, Any] = {name: getattr(Facts(), name) for name in Facts.__slots__}
+FACT_FIELDS: tuple[str, ...] = tuple(Facts.__slots__)
+"""The order of the stored facts (a JSON array is several times cheaper for PostgreSQL to
+build than an object); the norm's median events and active days follow them."""
+
+
+def stored_norm_of(data: dict[str, Any] | list[Any]) -> tuple[float, float]:
+    """The (median events, median active days) stored with a score's facts."""
+    if isinstance(data, list):
+        rest = data[len(FACT_FIELDS) :]
+        return (float(rest[0]), float(rest[1])) if len(rest) >= 2 else (0.0, 0.0)
+    found = data.get("norm") or (0.0, 0.0)
+    return float(found[0]), float(found[1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from app.db import transaction
 from app.health import recompute
 from app.health.models import HealthScore
+from app.health.rules import Facts
 from app.onboarding.models import Workflow, WorkflowTemplate
 from app.onboarding.records import checklists, workflow_for_update
 from app.onboarding.snapshot import build_state, derived
@@ -49,7 +50,8 @@ async def test_generated_workflows_match_what_the_engine_derives(tenant: Tenant)
     for row in await HealthScore.filter(organization_id=tenant.id):
         wf = by_customer[row.customer_id]  # type: ignore[attr-defined]
         done = wf.status == "COMPLETED"
-        assert row.facts["progress"] == (1.0 if done else wf.progress / 100)
-        assert row.facts.get("stage") == (None if done else names[wf.current_stage_key])
+        facts = Facts.from_json(row.facts)
+        assert facts.progress == (1.0 if done else wf.progress / 100)
+        assert facts.stage == (None if done else names[wf.current_stage_key])
         levels.add(row.level)
     assert levels == {"HEALTHY", "AT_RISK", "CRITICAL"}

@@ -58,12 +58,13 @@ async def test_scores_follow_usage_and_onboarding(tenant: Tenant) -> None:
     assert s.segment == "standard" and f.segment == "mid_market"
     for row in rows.values():
         assert abs(sum(c[3] for c in row.components) - row.score) < 1e-6
-    assert b.facts["events"] == 63 and b.facts["features_used"] == [
+    bf, ff = rules.Facts.from_json(b.facts), rules.Facts.from_json(f.facts)
+    assert bf.events == 63 and bf.features_used == (
         "project_created",
         "report_shared",
         "teammate_invited",
-    ]
-    assert f.facts["payment_failures"] == 2 and f.facts["tickets"] == 3
+    )
+    assert ff.payment_failures == 2 and ff.tickets == 3
     # silent: no survey answers, no billing events: 80 % of the model had data
     assert (b.confidence, f.confidence, s.confidence) == (90, 90, 80)
     # no previous score: nothing was pushed
@@ -196,7 +197,10 @@ async def test_a_recompute_rewrites_only_scores_that_changed(tenant: Tenant) -> 
     assert listed.scored == 2
     after = {r.customer_id: r for r in await HealthScore.filter(organization_id=tenant.id)}  # type: ignore[attr-defined]
     assert after[steady.id].computed_at == before[steady.id].computed_at
-    assert after[moving.id].computed_at == later and after[moving.id].facts["tickets"] == 4
+    assert (
+        after[moving.id].computed_at == later
+        and rules.Facts.from_json(after[moving.id].facts).tickets == 4
+    )
     # the sweep finds the same values for the listed customer: nothing to rewrite
     await recompute.recompute_all(tenant.id, now=later + timedelta(seconds=1))
     swept = await HealthScore.get(customer_id=moving.id)

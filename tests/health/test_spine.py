@@ -10,6 +10,7 @@ from app.db import transaction
 from app.events.consumers import consume_batch, ensure_checkpoints
 from app.health import recompute, spine
 from app.health.models import HealthPending, HealthScore
+from app.health.rules import Facts
 from app.kit.clock import utcnow
 from app.onboarding.states import TaskAction
 from app.usage.rules import EventIn
@@ -56,7 +57,7 @@ async def test_events_mark_customers_and_the_drain_scores_them_once(tenant: Tena
     await asyncio.sleep(spine.DEBOUNCE.total_seconds() + 0.1)
     assert await spine.score_pending() >= 1
     after = await HealthScore.get(customer_id=busy.id)
-    assert after.facts["events"] == 30 and after.computed_at > before.computed_at
+    assert Facts.from_json(after.facts).events == 30 and after.computed_at > before.computed_at
     assert after.confidence > before.confidence  # engagement has data now
     assert (await HealthScore.get(customer_id=quiet.id)).computed_at == before.computed_at
     assert not await HealthPending.filter(organization_id=tenant.id).exists()
