@@ -103,6 +103,19 @@ def _demo_workers(customers: int) -> int:
     return max(1, os.cpu_count() or 1) if customers >= 20_000 else 1
 
 
+def _demo_steps(customers: int) -> list[str]:
+    """The phases `seed_demo` reports after the customers' usage, in order."""
+    from app.demo_clone import ORIGINALS
+
+    copied = ["Copying the simulated customers", "Scoring today's health"]
+    return [
+        "Scoring health over the history",
+        "Evaluating milestones over the history",
+        "Rolling up analytics",
+        *(copied if customers > ORIGINALS else []),
+    ]
+
+
 def _seed_demo(settings: Settings, customers: int, base_url: str) -> dict[str, str]:
     from app.accounts.signin import create_link
     from app.db import transaction
@@ -112,11 +125,12 @@ def _seed_demo(settings: Settings, customers: int, base_url: str) -> dict[str, s
         with Progress(console=console, transient=False) as bar:
             job = bar.add_task("Seeding demo customers", total=customers)
             usage = bar.add_task("Ingesting their usage events", total=None)
-            later = bar.add_task("Health and milestones", total=2)
+            steps = _demo_steps(customers)
+            later = bar.add_task("Health, milestones, analytics", total=len(steps))
 
             def phase(name: str) -> None:
-                done = {"Scoring": 0, "Evaluating": 1, "Done": 2}[name.split()[0]]
-                shown = "Health and milestones" if name == "Done" else name
+                done = steps.index(name) if name in steps else len(steps)
+                shown = "Health, milestones, analytics" if name == "Done" else name
                 bar.update(later, description=shown, completed=done)
 
             result = await seed_demo(

@@ -16,8 +16,10 @@ from typing import Any
 from tortoise.connection import get_connection
 from tortoise.models import Model
 
+from app import demo_clone
 from app.accounts.models import Operator, Organization, Role
 from app.accounts.viewer import Viewer
+from app.analytics import maintain as analytics
 from app.automation import service as automation
 from app.customers.models import Customer
 from app.db import connect_kwargs, transaction
@@ -35,9 +37,11 @@ from app.demo_bulk import (
     template_of,
     write_chunk,
 )
+from app.demo_clone import ORIGINALS
 from app.demo_sample import sample_customer, task_to_do
 from app.demo_usage import seed_milestones, seed_usage
 from app.errors import Conflict, ValidationFailed
+from app.health import daily
 from app.health.demo import seed_health
 from app.kit.clock import utcnow
 from app.onboarding import engine
@@ -99,6 +103,11 @@ _FAIL_REASONS = {
 _OPEN = (TaskStatus.AVAILABLE, TaskStatus.IN_PROGRESS, TaskStatus.FAILED)
 _UNRECORDED = {"task.unlocked", "stage.unlocked", "points.awarded"}
 _CHUNK = 1000
+_ANALYZE = (
+    "ANALYZE customer, workflow, workflow_stage, workflow_task, event_stream, outbox_event,"
+    " usage_event, usage_event_key, usage_daily, milestone_achievement, health_score,"
+    " health_snapshot, analytics_customer"
+)
 
 
 @dataclass
@@ -337,6 +346,15 @@ async def _automation(viewer: Viewer) -> None:
     )
 
 
+async def _analytics(organization_id: uuid.UUID, *, now: datetime) -> None:
+    """The analytics contributions of the customers so far (copies add theirs as they are
+    written), so the rollups are right before any worker catches up with the history."""
+    ids = await Customer.filter(organization_id=organization_id).values_list("id", flat=True)
+    for start in range(0, len(ids), 2000):
+        async with transaction():
+            await analytics.refresh(ids[start : start + 2000], now=now)  # type: ignore[arg-type]
+
+
 async def seed_demo(
     *,
     customers: int = 1200,
@@ -350,8 +368,11 @@ async def seed_demo(
 ) -> DemoResult:
     """Create the demo organization with `customers` customers, or return it if it exists.
 
-    Customers are written in chunks with COPY (by `workers` processes on `database_url`
-    when more than one), the CSM last, then the tables are analyzed.
+    The first `ORIGINALS` customers are simulated and written in chunks with COPY (by
+    `workers` processes on `database_url` when more than one), with their usage, health
+    history and milestones; further customers copy them in SQL (`app.demo_clone`), then
+    today's health and the analytics rollups cover everyone, the CSM is created last and the
+    tables are analyzed.
     """
     if customers < 1:
         raise ValidationFailed("The demo needs at least one customer.", field="customers")
@@ -379,6 +400,8 @@ async def seed_demo(
     org, template = new.organization, new.template
     assert template is not None
     connect = connect_kwargs(database_url) if database_url else {}
+    people = _people(rng, customers)
+    simulated, copies = people[:ORIGINALS], people[ORIGINALS:]
     jobs = [
         ChunkJob(
             connect=connect,
@@ -389,12 +412,16 @@ async def seed_demo(
             now=now,
             seed=seed,
             number=number,
-            people=people,
+            people=chunk,
             actor=f"csm:csm@{slug}.example",
         )
-        for number, people in enumerate(split(_people(rng, customers), _CHUNK))
+        for number, chunk in enumerate(split(simulated, _CHUNK))
     ]
     written = 0
+
+    def step(name: str) -> None:
+        if phase is not None:
+            phase(name)
 
     def advance(count: int) -> None:
         nonlocal written
@@ -407,24 +434,30 @@ async def seed_demo(
         # Demo data of other domains for the customers just written goes here (whole-org
         # steps), or into demo_bulk.CHUNK_WRITERS (per chunk, inside its COPY transaction).
         await seed_usage(org.id, now=now, seed=seed, progress=usage_progress)
+        step("Scoring health over the history")
+        await seed_health(org.id, now=now, today=len(copies) == 0)
+        step("Evaluating milestones over the history")
+        await seed_milestones(org.id, now=now)
+        step("Rolling up analytics")
+        await _analytics(org.id, now=now)
+        if copies:
+            step("Copying the simulated customers")
+            pool = await demo_clone.originals(org.id, now=now)
+            planned = demo_clone.plan(rng, pool, copies)
+            await demo_clone.write(
+                org.id, planned, now=now, connect=connect, workers=workers, progress=advance
+            )
+            await get_connection("default").execute_script(_ANALYZE)  # for what follows
+            step("Scoring today's health")
+            await daily.snapshot_organization(org.id, now=now)
         await Operator.create(
             organization=org, email=f"csm@{slug}.example", name="Casey Morgan", role=Role.CSM
         )
-        if phase is not None:
-            phase("Scoring health over the history")
-        await seed_health(org.id, now=now)
-        if phase is not None:
-            phase("Evaluating milestones over the history")
-        await seed_milestones(org.id, now=now)
-        if phase is not None:
-            phase("Done")
+        step("Done")
     except BaseException:
         await org.delete()
         raise
-    await get_connection("default").execute_script(
-        "ANALYZE customer, workflow, workflow_stage, workflow_task, event_stream, outbox_event,"
-        " usage_daily, milestone_achievement"
-    )
+    await get_connection("default").execute_script(_ANALYZE)
     found = await _existing(slug)
     assert found is not None
     return found

@@ -100,8 +100,10 @@ async def seed_health(
     now: datetime,
     seed: int = 10,
     progress: Callable[[str], None] | None = None,
+    today: bool = True,
 ) -> int:
-    """Signals, history and today's scores for the demo organization; returns customers."""
+    """Signals, history and (with `today`) today's scores and snapshot for the demo
+    organization; returns the customers scored today."""
     rng = random.Random(seed)
     viewer = Viewer(subject="demo", organization_id=organization_id, role=Role.ADMIN)
     ids = list(  # in a stable order, so that one seed gives one demo
@@ -137,6 +139,8 @@ async def seed_health(
                 organization_id, now=now - timedelta(days=days_ago), fresh_norm=True, backfill=True
             )
         await sweep(run, Scope())
+    if not today:
+        return 0
     if progress:
         progress("health: today's scores")
     return await daily.snapshot_organization(organization_id, now=now)
