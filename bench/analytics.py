@@ -82,7 +82,10 @@ class Org:
     seconds_generate: float = 0.0
     seconds_rebuild: float = 0.0
     rollup_rows: dict[str, int] = field(default_factory=dict)
-    latencies: list[list[float]] = field(default_factory=list)
+    latencies: dict[str, list[list[float]]] = field(default_factory=dict)
+    """Per server mode, each round's query times (seconds)."""
+    cpu: dict[str, list[float]] = field(default_factory=dict)
+    """Per server mode, each round's server + PostgreSQL CPU ms per query."""
 
 
 def log(message: str) -> None:
@@ -164,31 +167,55 @@ async def _prepare(db_url: str, secret: str, sizes: list[int]) -> list[Org]:
     return orgs
 
 
-async def _query_rounds(server: Child, orgs: list[Org], rounds: int, requests: int) -> None:
+MODES = ("fresh", "kept")
+"""The two api servers of the query rounds: `fresh` computes every report
+(LIFTOFF_ANALYTICS_CACHE_SECONDS=0: what a busy organization, whose rollups change between
+two requests, costs), `kept` answers from the report it kept while the rollups stand still."""
+
+
+async def _query_rounds(
+    servers: dict[str, Child], orgs: list[Org], rounds: int, requests: int, database: str
+) -> None:
     import httpx
 
+    from bench.metrics import postgres_cpu, proc_cpu
+
     body = json.dumps({"query": QUERY}).encode()
-    async with httpx.AsyncClient(base_url=server.url, timeout=120.0) as client:
-        for org in orgs:  # warm-up: one of each
-            response = await client.post("/graphql", content=body, headers=_headers(org.csm))
-            data = response.json()
-            if "errors" in data:
-                raise RuntimeError(f"analytics query failed: {data['errors'][:1]}")
-            overview = data["data"]["analytics"]["overview"]
-            log(f"  {org.size:,}: {overview['customers']:,} customers in the default period")
+    clients = {
+        mode: httpx.AsyncClient(base_url=server.url, timeout=120.0)
+        for mode, server in servers.items()
+    }
+    try:
+        for mode, client in clients.items():  # warm-up: one of each
+            for org in orgs:
+                response = await client.post("/graphql", content=body, headers=_headers(org.csm))
+                data = response.json()
+                if "errors" in data:
+                    raise RuntimeError(f"analytics query failed: {data['errors'][:1]}")
+                overview = data["data"]["analytics"]["overview"]
+                log(f"  {mode} {org.size:,}: {overview['customers']:,} customers in the period")
         for n in range(rounds):
-            order = orgs if n % 2 == 0 else orgs[::-1]
-            for org in order:
-                times = []
-                for _ in range(requests):
-                    started = time.perf_counter()
-                    response = await client.post(
-                        "/graphql", content=body, headers=_headers(org.csm)
-                    )
-                    times.append(time.perf_counter() - started)
-                    if response.status_code != 200 or b'"errors"' in response.content:
-                        raise RuntimeError(response.text[:300])
-                org.latencies.append(times)
+            for mode in MODES if n % 2 == 0 else MODES[::-1]:
+                server, client = servers[mode], clients[mode]
+                for org in orgs if n % 2 == 0 else orgs[::-1]:
+                    times = []
+                    srv0, pg0 = proc_cpu(server.pid), postgres_cpu(database)
+                    for _ in range(requests):
+                        started = time.perf_counter()
+                        response = await client.post(
+                            "/graphql", content=body, headers=_headers(org.csm)
+                        )
+                        times.append(time.perf_counter() - started)
+                        if response.status_code != 200 or b'"errors"' in response.content:
+                            raise RuntimeError(response.text[:300])
+                    srv1, pg1 = proc_cpu(server.pid), postgres_cpu(database)
+                    org.latencies.setdefault(mode, []).append(times)
+                    if srv0 is not None and srv1 is not None and pg1:
+                        pg = sum(cpu - pg0.get(pid, 0.0) for pid, cpu in pg1.items())
+                        org.cpu.setdefault(mode, []).append(1000 * (srv1 - srv0 + pg) / requests)
+    finally:
+        for client in clients.values():
+            await client.aclose()
 
 
 def _headers(token: str) -> dict[str, str]:
@@ -330,19 +357,26 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         db_url, pg_version = run(teardown.create_database())
     secret = secrets.token_urlsafe(32)
     orgs = run(_prepare(db_url, secret, sizes))
-    port = free_port()
-    server = Child("serve", serve_argv(port), app_env(db_url, secret), port)
-    teardown.add(server.stop)
-    server.start()
-    run(server.wait_ready(within=120))
+    servers = {}
+    for mode in MODES:
+        port = free_port()
+        extra = {"LIFTOFF_ANALYTICS_CACHE_SECONDS": "0"} if mode == "fresh" else {}
+        servers[mode] = Child(
+            f"serve-{mode}", serve_argv(port), app_env(db_url, secret, **extra), port
+        )
+        teardown.add(servers[mode].stop)
+        servers[mode].start()
+    for server in servers.values():
+        run(server.wait_ready(within=120))
     log("analytics query rounds")
-    run(_query_rounds(server, orgs, args.rounds, args.requests))
+    run(_query_rounds(servers, orgs, args.rounds, args.requests, teardown.db_name))
     load1 = os.getloadavg()
     stream = None
     if not args.skip_stream:
         log(f"streaming the customer CSV of {orgs[-1].size:,} customers")
-        stream = run(_stream(server, orgs[-1]))
-    server.stop()
+        stream = run(_stream(servers["fresh"], orgs[-1]))
+    for server in servers.values():
+        server.stop()
     updates = (
         [] if args.skip_update else _update_rounds(args, db_url, secret, teardown.db_name, teardown)
     )
@@ -358,12 +392,10 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         + " / ".join(", ".join(f"{x:.1f}" for x in load) for load in (load0, load1, load2))
     )
     print()
-    heads = [["customers", "generate", "rebuild", "cohort", "step", "completion", "p50", "p99",
-              "max", "p50 per round"],
-             ["", "s", "s", "rows", "rows", "rows", "ms", "ms", "ms", "ms"]]  # fmt: skip
+    heads = [["customers", "generate", "rebuild", "cohort", "step", "completion"],
+             ["", "s", "s", "rows", "rows", "rows"]]  # fmt: skip
     rows = []
     for org in orgs:
-        every = [t for r in org.latencies for t in r]
         rows.append(
             [
                 f"{org.size:,}",
@@ -372,16 +404,41 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
                 f"{org.rollup_rows['analytics_cohort']:,}",
                 f"{org.rollup_rows['analytics_step']:,}",
                 f"{org.rollup_rows['analytics_completion']:,}",
-                f"{percentile_ms(every, 0.5):.1f}",
-                f"{percentile_ms(every, 0.99):.1f}",
-                f"{max(every) * 1000:.1f}",
-                " ".join(f"{percentile_ms(r, 0.5):.0f}" for r in org.latencies),
             ]
         )
     for line in table(heads, rows, rule=True):
         print(line)
+    print()
+    heads = [["customers", "server", "p50", "p99", "max", "p50 per round", "CPU/query",
+              "CPU per round"],
+             ["", "", "ms", "ms", "ms", "ms", "ms", "ms"]]  # fmt: skip
+    rows = []
+    for org in orgs:
+        for mode in MODES:
+            rounds_ = org.latencies.get(mode, [])
+            every = [t for r in rounds_ for t in r]
+            cpu = org.cpu.get(mode, [])
+            rows.append(
+                [
+                    f"{org.size:,}",
+                    mode,
+                    f"{percentile_ms(every, 0.5):.1f}",
+                    f"{percentile_ms(every, 0.99):.1f}",
+                    f"{max(every) * 1000:.1f}",
+                    " ".join(f"{percentile_ms(r, 0.5):.0f}" for r in rounds_),
+                    f"{statistics.median(cpu):.1f}" if cpu else "-",
+                    " ".join(f"{c:.0f}" for c in cpu),
+                ]
+            )
+    for line in table(heads, rows, rule=True):
+        print(line)
     print("The query: every field of `analytics` (both trend granularities), default period")
-    print("(the last 90 days of signups), over HTTP to one `liftoff serve` process.")
+    print("(the last 90 days of signups), over HTTP, one client, to two `liftoff serve`")
+    print("processes: `fresh` computes every report (LIFTOFF_ANALYTICS_CACHE_SECONDS=0, what")
+    print("an organization whose rollups change between requests costs), `kept` answers from")
+    print("the report kept since the organization's rollups last changed. CPU/query: server +")
+    print("PostgreSQL backends of the bench database, median of rounds (both servers' idle")
+    print("loops included).")
     if updates:
         print()
         print(
@@ -405,15 +462,16 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
             f"{max(ratios):.3f}): keeping the rollups costs"
             f" {100 * (1 - statistics.median(ratios)):.1f} % of updateTask throughput"
         )
-        extra = [
+        per_event = [
             (u.cpu_on - u.cpu_off) / u.events_per_request
             for u in updates
             if u.cpu_on is not None and u.cpu_off is not None and u.events_per_request
         ]
-        if extra:
+        if per_event:
             print(
-                f"  rollup maintenance per event: {statistics.median(extra):.3f} ms of server +"
-                f" PostgreSQL CPU (median of rounds, range {min(extra):.3f}-{max(extra):.3f});"
+                f"  rollup maintenance per event: {statistics.median(per_event):.3f} ms of"
+                f" server + PostgreSQL CPU (median of rounds, range {min(per_event):.3f}-"
+                f"{max(per_event):.3f});"
                 " the consumer's work after a run (catch-up) is not in it"
             )
     if stream:
