@@ -7,6 +7,7 @@ rollups as they stood then; today's scores and snapshot come from the daily job.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from app.customers.models import Customer
 from app.db import transaction
 from app.health import daily
 from app.health.compute import prepare
-from app.health.recompute import Scope, sweep
+from app.health.recompute import PARALLEL, Scope, id_ranges, sweep
 from app.usage.rules import EventIn
 from app.usage.service import ingest_events
 
@@ -138,7 +139,9 @@ async def seed_health(
             run = await prepare(
                 organization_id, now=now - timedelta(days=days_ago), fresh_norm=True, backfill=True
             )
-        await sweep(run, Scope())
+        await asyncio.gather(
+            *(sweep(run, Scope(), after=lo, upto=hi) for lo, hi in id_ranges(PARALLEL))
+        )
     if not today:
         return 0
     if progress:
