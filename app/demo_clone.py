@@ -13,8 +13,9 @@ their stages and tasks derived with md5, so no mapping is kept), one transaction
 on up to `workers` connections at once: the work is in PostgreSQL. To keep a million-customer
 database within reach of a laptop, a copy keeps only the recent part of what the system
 itself does not keep for long: outbox events younger than the relay's retention (older ones
-the relay prunes; the stream's sequence still counts them) and raw usage events of the last
-`RAW_DAYS` days with their idempotency keys (the daily rollups cover the whole history).
+the relay prunes; the stream's sequence still counts them), raw usage events of the last
+`RAW_DAYS` days with their idempotency keys (the daily rollups cover the whole history) and
+health snapshots of the last `HEALTH_DAYS` days (today's comes from the daily job).
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ ORIGINALS = 2000
 """Customers a demo simulates one by one; the rest copy them."""
 SHIFT_DAYS = 4
 """A copy's history moves by up to this many days either way (never past now)."""
-RAW_DAYS = 14
+RAW_DAYS = 7
 """Raw usage events a copy keeps (the daily rollups keep everything)."""
+HEALTH_DAYS = 3
+"""Health history a copy keeps (its snapshots are the largest rows of a customer)."""
 OUTBOX_HOURS = 72
 """Outbox history a copy keeps: what the relay's pruning leaves (outbox_retention_hours)."""
 CHUNK = 10_000
@@ -167,7 +170,8 @@ FROM demo_clone m JOIN demo_src_milestone_achievement a ON a.customer_id = m.ori
 SELECT $1, m.id, h.day + m.days, h.kind, h.taken_at + {_SHIFT}, h.score, h.level,
   h.confidence, h.components, h.facts, h.model_version
 FROM demo_clone m JOIN demo_src_health_snapshot h ON h.customer_id = m.original
-  AND h.day + m.days < ($2::timestamptz AT TIME ZONE 'UTC')::date""",
+  AND h.day + m.days < ($2::timestamptz AT TIME ZONE 'UTC')::date
+  AND h.day + m.days >= ($2::timestamptz AT TIME ZONE 'UTC')::date - {HEALTH_DAYS}""",
     f"""INSERT INTO analytics_customer (id, organization_id, contribution, active,
   last_activity_at, updated_at)
 SELECT m.id, $1, k.contribution, k.active, w.last_activity_at + {_SHIFT}, $2
