@@ -21,6 +21,7 @@ from app.analytics.rules import (
     COHORT_COLUMNS,
     COHORT_WEEK,
     COMPLETION,
+    FLIGHT,
     IDLE_DAYS,
     STEP,
     STEP_COLUMNS,
@@ -164,12 +165,14 @@ GROUPED: dict[str, str] = {
     " FROM ax_c GROUP BY 1, 2, 3, 4",
     COHORT_WEEK: f"SELECT signup_week, user_type, channel, template_version, {_COHORT_VALUES}"
     " FROM ax_c GROUP BY 1, 2, 3, 4",
-    STEP: f"SELECT day, {_STEP_KEYS}, {_STEP_SUMS}, {_hist('spent', BUCKETS)},"
-    f" {_hist('entered', BUCKETS)} FROM ax_step GROUP BY day, {_STEP_KEYS}"
-    f" HAVING {_STEP_ANY} + count(*) FILTER (WHERE spent >= 0 OR entered >= 0) > 0",
+    STEP: f"SELECT day, {_STEP_KEYS}, {_STEP_SUMS}, {_hist('spent', BUCKETS)}"
+    f" FROM ax_step GROUP BY day, {_STEP_KEYS}"
+    f" HAVING {_STEP_ANY} + count(*) FILTER (WHERE spent >= 0) > 0",
     STEP_WEEK: f"SELECT {_week('day')}, {_STEP_KEYS}, {_STEP_SUMS}, {_hist('spent', BUCKETS)}"
     f" FROM ax_step GROUP BY 1, {_STEP_KEYS}"
     f" HAVING {_STEP_ANY} + count(*) FILTER (WHERE spent >= 0) > 0",
+    FLIGHT: "SELECT day, user_type, channel, template_version, stage_key,"
+    f" {_hist('entered', BUCKETS)} FROM ax_step WHERE entered >= 0 GROUP BY 1, 2, 3, 4, 5",
     COMPLETION: "SELECT finished, user_type, channel, template_version, signup_week, count(*),"
     f" {_hist('done_bucket', BUCKETS)} FROM ax_c WHERE done_bucket >= 0 GROUP BY 1, 2, 3, 4, 5",
 }

@@ -22,6 +22,7 @@ from app.analytics.rules import (
     COHORT,
     COHORT_WEEK,
     COMPLETION,
+    FLIGHT,
     LAYOUT,
     STEP,
     STEP_WEEK,
@@ -37,6 +38,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     COHORT: ("day", "user_type", "channel", "template_version"),
     STEP: ("day", "user_type", "channel", "template_version", "stage_key", "task_key", "position"),
     COMPLETION: ("day", "user_type", "channel", "template_version", "signup_week"),
+    FLIGHT: ("day", "user_type", "channel", "template_version", "stage_key"),
 }
 KEYS[STEP_WEEK] = KEYS[STEP]
 KEYS[COHORT_WEEK] = KEYS[COHORT]
@@ -46,6 +48,7 @@ TABLES = {
     STEP: "analytics_step",
     STEP_WEEK: "analytics_step_week",
     COMPLETION: "analytics_completion",
+    FLIGHT: "analytics_flight",
 }
 
 

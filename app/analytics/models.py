@@ -121,11 +121,6 @@ class StepRollup(StepCounts):
         "liftoff.Organization", related_name="analytics_steps", on_delete=fields.CASCADE
     )
     day = fields.DateField(description="Signup day (UTC).")
-    here_hist = ArrayField(
-        "int",
-        null=True,
-        description="Stage rows: customers in the stage now, by time from signup to entering it.",
-    )
 
     class Meta:
         table = "analytics_step"
@@ -145,6 +140,30 @@ class StepWeekRollup(StepCounts):
     class Meta:
         table = "analytics_step_week"
         unique_together = (STEP_KEY,)
+
+
+FLIGHT_KEY = ("organization_id", "day", "user_type", "channel", "template_version", "stage_key")
+
+
+class FlightRollup(Model):
+    """Customers in one stage now, per signup day and segment, by time from signup to entering
+    it: the in-flight side of the forecast's per-stage survival tables, kept apart from the
+    funnel rows so a period's read touches few pages."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_flights", on_delete=fields.CASCADE
+    )
+    day = fields.DateField(description="Signup day (UTC).")
+    user_type = fields.CharField(max_length=64)
+    channel = fields.CharField(max_length=64)
+    template_version = fields.IntField()
+    stage_key = fields.CharField(max_length=80)
+    here_hist = ArrayField("int", description="Customers by time from signup to entering it.")
+
+    class Meta:
+        table = "analytics_flight"
+        unique_together = (FLIGHT_KEY,)
 
 
 class CompletionRollup(Model):

@@ -220,8 +220,8 @@ async def stage_flight(scope: Scope) -> list[tuple[date, str, list[int]]]:
     """Customers in each stage now, per signup day, by time from signup to entering it."""
     where, params = _where(scope, scope.start, signup="day")
     sql = (
-        f"SELECT day, stage_key, {FLIGHT_SUMS} FROM analytics_step"
-        f" WHERE {where} AND task_key = '' GROUP BY day, stage_key"
+        f"SELECT day, stage_key, {FLIGHT_SUMS} FROM analytics_flight"
+        f" WHERE {where} GROUP BY day, stage_key"
     )
     rows = await get_connection("default").execute_query_dict(sql, params)
     return [(r["day"], r["stage_key"], _values(r, 2)) for r in rows]

@@ -37,16 +37,18 @@ STEP = "step"
 STEP_WEEK = "step_week"
 COHORT_WEEK = "cohort_week"
 COMPLETION = "completion"
+FLIGHT = "flight"
 
 COHORT_COLUMNS = ("customers", "started", "completed", "active", "points", "badges")
 STEP_COLUMNS = ("reached", "completed", "skipped", "failed", "here", "dropped")
 COMPLETION_COLUMNS = ("completions",)
 LAYOUT: dict[str, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {
     COHORT: (COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS))),
-    STEP: (STEP_COLUMNS, (("time_hist", BUCKETS), ("here_hist", BUCKETS))),
+    STEP: (STEP_COLUMNS, (("time_hist", BUCKETS),)),
     STEP_WEEK: (STEP_COLUMNS, (("time_hist", BUCKETS),)),
     COHORT_WEEK: (COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS))),
     COMPLETION: (COMPLETION_COLUMNS, (("done_hist", BUCKETS),)),
+    FLIGHT: ((), (("here_hist", BUCKETS),)),
 }
 """Per rollup table: its scalar counters, then its histogram arrays with their lengths."""
 
@@ -216,7 +218,7 @@ def expand(contribution: dict[str, Any], sign: int, into: Delta) -> None:
             r[len(STEP_COLUMNS) + spent] += sign
         entered = rest[0] if rest else -1  # contributions kept before stage entry times
         if entered >= 0:
-            r[len(STEP_COLUMNS) + BUCKETS + entered] += sign
+            row(FLIGHT, (*cell, stage_key))[entered] += sign
     if contribution["completion"]:
         finished, signup_week, bucket = contribution["completion"]
         key = (date.fromisoformat(finished), *cell[1:], date.fromisoformat(signup_week))

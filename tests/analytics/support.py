@@ -53,6 +53,7 @@ async def dump(tenant: Tenant) -> dict[str, set[tuple[Any, ...]]]:
         "analytics_step",
         "analytics_step_week",
         "analytics_completion",
+        "analytics_flight",
     ):
         rows = await conn.execute_query_dict(
             f"SELECT * FROM {table} WHERE organization_id = $1", [tenant.id]
