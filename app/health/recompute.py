@@ -90,9 +90,14 @@ class Scope:
 async def count(organization_id: uuid.UUID, scope: Scope) -> int:
     """How many customers the scope covers."""
     where, params = scope.sql(first=2)
+    join = (  # only a level filter reads the scores
+        "LEFT JOIN health_score h ON h.organization_id = c.organization_id "
+        "AND h.customer_id = c.id "
+        if scope.level
+        else ""
+    )
     rows = await get_connection("default").execute_query_dict(
-        "SELECT count(*) AS n FROM customer c LEFT JOIN health_score h "
-        "ON h.organization_id = c.organization_id AND h.customer_id = c.id "
+        f"SELECT count(*) AS n FROM customer c {join}"
         f"WHERE c.organization_id = $1 AND {where or 'true'}",
         [organization_id, *params],
     )

@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from datetime import timedelta
 
+import pytest
 from tortoise.connection import get_connection
 
 from app.customers.models import Customer
@@ -15,6 +16,7 @@ from app.errors import DomainError
 from app.events.models import OutboxEvent
 from app.health import recompute, rules
 from app.health.compute import prepare, score_batch
+from app.health.definitions import bundled_default
 from app.health.models import HealthScore, HealthSnapshot
 from app.kit.clock import utcnow
 from app.onboarding.states import TaskAction
@@ -205,3 +207,21 @@ async def test_a_recompute_rewrites_only_scores_that_changed(tenant: Tenant) -> 
     await recompute.recompute_all(tenant.id, now=later + timedelta(seconds=1))
     swept = await HealthScore.get(customer_id=moving.id)
     assert swept.computed_at == later and swept.components == after[moving.id].components
+
+
+async def test_the_norm_of_a_large_organization_is_measured_on_the_lowest_ids(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.health import compute
+
+    customers = sorted([await tenant.customer() for _ in range(5)], key=lambda c: c.id)
+    for n, c in enumerate(customers):  # logins per day: 1, 2, 3, 4, 5
+        for day in range(0, 3):
+            await add_usage(tenant, c, "login", days_ago=day, count=n + 1)
+    spec = compute.Spec.of(bundled_default())
+    today = utcnow().date()
+    whole = await compute.measure_norm(tenant.id, spec, today)
+    assert (whole.median_events, whole.median_active_days) == (9.0, 3.0)
+    monkeypatch.setattr(compute, "NORM_SAMPLE", 2)
+    sample = await compute.measure_norm(tenant.id, spec, today)
+    assert (sample.median_events, sample.median_active_days) == (4.5, 3.0)
