@@ -39,6 +39,7 @@ __all__ = [
     "close_db",
     "database_url",
     "init_db",
+    "may_commit_alone",
     "tortoise_config",
     "transaction",
     "transaction_hook",
@@ -50,6 +51,12 @@ transaction_hook: ContextVar[TransactionHook | None] = ContextVar(
 )
 """Run at the start of every `transaction()` of the current task (e.g. to tie the change to
 the request's idempotency key in the same transaction)."""
+
+
+def may_commit_alone() -> bool:
+    """Whether a unit of work of the current task may be a single statement committed on its
+    own, without `transaction()`: not when a transaction hook must run in its transaction."""
+    return transaction_hook.get() is None
 
 
 @asynccontextmanager

@@ -228,6 +228,11 @@ async def _workflow_task(
         status=TaskStatus.AVAILABLE if open_now else TaskStatus.LOCKED,
         updated_at=ctx.now,
     )
+    # every change to a workflow's stages or tasks moves its version (unlocked steps check it)
+    await get_connection("default").execute_query(
+        "UPDATE workflow SET version = version + 1 WHERE id = $1 AND organization_id = $2",
+        [workflow.id, ctx.organization_id],
+    )
     await _emit(ctx, "task.added", {"task": key, "stage": stage.key, "title": title})
     return Done(False, {"taskKey": key, "stage": stage.key, "title": title})
 

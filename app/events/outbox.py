@@ -53,11 +53,16 @@ class Recording:
 
 
 @lru_cache(maxsize=8)
-def _numbered(first: int) -> tuple[str, str]:
+def _numbered(first: int, guard: str | None) -> tuple[str, str]:
     def shifted(sql: str) -> str:
         return _PARAMETER.sub(lambda m: f"${int(m.group(1)) + first - 1}", sql)
 
-    return shifted(_RECORDING), shifted(_RECORDED)
+    ctes = _RECORDING
+    if guard is not None:
+        ctes = ctes.replace(
+            "VALUES ($1, $2, $3)", f"SELECT $1::uuid, $2::uuid, $3::bigint FROM {guard}"
+        )
+    return shifted(ctes), shifted(_RECORDED)
 
 
 def recording(
@@ -67,11 +72,13 @@ def recording(
     events: Sequence[tuple[str, dict[str, Any]]],
     actor: str | None = None,
     first: int = 1,
+    guard: str | None = None,
 ) -> Recording:
-    """What `record` runs, with parameters numbered from `first` (for a combined statement)."""
+    """What `record` runs, with parameters numbered from `first` (for a combined statement);
+    with `guard`, the name of an earlier CTE, nothing is recorded when it has no row."""
 
     trace = current_trace()
-    ctes, select = _numbered(first)
+    ctes, select = _numbered(first, guard)
     return Recording(
         ctes=ctes,
         select=select,

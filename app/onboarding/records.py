@@ -151,11 +151,11 @@ WHERE s.organization_id = $1 AND s.workflow_id = ANY($2::uuid[])
 ORDER BY s.workflow_id, s.position, t.position"""
 
 
-_CUSTOMER_WORKFLOW = f"""SELECT c.id, {_WORKFLOW_COLUMNS} FROM customer c
+_CUSTOMER_WORKFLOW = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, c.signed_up_at FROM customer c
 LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
 WHERE c.organization_id = $1 AND c.id = $2"""
 
-_CUSTOMER_CHECKLIST = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, {_CHECKLIST_COLUMNS}
+_CUSTOMER_CHECKLIST = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, c.signed_up_at, {_CHECKLIST_COLUMNS}
 FROM customer c
 LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
 LEFT JOIN workflow_stage s ON s.organization_id = c.organization_id AND s.workflow_id = w.id
@@ -164,7 +164,7 @@ LEFT JOIN workflow_task t ON t.organization_id = s.organization_id
 WHERE c.organization_id = $1 AND c.id = $2
 ORDER BY s.position, t.position"""
 
-_WORKFLOW_WIDTH = 16
+_WORKFLOW_WIDTH = 17  # with the customer's signed_up_at
 
 
 @dataclass(slots=True)

@@ -101,17 +101,30 @@ async def start_workflow(
     return workflow, events
 
 
-async def load(tenant: Tenant, customer_id: uuid.UUID) -> Loaded:
-    """A customer's workflow with stages and tasks, its row locked until commit."""
-    workflow = await records.workflow_for_update(tenant.organization_id, customer_id)
+class Stale(Exception):
+    """An unlocked step found its workflow changed by another one before it could write it;
+    nothing was written. Run it again under the row lock (`optimistic=False`)."""
+
+
+async def load(tenant: Tenant, customer_id: uuid.UUID, *, lock: bool = True) -> Loaded:
+    """A customer's workflow with stages and tasks: with `lock`, its row locked until commit
+    (two statements); without, as one statement saw them (a step computed from it is written
+    only if the workflow's version did not change meanwhile, see `snapshot.write`)."""
+    if lock:
+        workflow = await records.workflow_for_update(tenant.organization_id, customer_id)
+        if workflow is not None:
+            (stages,) = await records.checklists(tenant.organization_id, [workflow.id])
+    else:
+        got = await records.customer_workflow(tenant.organization_id, customer_id, checklist=True)
+        workflow, stages = got.workflow, got.stages or []
     if workflow is None:
         raise NotFound(f"Customer {customer_id} has no workflow.", customer=str(customer_id))
-    (stages,) = await records.checklists(tenant.organization_id, [workflow.id])
     return build_state(workflow, stages)
 
 
 async def _persist(viewer: Viewer, loaded: Loaded, out: Outcome, now: datetime) -> None:
-    await persist(loaded, out, now, actor=viewer.label)
+    if not await persist(loaded, out, now, actor=viewer.label):
+        raise Stale(f"workflow {loaded.workflow.id} changed meanwhile")
 
 
 async def persist(
@@ -121,8 +134,10 @@ async def persist(
     *,
     actor: str,
     before: Sequence[tuple[str, dict[str, Any]]] = (),
-) -> None:
-    """Store an engine step and record its events (after `before`), with fresh figures."""
+) -> bool:
+    """Store an engine step and record its events (after `before`), with fresh figures, in
+    one statement; False (nothing stored) when the workflow changed since it was loaded,
+    which only an unlocked `load` allows."""
     tasks, stages = copy_back(loaded, out.changed_tasks, out.changed_stages, now)
     snapshot = figures(loaded.state, loaded.workflow.id)
     events = (
@@ -130,16 +145,17 @@ async def persist(
         + [(kind, {**payload, "workflow": snapshot}) for kind, payload in out.events]
         + [("celebration", {**vars(c), "workflow": snapshot}) for c in out.celebrations]
     )
-    await write(
+    return await write(
         loaded,
         tasks,
         stages,
-        lambda first: outbox.recording(
+        lambda first, guard: outbox.recording(
             organization_id=loaded.workflow.organization_id,
             customer_id=loaded.workflow.customer_id,
             events=events,
             actor=actor,
             first=first,
+            guard=guard,
         ),
     )
 
@@ -168,8 +184,14 @@ async def update_task(
     progress: int | None = None,
     reason: str | None = None,
     now: datetime | None = None,
+    optimistic: bool = False,
 ) -> tuple[Change, TaskRecord]:
-    """Move one task; concurrent calls on the same workflow apply one after the other."""
+    """Move one task; concurrent calls on the same workflow apply one after the other.
+
+    With `optimistic`, outside any transaction: one statement reads the workflow and one
+    writes the step, each its own transaction, the write only if nobody changed the
+    workflow in between (Stale otherwise, with nothing written).
+    """
     if task_id:
         cid, key = await _customer_of_task(viewer, task_id)
     elif task_key:
@@ -177,7 +199,7 @@ async def update_task(
     else:
         raise ValidationFailed("Pass `taskId`, or `taskKey` (with `customerId` for operators).")
     now = now or utcnow()
-    loaded = await load(viewer, cid)
+    loaded = await load(viewer, cid, lock=not optimistic)
     if key not in loaded.tasks:
         raise NotFound(f"No task {key!r} in this workflow.", task=key)
     if loaded.state.paused:

@@ -167,31 +167,35 @@ def new_rows(
     return workflow, stage_rows, task_rows
 
 
-_WRITE = """t AS (
+_WRITE = """w AS (
+  UPDATE workflow SET status = $14, points = $15, badges = $16::jsonb, completed_at = $17,
+    paused = $18, last_activity_at = $1, version = $19, progress = $20,
+    minutes_remaining = $21, current_stage_key = $22
+  WHERE id = $23 AND organization_id = $2 AND version = $19 - 1
+  RETURNING id
+), t AS (
   UPDATE workflow_task AS t SET status = v.status, progress = v.progress,
     failure_reason = v.failure_reason, attempts = v.attempts, started_at = v.started_at,
     completed_at = v.completed_at, updated_at = $1
-  FROM unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::timestamptz[],
-              $9::timestamptz[]) AS v(id, status, progress, failure_reason, attempts,
-                                      started_at, completed_at)
-  WHERE t.id = v.id AND t.organization_id = $2
+  FROM w, unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::timestamptz[],
+                 $9::timestamptz[]) AS v(id, status, progress, failure_reason, attempts,
+                                         started_at, completed_at)
+  WHERE t.id = v.id AND t.organization_id = $2 AND t.workflow_id = w.id
   RETURNING 1
 ), s AS (
   UPDATE workflow_stage AS s SET status = v.status, unlocked_at = v.unlocked_at,
     completed_at = v.completed_at
-  FROM unnest($10::uuid[], $11::text[], $12::timestamptz[], $13::timestamptz[])
+  FROM w, unnest($10::uuid[], $11::text[], $12::timestamptz[], $13::timestamptz[])
     AS v(id, status, unlocked_at, completed_at)
-  WHERE s.id = v.id AND s.organization_id = $2
+  WHERE s.id = v.id AND s.organization_id = $2 AND s.workflow_id = w.id
   RETURNING 1
 ), c AS (
-  UPDATE customer SET workflow_status = $14
-  WHERE id = $24 AND organization_id = $2 AND workflow_status <> $14
+  UPDATE customer AS c SET workflow_status = $14 FROM w
+  WHERE c.id = $24 AND c.organization_id = $2 AND c.workflow_status <> $14
   RETURNING 1
 )"""
-_WRITE_WORKFLOW = """UPDATE workflow SET status = $14, points = $15, badges = $16::jsonb,
-  completed_at = $17, paused = $18, last_activity_at = $1, version = $19, progress = $20,
-  minutes_remaining = $21, current_stage_key = $22
-WHERE id = $23 AND organization_id = $2"""
+"""Every write of a step joins `w`, the workflow's row updated only if its version is still
+the one the step was computed from; otherwise nothing is written."""
 _WRITE_PARAMETERS = 24
 
 
@@ -226,12 +230,17 @@ async def write(
     loaded: Loaded,
     tasks: list[TaskRecord],
     stages: list[StageRecord],
-    events: Callable[[int], Recording] | None = None,
-) -> list[int]:
+    events: Callable[[int, str], Recording] | None = None,
+) -> bool:
     """Store the workflow, its changed tasks and stages, and the status its customer row
-    mirrors for lists, in one statement (plain UPDATEs); with `events` (the recording of
-    the step's events, its parameters numbered from the number given), they are recorded in
-    that same statement. The events' sequences."""
+    mirrors for lists, in one statement (plain UPDATEs); with `events` (the recording of the
+    step's events given the number of its first parameter and the CTE it depends on), they
+    are recorded in that same statement.
+
+    Only if the workflow's row still has the version the step was computed from (the one
+    before `copy_back`): False when another change came first, and then nothing was written.
+    Under the row lock of `load` that cannot happen.
+    """
     wf = loaded.workflow
     parameters: list[Any] = [
         wf.last_activity_at,
@@ -259,18 +268,23 @@ async def write(
         wf.id,
         wf.customer_id,
     ]
-    recorded = events(_WRITE_PARAMETERS + 1) if events is not None else None
+    recorded = events(_WRITE_PARAMETERS + 1, "w") if events is not None else None
+    connection = get_connection("default")
     if recorded is None or not recorded.count:
-        await get_connection("default").execute_query(
-            f"WITH {_WRITE}\n{_WRITE_WORKFLOW}", parameters
+        _, rows = await connection.execute_query(
+            f"WITH {_WRITE}\nSELECT count(*) FROM w", parameters
         )
-        return []
-    _, rows = await get_connection("default").execute_query(
-        f"WITH {_WRITE}, w AS (\n{_WRITE_WORKFLOW}\n  RETURNING 1\n), {recorded.ctes}\n"
-        f"{recorded.select}",
+        return bool(rows[0][0])
+    _, rows = await connection.execute_query(
+        f"WITH {_WRITE}, {recorded.ctes}\n"
+        "SELECT (SELECT count(*) FROM w), r.* FROM (VALUES (1)) AS one(x)\n"
+        f"LEFT JOIN ({recorded.select}) AS r ON true",
         parameters + recorded.parameters,
     )
-    return recorded.sequences(rows)
+    if not rows[0][0]:
+        return False
+    recorded.sequences([tuple(rows[0])[1:]] if rows[0][1] is not None else [])
+    return True
 
 
 async def write_settings(wf: WorkflowRecord) -> None:

@@ -14,7 +14,9 @@ from app.errors import (
     WorkflowPaused,
 )
 from app.events.models import OutboxEvent
-from app.onboarding import service
+from app.kit.clock import utcnow
+from app.onboarding import engine, service
+from app.onboarding.engine import Outcome
 from app.onboarding.models import StageOverride
 from app.onboarding.states import StageAction, StageStatus, TaskAction, TaskStatus
 from tests.support.factories import Tenant
@@ -174,3 +176,30 @@ async def test_time_based_stage_unlocks_on_the_next_move_and_by_the_scheduler(
                 s.key: s.status for s in await service.list_stages(tenant.csm, str(customer.id))
             }
             assert stages["mastery"] == StageStatus.UNLOCKED
+
+
+async def test_an_unlocked_step_overtaken_by_another_writes_nothing(tenant: Tenant) -> None:
+    customer = await tenant.customer()
+    loaded = await service.load(tenant.csm, customer.id, lock=False)
+    out = engine.apply_task_action(loaded.state, "verify_email", TaskAction.COMPLETE, now=utcnow())
+    await tenant.act(customer.id, "verify_email", TaskAction.START)  # another change first
+    before = await OutboxEvent.filter(customer_id=customer.id).count()
+    assert not await service.persist(loaded, out, utcnow(), actor="test")
+    tasks = {t.key: t for t in await service.list_tasks(tenant.csm, str(customer.id))}
+    assert tasks["verify_email"].status == TaskStatus.IN_PROGRESS  # the other change stands
+    assert await OutboxEvent.filter(customer_id=customer.id).count() == before
+    # the same step computed from a fresh unlocked read is written, with its events
+    _, task = await service.update_task(
+        tenant.csm,
+        customer_id=str(customer.id),
+        task_key="verify_email",
+        action=TaskAction.COMPLETE,
+        optimistic=True,
+    )
+    assert task.status == TaskStatus.COMPLETED
+    assert await OutboxEvent.filter(customer_id=customer.id).count() > before
+    with pytest.raises(service.Stale):  # what the caller retries under the row lock
+        stale = await service.load(tenant.csm, customer.id, lock=False)
+        await tenant.act(customer.id, "watch_intro", TaskAction.START)
+        engine.apply_task_action(stale.state, "watch_intro", TaskAction.COMPLETE, now=utcnow())
+        await service._persist(tenant.csm, stale, Outcome(), utcnow())
