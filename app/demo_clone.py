@@ -8,9 +8,13 @@ days, so every row stays on the same weekday and hour and each daily rollup on i
 journey the engine played, started on another day, is a journey the engine plays: the copy
 holds a state the engine produces (a test replays a sample through the engine).
 
-Copies are written chunk by chunk with `INSERT ... SELECT` from the originals' rows (ids of
-their stages and tasks derived with md5, so no mapping is kept), one transaction per chunk,
-on up to `workers` connections at once: the work is in PostgreSQL. To keep a million-customer
+Copies are written chunk by chunk with `INSERT ... SELECT` from the originals' rows, one
+transaction per chunk, on up to `workers` connections at once: the work is in PostgreSQL.
+A chunk's customer ids share a random prefix and then count up, and the ids of a copy's
+workflow, stages and tasks are its own id with the last two bytes replaced (`child_id`), so
+each chunk appends to a few places of every index instead of touching random pages of
+indexes far larger than the database's buffers; the prefixes spread chunks over the id space
+(the health sweeps split it in halves). To keep a million-customer
 database within reach of a laptop, a copy keeps only the recent part of what the system
 itself does not keep for long: outbox events younger than the relay's retention (older ones
 the relay prunes; the stream's sequence still counts them), raw usage events of the last
@@ -67,19 +71,32 @@ _MAP = """CREATE TEMP TABLE demo_clone (
   days int NOT NULL, name text NOT NULL, company text NOT NULL, email text NOT NULL,
   external_id text NOT NULL
 ) ON COMMIT DROP"""
+_IN_ORDER = "\nORDER BY m.id"
+"""Rows in the order of the copies' ids: each chunk appends to its part of every index."""
 _MAP_COLUMNS = ["id", "original", "original_workflow", "days", "name", "company", "email",
                 "external_id"]  # fmt: skip
 _CONTRIBUTIONS = """CREATE TEMP TABLE demo_contribution (
   original uuid NOT NULL, days int NOT NULL, contribution jsonb NOT NULL, active boolean NOT NULL,
   PRIMARY KEY (original, days))"""
 
-# The originals' rows, copied once per connection into temporary tables: the condition and
-# the names of its parameters ($1, $2, ... in order).
+# The originals' rows, copied once per connection into temporary tables: the condition (or
+# the whole query) and the names of its parameters ($1, $2, ... in order). Stages and tasks
+# are numbered within their workflow, for their copies' ids.
 _SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "customer": ("id = ANY($1::uuid[])", ("ids",)),
     "workflow": ("id = ANY($1::uuid[])", ("workflows",)),
-    "workflow_stage": ("workflow_id = ANY($1::uuid[])", ("workflows",)),
-    "workflow_task": ("workflow_id = ANY($1::uuid[])", ("workflows",)),
+    "workflow_stage": (
+        "SELECT *, row_number() OVER (PARTITION BY workflow_id ORDER BY position, key) AS n"
+        " FROM workflow_stage WHERE workflow_id = ANY($1::uuid[])",
+        ("workflows",),
+    ),
+    "workflow_task": (
+        "SELECT t.*, row_number() OVER (PARTITION BY t.workflow_id ORDER BY t.position, t.key)"
+        " AS n, s.n AS stage_n FROM workflow_task t"
+        " JOIN demo_src_workflow_stage s ON s.id = t.stage_id"
+        " WHERE t.workflow_id = ANY($1::uuid[])",
+        ("workflows",),
+    ),
     "event_stream": ("id = ANY($1::uuid[])", ("ids",)),
     "outbox_event": (
         "organization_id = $1 AND stream = ANY($2::uuid[]) AND created_at >= $3",
@@ -97,8 +114,21 @@ _SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "health_snapshot": ("organization_id = $1 AND customer_id = ANY($2::uuid[])", ("org", "ids")),
 }
 
-# $1 organization, $2 now (when used); md5(copy || original row id) is a copied row's id
+# $1 organization, $2 now (when used)
 _SHIFT = "make_interval(days => m.days)"
+WORKFLOW, STAGE, TASK = 0x0100, 0x0200, 0x0300
+
+
+def child_id(parent: str, kind: int, n: str = "0") -> str:
+    """SQL: the id of a copy's row of `kind` (its n-th of that kind): the copy's id with its
+    last two bytes replaced."""
+    return (
+        f"encode(overlay(uuid_send({parent}) PLACING int2send(({kind} + {n})::int2)"
+        " FROM 15 FOR 2), 'hex')::uuid"
+    )
+
+
+_WF = child_id("m.id", WORKFLOW)
 _COPY: list[str] = [
     f"""INSERT INTO customer (id, organization_id, external_id, email, name, company, user_type,
   acquisition_channel, tags, signed_up_at, created_at, workflow_status, properties)
@@ -108,7 +138,7 @@ FROM demo_clone m JOIN demo_src_customer c ON c.id = m.original""",
     f"""INSERT INTO workflow (id, organization_id, customer_id, template_id, status, points,
   badges, paused, reminders_enabled, started_at, completed_at, last_activity_at, version,
   created_at, current_stage_key, minutes_remaining, progress)
-SELECT md5(m.id::text || w.id::text)::uuid, $1, m.id, w.template_id, w.status, w.points,
+SELECT {_WF}, $1, m.id, w.template_id, w.status, w.points,
   (SELECT coalesce(jsonb_agg(CASE WHEN b ? 'awarded_at' THEN b || jsonb_build_object(
      'awarded_at', (b->>'awarded_at')::timestamptz + {_SHIFT}) ELSE b END ORDER BY n), '[]')
    FROM jsonb_array_elements(w.badges) WITH ORDINALITY AS x(b, n)),
@@ -118,7 +148,7 @@ SELECT md5(m.id::text || w.id::text)::uuid, $1, m.id, w.template_id, w.status, w
 FROM demo_clone m JOIN demo_src_workflow w ON w.id = m.original_workflow""",
     f"""INSERT INTO workflow_stage (id, organization_id, workflow_id, key, name, description,
   position, status, unlock, reward_points, reward_badge, unlocked_at, completed_at)
-SELECT md5(m.id::text || s.id::text)::uuid, $1, md5(m.id::text || s.workflow_id::text)::uuid,
+SELECT {child_id("m.id", STAGE, "s.n")}, $1, {_WF},
   s.key, s.name, s.description, s.position, s.status, s.unlock, s.reward_points, s.reward_badge,
   s.unlocked_at + {_SHIFT}, s.completed_at + {_SHIFT}
 FROM demo_clone m JOIN demo_src_workflow_stage s ON s.workflow_id = m.original_workflow""",
@@ -126,8 +156,8 @@ FROM demo_clone m JOIN demo_src_workflow_stage s ON s.workflow_id = m.original_w
   description, position, points, estimated_minutes, required, depends_on, help_resources,
   success_criterion, status, progress, failure_reason, attempts, started_at, completed_at,
   updated_at)
-SELECT md5(m.id::text || t.id::text)::uuid, $1, md5(m.id::text || t.workflow_id::text)::uuid,
-  md5(m.id::text || t.stage_id::text)::uuid, t.key, t.title, t.description, t.position,
+SELECT {child_id("m.id", TASK, "t.n")}, $1, {_WF},
+  {child_id("m.id", STAGE, "t.stage_n")}, t.key, t.title, t.description, t.position,
   t.points, t.estimated_minutes, t.required, t.depends_on, t.help_resources,
   t.success_criterion, t.status, t.progress, t.failure_reason, t.attempts,
   t.started_at + {_SHIFT}, t.completed_at + {_SHIFT}, t.updated_at + {_SHIFT}
@@ -139,7 +169,7 @@ FROM demo_clone m JOIN demo_src_event_stream s ON s.id = m.original""",
   actor, created_at, published_at)
 SELECT $1, m.id, m.id, e.sequence, e.type,
   replace(replace(e.payload::text, m.original::text, m.id::text), m.original_workflow::text,
-    md5(m.id::text || m.original_workflow::text)::uuid::text)::jsonb,
+    ({_WF})::text)::jsonb,
   CASE WHEN e.actor LIKE 'customer:%' THEN 'customer:' || m.email ELSE e.actor END,
   e.created_at + {_SHIFT}, e.published_at
 FROM demo_clone m JOIN demo_src_outbox_event e ON e.stream = m.original
@@ -159,7 +189,8 @@ FROM demo_clone m JOIN demo_src_usage_daily d ON d.customer_id = m.original""",
 )
 INSERT INTO usage_event (organization_id, customer_id, name, occurred_at, received_at,
   idempotency_key, properties)
-SELECT $1, id, name, occurred_at, received_at, idempotency_key, properties FROM raw""",
+SELECT $1, id, name, occurred_at, received_at, idempotency_key, properties FROM raw
+ORDER BY id""",
     f"""INSERT INTO milestone_achievement (organization_id, customer_id, milestone_key,
   occurrence, set_version, name, value, points, badge, achieved_at)
 SELECT $1, m.id, a.milestone_key, a.occurrence, a.set_version, a.name, a.value, a.points,
@@ -178,6 +209,9 @@ SELECT m.id, $1, k.contribution, k.active, w.last_activity_at + {_SHIFT}, $2
 FROM demo_clone m JOIN demo_contribution k ON k.original = m.original AND k.days = m.days
 JOIN demo_src_workflow w ON w.id = m.original_workflow""",
 ]
+
+
+_COPY = [sql if sql.startswith("WITH") else sql + _IN_ORDER for sql in _COPY]
 
 
 @dataclass(frozen=True)
@@ -230,13 +264,20 @@ async def originals(organization_id: uuid.UUID, *, now: datetime) -> list[Origin
 def plan(
     rng: random.Random, pool: Sequence[Original], people: Sequence[tuple[str, str, str]]
 ) -> list[Copy]:
-    """A copy per person: an original drawn at random, moved by a random number of days."""
+    """A copy per person: an original drawn at random, moved by a random number of days.
+
+    Ids count up within each chunk of `CHUNK` copies after a random prefix per chunk (then
+    random bits, of which `child_id` replaces the last 16)."""
     out = []
-    for name, company, email in people:
+    prefix = 0
+    for i, (name, company, email) in enumerate(people):
+        if i % CHUNK == 0:
+            prefix = rng.getrandbits(16)
         o = pool[rng.randrange(len(pool))]
+        number = prefix << 112 | (i % CHUNK) << 80 | rng.getrandbits(80)
         out.append(
             Copy(
-                uuid.UUID(int=rng.getrandbits(128), version=4),
+                uuid.UUID(int=number, version=4),
                 o,
                 rng.randint(-o.earliest, o.latest),
                 name,
@@ -339,9 +380,9 @@ async def write(
     async def drain(connection: asyncpg.Connection) -> None:
         for name, (where, params) in _SOURCES.items():
             await connection.execute(f"DROP TABLE IF EXISTS demo_src_{name}")
+            query = where if where.startswith("SELECT") else f"SELECT * FROM {name} WHERE {where}"
             await connection.execute(
-                f"CREATE TEMP TABLE demo_src_{name} AS SELECT * FROM {name} WHERE {where}",
-                *(values[p] for p in params),
+                f"CREATE TEMP TABLE demo_src_{name} AS {query}", *(values[p] for p in params)
             )
             await connection.execute(f"ANALYZE demo_src_{name}")
         await connection.execute("DROP TABLE IF EXISTS demo_contribution")

@@ -33,30 +33,13 @@ async def rows(sql: str, *args: Any) -> list[dict[str, Any]]:
     return await get_connection("default").execute_query_dict(sql, list(args))
 
 
-_PAIRS = """SELECT c.id AS copy, o.customer_id AS original, w.id AS workflow, o.id AS source
-FROM workflow w JOIN customer c ON c.id = w.customer_id
-JOIN workflow o ON o.organization_id = w.organization_id
-  AND w.id = md5(c.id::text || o.id::text)::uuid
-WHERE w.organization_id = $1"""
-
-
-async def test_every_customer_beyond_the_simulated_ones_is_a_copy(copied: DemoResult) -> None:
-    org = copied.organization.id
-    assert copied.customers == CUSTOMERS
-    pairs = await rows(_PAIRS, org)
-    assert len(pairs) == CUSTOMERS - ORIGINALS
-    assert len({p["original"] for p in pairs}) > 10  # drawn from many originals
-    people = await rows(
-        "SELECT count(DISTINCT email) AS emails, count(DISTINCT external_id) AS ids,"
-        " count(*) AS n FROM customer WHERE organization_id = $1",
-        org,
-    )
-    assert people[0]["emails"] == people[0]["ids"] == people[0]["n"] == CUSTOMERS
-
-
+_WORKFLOWS = """SELECT c.id AS customer, w.id AS workflow, c.signed_up_at, w.status, w.points
+FROM workflow w JOIN customer c ON c.id = w.customer_id WHERE w.organization_id = $1"""
 _TASKS = """SELECT key, status, progress, attempts, failure_reason, started_at, completed_at
 FROM workflow_task WHERE workflow_id = $1 ORDER BY key"""
-_STAGES = "SELECT key, status, unlocked_at, completed_at FROM workflow_stage WHERE workflow_id = $1"
+_STAGES = """SELECT key, status, unlocked_at, completed_at FROM workflow_stage
+WHERE workflow_id = $1
+ORDER BY key"""
 _HEAD = """SELECT c.signed_up_at, w.status, w.points, w.progress, w.minutes_remaining,
   w.current_stage_key, w.last_activity_at, w.completed_at, w.badges::text AS badges
 FROM workflow w JOIN customer c ON c.id = w.customer_id WHERE w.id = $1"""
@@ -67,32 +50,62 @@ WHERE customer_id = $1 ORDER BY milestone_key, occurrence"""
 
 def moved(found: list[dict[str, Any]], by: timedelta) -> list[dict[str, Any]]:
     """Rows with every date and time moved by `by`."""
-    out = []
-    for row in found:
-        out.append(
-            {k: (v + by if hasattr(v, "year") and v is not None else v) for k, v in row.items()}
-        )
-    return out
+    return [
+        {k: (v + by if hasattr(v, "year") and v is not None else v) for k, v in row.items()}
+        for row in found
+    ]
+
+
+def is_copy(row: dict[str, Any]) -> bool:
+    """A copy's workflow id is its customer id with the last two bytes 0x0100."""
+    mine, parent = row["workflow"].bytes, row["customer"].bytes
+    return mine[:14] == parent[:14] and mine[14:] == b"\x01\x00"
+
+
+async def same_moved(copy: dict[str, Any], source: dict[str, Any]) -> bool:
+    """Whether `copy` holds `source`'s rows moved by the whole days between their signups."""
+    by = copy["signed_up_at"] - source["signed_up_at"]
+    if by != timedelta(days=by.days) or (copy["status"], copy["points"]) != (
+        source["status"],
+        source["points"],
+    ):
+        return False
+    (head,), (theirs,) = await rows(_HEAD, copy["workflow"]), await rows(_HEAD, source["workflow"])
+    badges = (head.pop("badges"), theirs.pop("badges"))
+    if head != moved([theirs], by)[0] or badges[0].count("awarded_at") != badges[1].count(
+        "awarded_at"
+    ):
+        return False
+    for sql, key in ((_TASKS, "workflow"), (_STAGES, "workflow"), (_USAGE, "customer")):
+        if await rows(sql, copy[key]) != moved(await rows(sql, source[key]), by):
+            return False
+    return await rows(_MILESTONES, copy["customer"]) == moved(
+        await rows(_MILESTONES, source["customer"]), by
+    )
 
 
 async def test_a_copy_is_its_original_moved_by_whole_days(copied: DemoResult) -> None:
     org = copied.organization.id
     now = utcnow()
-    for pair in await rows(_PAIRS, org):
-        (copy,), (source,) = await rows(_HEAD, pair["workflow"]), await rows(_HEAD, pair["source"])
-        by = copy["signed_up_at"] - source["signed_up_at"]
-        assert by == timedelta(days=by.days) and abs(by.days) <= 4
-        assert now - timedelta(days=DEMO_DAYS) <= copy["signed_up_at"]
-        assert copy["last_activity_at"] <= now
-        badges = (copy.pop("badges"), source.pop("badges"))
-        assert copy == moved([source], by)[0]
-        assert badges[0].count("awarded_at") == badges[1].count("awarded_at")
-        for sql in (_TASKS, _STAGES):
-            mine, theirs = await rows(sql, pair["workflow"]), await rows(sql, pair["source"])
-            assert sorted(map(str, mine)) == sorted(map(str, moved(theirs, by)))
-        for sql in (_USAGE, _MILESTONES):
-            mine, theirs = await rows(sql, pair["copy"]), await rows(sql, pair["original"])
-            assert mine == moved(theirs, by)
+    everyone = await rows(_WORKFLOWS, org)
+    copies = [r for r in everyone if is_copy(r)]
+    sources = [r for r in everyone if not is_copy(r)]
+    assert (len(copies), len(sources)) == (CUSTOMERS - ORIGINALS, ORIGINALS)
+    people = await rows(
+        "SELECT count(DISTINCT email) AS emails, count(DISTINCT external_id) AS ids,"
+        " count(*) AS n FROM customer WHERE organization_id = $1",
+        org,
+    )
+    assert people[0]["emails"] == people[0]["ids"] == people[0]["n"] == CUSTOMERS
+    used = set()
+    for copy in copies:
+        assert now - timedelta(days=DEMO_DAYS) <= copy["signed_up_at"] <= now
+        found = [s for s in sources if await same_moved(copy, s)]
+        assert found, copy
+        used.add(found[0]["customer"])
+        by = copy["signed_up_at"] - found[0]["signed_up_at"]
+        assert abs(by.days) <= 4
+    assert len(used) > 10  # drawn from many originals
 
 
 async def test_copies_hold_states_the_engine_reaches(copied: DemoResult) -> None:
