@@ -21,6 +21,7 @@ from app.analytics.rules import (
     COHORT_COLUMNS,
     COHORT_WEEK,
     COMPLETION,
+    COMPLETION_DAY,
     FLIGHT,
     IDLE_DAYS,
     STEP,
@@ -173,6 +174,8 @@ GROUPED: dict[str, str] = {
     f" HAVING {_STEP_ANY} + count(*) FILTER (WHERE spent >= 0) > 0",
     FLIGHT: "SELECT day, user_type, channel, template_version, stage_key,"
     f" {_hist('entered', BUCKETS)} FROM ax_step WHERE entered >= 0 GROUP BY 1, 2, 3, 4, 5",
+    COMPLETION_DAY: "SELECT finished, user_type, channel, template_version, count(*),"
+    f" {_hist('done_bucket', BUCKETS)} FROM ax_c WHERE done_bucket >= 0 GROUP BY 1, 2, 3, 4",
     COMPLETION: "SELECT finished, user_type, channel, template_version, signup_week, count(*),"
     f" {_hist('done_bucket', BUCKETS)} FROM ax_c WHERE done_bucket >= 0 GROUP BY 1, 2, 3, 4, 5",
 }

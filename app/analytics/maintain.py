@@ -22,6 +22,7 @@ from app.analytics.rules import (
     COHORT,
     COHORT_WEEK,
     COMPLETION,
+    COMPLETION_DAY,
     FLIGHT,
     LAYOUT,
     STEP,
@@ -39,6 +40,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     STEP: ("day", "user_type", "channel", "template_version", "stage_key", "task_key", "position"),
     COMPLETION: ("day", "user_type", "channel", "template_version", "signup_week"),
     FLIGHT: ("day", "user_type", "channel", "template_version", "stage_key"),
+    COMPLETION_DAY: ("day", "user_type", "channel", "template_version"),
 }
 KEYS[STEP_WEEK] = KEYS[STEP]
 KEYS[COHORT_WEEK] = KEYS[COHORT]
@@ -49,6 +51,7 @@ TABLES = {
     STEP_WEEK: "analytics_step_week",
     COMPLETION: "analytics_completion",
     FLIGHT: "analytics_flight",
+    COMPLETION_DAY: "analytics_completion_day",
 }
 
 

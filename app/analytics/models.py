@@ -188,6 +188,26 @@ class CompletionRollup(Model):
         )
 
 
+class CompletionDayRollup(Model):
+    """The completion rollup summed over signup weeks: what trends read when the filter names
+    no signup cohort (its rows follow days x segments, not how far back signups go)."""
+
+    id = fields.BigIntField(primary_key=True)
+    organization: fields.ForeignKeyRelation[Any] = fields.ForeignKeyField(
+        "liftoff.Organization", related_name="analytics_completion_days", on_delete=fields.CASCADE
+    )
+    day = fields.DateField(description="Completion day (UTC).")
+    user_type = fields.CharField(max_length=64)
+    channel = fields.CharField(max_length=64)
+    template_version = fields.IntField()
+    completions = fields.IntField(default=0)
+    done_hist = ArrayField("int")
+
+    class Meta:
+        table = "analytics_completion_day"
+        unique_together = (("organization_id", "day", "user_type", "channel", "template_version"),)
+
+
 class ExportJob(Model):
     """An analytics export: what was asked, by whom, how far it got, and its file."""
 

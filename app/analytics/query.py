@@ -228,9 +228,11 @@ async def stage_flight(scope: Scope) -> list[tuple[date, str, list[int]]]:
 
 
 async def completion_rows(scope: Scope) -> list[tuple[date, list[int]]]:
-    """Completions per completion day over this period and the previous one."""
+    """Completions per completion day over this period and the previous one (by signup week
+    only when the filter names a signup cohort)."""
     where, params = _where(scope, scope.previous().start, signup="signup_week")
-    sql = f"SELECT day, {COMPLETION_SUMS} FROM analytics_completion WHERE {where} GROUP BY day"
+    table = "analytics_completion_day" if scope.signup_cohort is None else "analytics_completion"
+    sql = f"SELECT day, {COMPLETION_SUMS} FROM {table} WHERE {where} GROUP BY day"
     rows = await get_connection("default").execute_query_dict(sql, params)
     return [(r["day"], _values(r, 1)) for r in rows]
 

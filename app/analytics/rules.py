@@ -38,6 +38,7 @@ STEP_WEEK = "step_week"
 COHORT_WEEK = "cohort_week"
 COMPLETION = "completion"
 FLIGHT = "flight"
+COMPLETION_DAY = "completion_day"
 
 COHORT_COLUMNS = ("customers", "started", "completed", "active", "points", "badges")
 STEP_COLUMNS = ("reached", "completed", "skipped", "failed", "here", "dropped")
@@ -49,6 +50,7 @@ LAYOUT: dict[str, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {
     COHORT_WEEK: (COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS))),
     COMPLETION: (COMPLETION_COLUMNS, (("done_hist", BUCKETS),)),
     FLIGHT: ((), (("here_hist", BUCKETS),)),
+    COMPLETION_DAY: (COMPLETION_COLUMNS, (("done_hist", BUCKETS),)),
 }
 """Per rollup table: its scalar counters, then its histogram arrays with their lengths."""
 
@@ -221,10 +223,13 @@ def expand(contribution: dict[str, Any], sign: int, into: Delta) -> None:
             row(FLIGHT, (*cell, stage_key))[entered] += sign
     if contribution["completion"]:
         finished, signup_week, bucket = contribution["completion"]
-        key = (date.fromisoformat(finished), *cell[1:], date.fromisoformat(signup_week))
-        r = row(COMPLETION, key)
-        r[0] += sign
-        r[1 + bucket] += sign
+        key = (date.fromisoformat(finished), *cell[1:])
+        for r in (
+            row(COMPLETION, (*key, date.fromisoformat(signup_week))),
+            row(COMPLETION_DAY, key),
+        ):
+            r[0] += sign
+            r[1 + bucket] += sign
 
 
 def diff(pairs: Iterable[tuple[dict[str, Any] | None, dict[str, Any] | None]]) -> Delta:

@@ -54,6 +54,7 @@ async def dump(tenant: Tenant) -> dict[str, set[tuple[Any, ...]]]:
         "analytics_step_week",
         "analytics_completion",
         "analytics_flight",
+        "analytics_completion_day",
     ):
         rows = await conn.execute_query_dict(
             f"SELECT * FROM {table} WHERE organization_id = $1", [tenant.id]
