@@ -160,25 +160,33 @@ async def run_round(setup: Setup, n: int) -> Round:
     )
     port = free_port()
     api = Child(f"api-{n}", serve_argv(port), setup.env, port)
+    writer = api
+    if args.mutations_to == "other":  # a second api process takes the mutations
+        other = free_port()
+        writer = Child(f"api-{n}-mutations", serve_argv(other), setup.env, other)
+        setup.teardown.add(writer.stop)
+    result.mutations_elsewhere = writer is not api
     pool = ClientPool()
-    driver = Driver(api.url, setup.seeded.customers)
+    driver = Driver(writer.url, setup.seeded.customers)
     setup.teardown.add(pool.stop)
     setup.teardown.add(api.stop)
     try:
-        api.start()
+        for process in {api.name: api, writer.name: writer}.values():
+            process.start()
         await api.wait_ready()
+        await writer.wait_ready()
         warm = await driver.client.post(
             "/graphql",
             json={"query": "{ __typename }"},
             headers={"authorization": f"Bearer {setup.seeded.csm_token}"},
         )
         warm.raise_for_status()
-        # Calibration: the api's CPU per mutation while nobody is subscribed.
-        cpu0 = cpu_or_zero(api.pid)
+        # Calibration: CPU per mutation of the api that takes them, while nobody subscribed.
+        cpu0 = cpu_or_zero(writer.pid)
         calibration = await driver.drive(args.rate, 3.0)
-        await wait_idle(api.pid, within=10)
+        await wait_idle(writer.pid, within=10)
         done = sum(calibration.ok_per_customer)
-        result.mutation_cpu = (cpu_or_zero(api.pid) - cpu0) / done if done else math.nan
+        result.mutation_cpu = (cpu_or_zero(writer.pid) - cpu0) / done if done else math.nan
         result.rss_base_kb = rss_kb(api.pid)
 
         started = time.monotonic()
@@ -261,6 +269,7 @@ async def run_round(setup: Setup, n: int) -> Round:
         await driver.aclose()
         pool.stop()
         api.stop()
+        writer.stop()
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -283,6 +292,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="how long to wait for deliveries after the last mutation")  # fmt: skip
     p.add_argument("--no-compression", action="store_true",
                    help="do not offer permessage-deflate (browsers do)")  # fmt: skip
+    p.add_argument("--mutations-to", choices=["same", "other"], default="same",
+                   help="where the updateTask stream goes: the api process that fans out "
+                   "(same), or a second api process (other), as a deployment that keeps "
+                   "websockets on their own processes does")  # fmt: skip
     p.add_argument("--database-url", default=None, help="PostgreSQL server (default DATABASE_URL)")
     args = p.parse_args(argv)
     args.ns = [int(v) for v in args.subscribers.split(",") if v.strip()]
@@ -311,7 +324,9 @@ async def bench(args: argparse.Namespace, teardown: Teardown) -> None:
           f"{'off' if args.no_compression else 'offered'}")  # fmt: skip
     print(f"stream: {args.rate:g} updateTask PROGRESS/s for {args.seconds:g} s over "
           f"{args.customers} customers; {args.activity_share:.0%} of subscribers on `activity` "
-          "(CSM), the rest on `workflowProgress` of a customer")  # fmt: skip
+          "(CSM), the rest on `workflowProgress` of a customer; mutations sent to "
+          + ("the same api process" if args.mutations_to == "same"
+             else "a second api process (the fan-out process only fans out)"))  # fmt: skip
 
     rounds: list[Round] = []
     for n in args.ns:

@@ -9,7 +9,8 @@ from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.extensions import MaxTokensLimiter, ParserCache
+from strawberry.extensions import MaskErrors, MaxTokensLimiter, ParserCache, SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -117,6 +118,11 @@ class LiftoffSchema(strawberry.Schema):
             return counted(result, field)
         return result
 
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return QuickResults(execution_context, extensions)
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
@@ -128,24 +134,75 @@ class LiftoffSchema(strawberry.Schema):
 class FreshPerEvent(StrawberryGraphQLCoreExecutionContext):
     """graphql-core 3.3 copies one executor per subscription event but shares its field memo,
     which gains an entry per event and never shrinks while the subscription lives; give each
-    event its own memo so long-lived subscriptions keep flat memory."""
+    event its own memo so long-lived subscriptions keep flat memory. Events of the shareable
+    types run once per document and variables: only the first subscriber's event copies an
+    executor, the others get its result."""
 
     def build_per_event_executor(self, payload: Any) -> Any:
+        if isinstance(payload, SHAREABLE):
+            return _SharedEvent(self, payload)
+        return self._fresh_executor(payload)
+
+    def _fresh_executor(self, payload: Any) -> Any:
         executor = super().build_per_event_executor(payload)
         executor._relevant_sub_fields = {}
         return executor
 
+
+class _SharedEvent:
+    """Stands for a per-event executor of a shareable event: the result of the first
+    subscriber's execution of the same document and variables over the same payload."""
+
+    __slots__ = ("parent", "payload")
+
+    def __init__(self, parent: FreshPerEvent, payload: Any) -> None:
+        self.parent, self.payload = parent, payload
+
     def execute_operation(self, serially: bool | None = None) -> Any:
-        """Events of the shareable types run once per document and variables."""
-        payload = self.root_value
-        if not isinstance(payload, SHAREABLE):
-            return super().execute_operation(serially)
+        parent, payload = self.parent, self.payload
         return shared_result(
             payload,
-            self.operation,
-            self.variable_values.coerced,
-            lambda: super(FreshPerEvent, self).execute_operation(serially),
+            parent.operation,
+            parent.variable_values.coerced,
+            lambda: parent._fresh_executor(payload).execute_operation(serially),
         )
+
+
+class QuickResults(SchemaExtensionsRunner):
+    """Strawberry builds each extension's stream-result hook and asks each for results on
+    every subscription event of every subscriber. Ours add no results, and only error
+    masking looks at a streamed result: an event without errors skips both."""
+
+    def __init__(self, execution_context: ExecutionContext, extensions: list[Any]) -> None:
+        super().__init__(execution_context=execution_context, extensions=extensions)
+        kinds = [type(e) for e in self.extensions]
+        self.adds_results = any(k.get_results is not SchemaExtension.get_results for k in kinds)
+        self.reads_results = any(
+            k.on_stream_result is not SchemaExtension.on_stream_result
+            and not issubclass(k, MaskErrors)
+            for k in kinds
+        )
+
+    def on_stream_result(self, result: Any) -> Any:
+        if self.reads_results or getattr(result, "errors", None):
+            return super().on_stream_result(result)
+        return _NOTHING
+
+    async def get_extensions_results(self, ctx: ExecutionContext) -> dict[str, Any]:
+        if self.adds_results:
+            return await super().get_extensions_results(ctx)
+        return dict(ctx.extensions_results)
+
+
+class _Nothing:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *_: object) -> None:
+        return None
+
+
+_NOTHING = _Nothing()
 
 
 class DocumentCache(ParserCache):
