@@ -21,7 +21,7 @@ from app.kit.clock import utcnow
 from app.milestones.models import MilestoneAchievement
 from app.onboarding.states import TaskAction
 from tests.support.factories import Tenant, make_tenant
-from tests.support.gqlws import GqlWsClient
+from tests.support.gqlws import Closed, GqlWsClient
 from tests.support.stack import ApiProcess, ServiceProcess, WorkerProcess, child_env
 
 pytestmark = pytest.mark.e2e
@@ -160,3 +160,22 @@ async def test_ingested_events_complete_tasks_and_a_milestone_live(
     )
     assert list(rows) == ["first_project"]
     print(f"ingestEvents to task.completed on the websocket: {took:.2f}s")
+
+
+async def test_an_api_key_is_refused_on_the_websocket(
+    api: ApiProcess, http: httpx.AsyncClient, db: str
+) -> None:
+    tenant = await make_tenant()
+    created = await post(
+        http, api,
+        "mutation { createApiKey(name: \"backend\") { secret } }", {},
+        Authorization=f"Bearer {token(tenant, Role.ADMIN)}",
+    )  # fmt: skip
+    key = created["createApiKey"]["secret"]
+    client = await GqlWsClient.open(api.ws_url)
+    try:
+        with pytest.raises(Closed) as refused:
+            await client.init({"Authorization": f"Bearer {key}"})
+    finally:
+        await client.close()
+    assert refused.value.code == 4403  # a key's only scope is ingesting, over HTTP
