@@ -19,11 +19,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 from app.kit.clock import utcnow
-from app.usage import bulk
+from app.usage import bulk, storage
 from app.usage.importer import Chunk, Refused, chunks
 
 CHUNK_LINES = 20_000
@@ -92,6 +92,9 @@ async def import_file(
                 if chunk is None:
                     break
                 report.lines = chunk.read or report.lines
+                # missing partitions are created here, one chunk at a time, not by two
+                # chunks' transactions racing to create the same month
+                await storage.ensure_months({_month(x.occurred_at) for x in chunk.lines})
                 task = asyncio.create_task(
                     bulk.store_chunk(organization_id, chunk.lines, actor=actor)
                 )
@@ -102,6 +105,10 @@ async def import_file(
                     await task
     report.seconds = loop.time() - started
     return report
+
+
+def _month(at: datetime) -> date:
+    return date(at.year, at.month, 1)
 
 
 def _line(refused: Refused) -> int:
