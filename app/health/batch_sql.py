@@ -58,10 +58,14 @@ FACTS_ARGS = 11
 """Parameters of the facts: org, now, the windows' first days (engagement, adoption, support,
 sentiment, billing), the lookback's first and last day, event names and their class masks."""
 
-# Bits of an event name's class mask (`Spec.classes`).
+# Bits of an event name's class mask (`Spec.classes`); a feature's mask also carries its
+# number in the model's list, plus one, from bit `FEATURE_SHIFT` on.
 SPECIAL, FEATURE, TICKET, ESCALATION, POSITIVE, NEUTRAL, NEGATIVE, FAILURE, DOWNGRADE, BILLING = (
     1 << i for i in range(10)
 )
+
+
+FEATURE_SHIFT = 16
 
 
 def _clamp(expr: str) -> str:
@@ -151,9 +155,9 @@ ids AS MATERIALIZED (
 ), usage AS (
     SELECT customer_id,
       coalesce(sum(count) FILTER (WHERE day >= $3 AND m & 1 = 0), 0) AS events,
-      count(DISTINCT day) FILTER (WHERE day >= $3 AND m & 1 = 0) AS active_days,
+      {active_days} AS active_days,
       max(last_at) FILTER (WHERE m & 1 = 0) AS last_active,
-      array_agg(DISTINCT name) FILTER (WHERE day >= $4 AND m & 2 <> 0) AS features,
+      ARRAY[{feature_words}] AS fmask, {n_used} AS n_used,
       coalesce(sum(count) FILTER (WHERE day >= $5 AND m & 4 <> 0), 0) AS tickets,
       coalesce(sum(count) FILTER (WHERE day >= $5 AND m & 8 <> 0), 0) AS escalations,
       coalesce(sum(count) FILTER (WHERE day >= $6 AND m & 16 <> 0), 0) AS positive,
@@ -165,7 +169,8 @@ ids AS MATERIALIZED (
     FROM (
         -- each row's classes once (OFFSET 0 keeps the subquery from being inlined)
         SELECT customer_id, day, name, count, last_at,
-               coalesce(($11::int[])[array_position($10::text[], name::text)], 0) AS m
+               coalesce(($11::int8[])[array_position($10::text[], name::text)], 0) AS m,
+               $9::date - day AS ago
         FROM usage_daily
         WHERE organization_id = $1 AND {bound_u} AND customer_id IN (SELECT id FROM ids)
           AND day >= $8 AND day <= $9
@@ -176,8 +181,13 @@ ids AS MATERIALIZED (
     SELECT cust.*, coalesce(u.events, 0) AS events, coalesce(u.active_days, 0) AS active_days,
            CASE WHEN u.last_active IS NULL THEN NULL ELSE greatest(0,
                floor(extract(epoch FROM ($2 - u.last_active)) / 86400))::int END AS dsa,
-           coalesce(u.features, ARRAY[]::text[]) AS features,
-           coalesce(cardinality(u.features), 0) AS n_used,
+           CASE WHEN u.n_used > 0 THEN ARRAY(
+               SELECT t.n FROM unnest($10::text[], $11::int8[]) AS t(n, m)
+               WHERE t.m >> 16 > 0
+                 AND (u.fmask[1 + ((t.m >> 16) - 1) / 63] >> (((t.m >> 16) - 1) % 63)::int) & 1 = 1
+               ORDER BY t.n
+           ) ELSE ARRAY[]::text[] END AS features,
+           coalesce(u.n_used, 0) AS n_used,
            coalesce(u.tickets, 0) AS tickets, coalesce(u.escalations, 0) AS escalations,
            coalesce(u.positive, 0) AS positive, coalesce(u.neutral, 0) AS neutral,
            coalesce(u.negative, 0) AS negative, coalesce(u.failures, 0) AS failures,
@@ -254,6 +264,9 @@ def scored_sql(model: HealthModelDef, *, batch: Batch, first_param: int) -> str:
     after = n + 1 + len(PARAMS)
     has_usage, median, tracks = f"${after}::bool", f"${after + 1}::float8", f"${after + 2}::bool"
     keys = [k for k, _ in model.components.present()]
+    c = model.components
+    engagement_days = c.engagement.window_days if c.engagement else 1
+    n_features = len(c.adoption.features) if c.adoption else 1
     values = ",\n       ".join(
         f"({_VALUES[k].format(has_usage=has_usage, median=median, tracks_support=tracks)}) AS v_{k}"
         for k in keys
@@ -265,8 +278,23 @@ def scored_sql(model: HealthModelDef, *, batch: Batch, first_param: int) -> str:
         for k in keys
     )
     components = ", ".join(f"jsonb_build_array('{k}', v_{k}, w_{k}, c_{k})" for k in keys)
+    # distinct active days and features as bits of 63-bit words: DISTINCT aggregates would
+    # sort every customer's rows once more
+    day_words = [
+        f"bit_or(CASE WHEN day >= $3 AND m & 1 = 0 AND ago / 63 = {i} "
+        f"THEN 1::int8 << (ago % 63) ELSE 0 END)"
+        for i in range(-(-engagement_days // 63))
+    ]
+    feature_words = [
+        f"bit_or(CASE WHEN day >= $4 AND m >> 16 > 0 AND ((m >> 16) - 1) / 63 = {i} "
+        f"THEN 1::int8 << (((m >> 16) - 1) % 63)::int ELSE 0 END)"
+        for i in range(max(1, -(-n_features // 63)))
+    ]
     cte = batch.fill(
         _FACTS_CTE,
+        active_days=" + ".join(f"bit_count(({w})::bit(64))" for w in day_words),
+        feature_words=", ".join(feature_words),
+        n_used=" + ".join(f"bit_count(({w})::bit(64))" for w in feature_words),
         param_arrays=", ".join(arrays),
         param_names=", ".join(PARAMS),
     )

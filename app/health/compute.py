@@ -91,6 +91,8 @@ class Spec:
         ):  # fmt: skip
             for name in names:
                 masks[name] = masks.get(name, 0) | bit
+        for number, name in enumerate(dict.fromkeys(self.features), start=1):
+            masks[name] |= number << bs.FEATURE_SHIFT
         return list(masks), list(masks.values())
 
     def since(self, today: date, key: str) -> date:
