@@ -67,6 +67,8 @@ async def test_scores_follow_usage_and_onboarding(tenant: Tenant) -> None:
         "teammate_invited",
     )
     assert ff.payment_failures == 2 and ff.tickets == 3
+    # distinct days with usage other than signals, in the engagement window
+    assert (bf.active_days, ff.active_days) == (20, 1)
     # silent: no survey answers, no billing events: 80 % of the model had data
     assert (b.confidence, f.confidence, s.confidence) == (90, 90, 80)
     # no previous score: nothing was pushed
