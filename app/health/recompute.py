@@ -165,7 +165,10 @@ async def _batch(
     a deadlock (concurrent sweeps may meet on the summary rows their triggers update)."""
     for attempt in range(1, BATCH_ATTEMPTS + 1):
         try:
-            async with transaction():
+            async with transaction() as conn:
+                # a batch lost in a crash is recomputed (its job's cursor is lost with it), so
+                # its commit need not wait for the disk
+                await conn.execute_script("SET LOCAL synchronous_commit = off")
                 got = await score_batch(
                     run, after=after, where=where, params=params, limit=batch_size
                 )
