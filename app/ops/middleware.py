@@ -53,12 +53,13 @@ class RequestContext:
 
         try:
             if not self.count:
-                await self.app(scope, receive, send_with_id)
+                await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
                 return
             if scope["type"] == "websocket":
+                # nothing to add to a websocket's messages: every frame goes straight out
                 metrics.WEBSOCKETS.inc()
                 try:
-                    await self.app(scope, receive, send_with_id)
+                    await self.app(scope, receive, send)
                 finally:
                     metrics.WEBSOCKETS.dec()
                 return
