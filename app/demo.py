@@ -43,6 +43,7 @@ from app.demo_usage import seed_milestones, seed_usage
 from app.errors import Conflict, ValidationFailed
 from app.health import daily
 from app.health.demo import seed_health
+from app.health.recompute import recompute_customers
 from app.kit.clock import utcnow
 from app.onboarding import engine
 from app.onboarding.definitions import TemplateDef
@@ -346,6 +347,16 @@ async def _automation(viewer: Viewer) -> None:
     )
 
 
+async def _first_scores(
+    organization_id: uuid.UUID, customer_ids: list[uuid.UUID], *, now: datetime
+) -> None:
+    """Score these customers first, so that the statistics analyzed before the full sweep
+    show the organization's scores: with none, the planner finds a customer's stored score
+    through the (organization, level) index, scanning every score written since."""
+    async with transaction():
+        await recompute_customers(organization_id, customer_ids, now=now)
+
+
 async def _analytics(organization_id: uuid.UUID, *, now: datetime) -> None:
     """The analytics contributions of the customers so far (copies add theirs as they are
     written), so the rollups are right before any worker catches up with the history."""
@@ -447,8 +458,9 @@ async def seed_demo(
             await demo_clone.write(
                 org.id, planned, now=now, connect=connect, workers=workers, progress=advance
             )
-            await get_connection("default").execute_script(_ANALYZE)  # for what follows
             step("Scoring today's health")
+            await _first_scores(org.id, [o.id for o in pool], now=now)
+            await get_connection("default").execute_script(_ANALYZE)  # for what follows
             await daily.snapshot_organization(org.id, now=now)
         await Operator.create(
             organization=org, email=f"csm@{slug}.example", name="Casey Morgan", role=Role.CSM
