@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -87,14 +89,28 @@ def read_token(token: str, *, secret: str, issuer: str, audience: str) -> Viewer
     return read_credentials(token, secret=secret, issuer=issuer, audience=audience).viewer
 
 
+_READ: OrderedDict[tuple[str, str, str, str], Credentials] = OrderedDict()
+_READ_SIZE = 4096
+
+
 def credentials_for(settings: Settings, token: str) -> Credentials:
-    """`read_credentials` with the key, issuer and audience of `settings`."""
-    return read_credentials(
-        token,
-        secret=settings.resolved_secret_key(),
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-    )
+    """`read_credentials` with the key, issuer and audience of `settings`.
+
+    A token this process already read is not decoded and verified again: the same text with
+    the same key says the same thing, until it expires (checked every time). Whether its
+    subject still stands is the caller's business, as for a fresh read.
+    """
+    key = (token, settings.resolved_secret_key(), settings.jwt_issuer, settings.jwt_audience)
+    known = _READ.get(key)
+    if known is not None:
+        if known.expires_at > time.time():
+            return known
+        del _READ[key]
+    credentials = read_credentials(token, secret=key[1], issuer=key[2], audience=key[3])
+    _READ[key] = credentials
+    if len(_READ) > _READ_SIZE:
+        _READ.popitem(last=False)
+    return credentials
 
 
 def read_credentials(token: str, *, secret: str, issuer: str, audience: str) -> Credentials:
