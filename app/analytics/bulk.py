@@ -48,11 +48,19 @@ def _week(day: str) -> str:
     return f"({day} - (extract(isodow FROM {day})::int - 1))"
 
 
-PAGE = """CREATE TEMP TABLE ax_page ON COMMIT DROP AS
+_PAGE_HEAD = """CREATE TEMP TABLE ax_page ON COMMIT DROP AS
 SELECT c.id, c.signed_up_at FROM customer c
-WHERE c.organization_id = $1 AND (c.signed_up_at, c.id) > ($2, $3)
-  AND NOT EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = c.id)
+WHERE c.organization_id = $1
+  AND NOT EXISTS (SELECT 1 FROM analytics_customer a WHERE a.id = c.id)"""
+BY_PAGES = f"""{_PAGE_HEAD}
+  AND c.ctid >= format('(%s,0)', $2::bigint)::tid AND c.ctid < format('(%s,0)', $3::bigint)::tid"""
+"""The customers without a contribution stored in a range of the customer table's pages: a
+chunk reads their workflows, stages and tasks where they lie, in the order they were written."""
+BY_SIGNUP = f"""{_PAGE_HEAD} AND (c.signed_up_at, c.id) > ($2, $3)
 ORDER BY c.signed_up_at, c.id LIMIT $4"""
+"""The next customers without a contribution in signup order (the sweep after the page ranges:
+rows an update moved behind the ranges, customers added meanwhile)."""
+
 
 FACTS = f"""CREATE TEMP TABLE ax_c ON COMMIT DROP AS
 SELECT x.*, 0 AS started, {_week("x.day")} AS signup_week,
@@ -188,23 +196,22 @@ async def add_chunk(
     organization_id: uuid.UUID,
     *,
     now: datetime,
-    after: tuple[datetime, uuid.UUID],
-    chunk: int,
+    page: tuple[str, list[Any]],
     upserts: dict[str, tuple[str, str]],
 ) -> list[dict[str, Any]]:
-    """Add the next `chunk` customers without a contribution (in signup order after `after`)
-    to the rollups and save their contributions; return the last one's (id, signed_up_at)
-    with the chunk's size `n` (empty when none is left).
+    """Add the customers `page` selects (BY_PAGES or BY_SIGNUP with its parameters after the
+    organization) to the rollups and save their contributions; return the last one's (id,
+    signed_up_at) in signup order with the chunk's size `n` (empty when it selected none).
 
     The caller holds the organization's exclusive lock, in its transaction. `upserts` gives
     per rollup table its INSERT head and its ON CONFLICT clause (adding to existing rows).
     """
-    await conn.execute_query(PAGE, [organization_id, *after, chunk])
-    page = await conn.execute_query_dict(
+    await conn.execute_query(page[0], [organization_id, *page[1]])
+    last = await conn.execute_query_dict(
         "SELECT id, signed_up_at, (SELECT count(*) FROM ax_page) AS n FROM ax_page"
         " ORDER BY signed_up_at DESC, id DESC LIMIT 1"
     )
-    if not page:
+    if not last:
         await conn.execute_script("DROP TABLE ax_page")
         return []
     await conn.execute_query(FACTS, [organization_id, now])
@@ -221,4 +228,4 @@ async def add_chunk(
             [organization_id],
         )
     await conn.execute_script("DROP TABLE ax_page, ax_c, ax_s, ax_t, ax_here, ax_step")
-    return page
+    return last

@@ -290,6 +290,11 @@ async def clear(organization_id: uuid.UUID) -> None:
         )
 
 
+_PAGES = """SELECT pg_relation_size('customer') / current_setting('block_size')::int AS pages,
+  greatest(1, (SELECT reltuples / greatest(relpages, 1) FROM pg_class
+    WHERE oid = 'customer'::regclass)) AS per_page"""
+
+
 async def rebuild(
     organization_id: uuid.UUID,
     *,
@@ -299,14 +304,18 @@ async def rebuild(
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Recompute an organization's rollups from its customers' current rows, set-based inside
-    PostgreSQL (`bulk`), one transaction per `chunk` customers in signup order (so a chunk
-    touches few rollup rows); return how many customers it added.
+    PostgreSQL (`bulk`), one transaction per about `chunk` customers; return how many
+    customers it added.
 
-    A first short transaction clears the organization; each chunk then takes the customers
-    that have no contribution yet, under the organization's exclusive lock, so a customer
-    the consumer refreshed meanwhile is skipped (counted once) and one it refreshes later
-    starts from the contribution the chunk saved. With `resume` (after an interrupted
-    rebuild) nothing is cleared. While it runs, figures cover the customers added so far.
+    A first short transaction clears the organization. Chunks then take the customers stored
+    in consecutive ranges of the customer table's pages (their workflows, stages and tasks
+    were written with them, so a chunk reads near pages, whatever order signups came in), and
+    a last sweep in signup order takes whoever is still missing (a row an update moved behind
+    the ranges, a customer added meanwhile). A chunk takes the organization's exclusive lock
+    and only customers without a contribution, so a customer the consumer refreshed meanwhile
+    is skipped (counted once) and one it refreshes later starts from the contribution the
+    chunk saved. With `resume` (after an interrupted rebuild) nothing is cleared. While it
+    runs, figures cover the customers added so far.
     """
     conn = _conn()
     if not resume:
@@ -314,24 +323,30 @@ async def rebuild(
             await clear(organization_id)
     total_rows = await conn.execute_query_dict(_COUNT, [organization_id])
     total, done = int(total_rows[0]["n"]), 0
-    after: tuple[datetime, uuid.UUID] = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
     upserts = {kind: (insert_head(kind), on_conflict_add(kind)) for kind in TABLES}
     if progress:
         progress(0, total)
-    while True:
+
+    async def add(page: tuple[str, list[Any]]) -> list[dict[str, Any]]:
+        nonlocal done
         async with transaction() as tx:
             await lock_organizations([organization_id], exclusive=True)
-            last = await bulk.add_chunk(
-                tx, organization_id, now=now, after=after, chunk=chunk, upserts=upserts
-            )
+            last = await bulk.add_chunk(tx, organization_id, now=now, page=page, upserts=upserts)
             if last:
                 await tx.execute_query(
                     "SELECT pg_notify($1, $2)", [NOTIFY_CHANNEL, str(organization_id)]
                 )
-        if not last:
-            break
+        if last:
+            done += int(last[0]["n"])
+            if progress:
+                progress(min(total, done), total)
+        return last
+
+    [size] = await conn.execute_query_dict(_PAGES)
+    step = max(1, int(chunk / float(size["per_page"])))
+    for start in range(0, int(size["pages"]) + 1, step):
+        await add((bulk.BY_PAGES, [start, start + step]))
+    after: tuple[datetime, uuid.UUID] = (datetime.min.replace(tzinfo=UTC), uuid.UUID(int=0))
+    while last := await add((bulk.BY_SIGNUP, [*after, chunk])):
         after = (last[0]["signed_up_at"], last[0]["id"])
-        done += int(last[0]["n"])
-        if progress:
-            progress(min(total, done), total)
     return done
