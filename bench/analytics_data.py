@@ -1,7 +1,8 @@
 """Bulk customers for `bench.analytics`: rows generated inside PostgreSQL, chunk by chunk.
 
 Each customer gets its workflow, 4 stages and 13 tasks on the organization's default
-template, as the engine would leave them: the first `level` tasks completed one `pace` apart
+template, as the engine would leave them (customers numbered in signup order, so rows lie in
+signup order as in a real table): the first `level` tasks completed one `pace` apart
 from signup, the next one available, the rest locked; stages and the workflow completed
 accordingly. Signups spread over the last year, over 4 user types and 6 channels.
 """
@@ -26,7 +27,7 @@ affordable on a small buffer cache."""
 _GEN = f"""CREATE TEMP TABLE bench_gen ON COMMIT DROP AS
 SELECT i, {_ID.format(prefix="$6::text", n="i::bigint")} AS cid,
   {_ID.format(prefix="$7::text", n="i::bigint")} AS wid,
-  now() - make_interval(secs => (random() * 365 * 86400)::int) AS signed_up_at,
+  now() - make_interval(secs => ((($8 - i) + random()) / $8 * 365 * 86400)::int) AS signed_up_at,
   ($4::text[])[1 + floor(random() * array_length($4::text[], 1))::int] AS user_type,
   ($5::text[])[1 + floor(random() * array_length($5::text[], 1))::int] AS channel,
   least($3::int, floor(random() * ($3 + 5))::int) AS level,
@@ -135,6 +136,7 @@ async def generate(
                 CHANNELS,
                 prefix["customer"],
                 prefix["workflow"],
+                customers,
             )
             await conn.execute(_CUSTOMERS, organization_id, slug, total_tasks)
             await conn.execute(_WORKFLOWS, organization_id, template["id"], total_tasks)
