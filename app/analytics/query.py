@@ -237,6 +237,45 @@ async def completion_rows(scope: Scope) -> list[tuple[date, list[int]]]:
     return [(r["day"], _values(r, 1)) for r in rows]
 
 
+def _segment(scope: Scope) -> tuple[str | None, str | None]:
+    """The one segment all-time figures follow: the user type if the filter names one, else
+    its channel, else every customer."""
+    return (scope.user_type, None) if scope.user_type is not None else (None, scope.channel)
+
+
+async def segment_customers(scope: Scope) -> int:
+    """Customers ever signed up in the scope's segment (`_segment`), from the weekly rollup."""
+    user_type, channel = _segment(scope)
+    rows = await get_connection("default").execute_query_dict(
+        "SELECT coalesce(sum(customers), 0) AS n FROM analytics_cohort_week"
+        " WHERE organization_id = $1 AND ($2::text IS NULL OR user_type = $2)"
+        " AND ($3::text IS NULL OR channel = $3)",
+        [scope.organization_id, user_type, channel],
+    )
+    return int(rows[0]["n"])
+
+
+async def milestone_achievers(scope: Scope) -> dict[str, int]:
+    """Customers of the scope's segment who achieved each milestone (first achievements)."""
+    user_type, channel = _segment(scope)
+    join = (
+        ""
+        if user_type is None and channel is None
+        else " JOIN customer c ON c.id = a.customer_id AND c.organization_id = $1"
+        " AND ($2::text IS NULL OR c.user_type = $2)"
+        " AND ($3::text IS NULL OR c.acquisition_channel = $3)"
+    )
+    params: list[Any] = [scope.organization_id]
+    if join:
+        params += [user_type, channel]
+    rows = await get_connection("default").execute_query_dict(
+        f"SELECT a.milestone_key, count(*) AS n FROM milestone_achievement a{join}"
+        " WHERE a.organization_id = $1 AND a.occurrence = 1 GROUP BY a.milestone_key",
+        params,
+    )
+    return {r["milestone_key"]: int(r["n"]) for r in rows}
+
+
 async def names(organization_id: uuid.UUID) -> dict[tuple[str, str], str]:
     """Display names of stages (stage, '') and tasks (stage, task) over the template versions."""
     rows = await get_connection("default").execute_query_dict(

@@ -50,6 +50,17 @@ class Report:
     async def names(self) -> dict[tuple[str, str], str]:
         return await self._once("names", lambda: query.names(self.scope.organization_id))
 
+    async def milestone_counts(self) -> tuple[dict[str, int], int]:
+        """Achievers per milestone and customers, all time, in the filter's segment."""
+
+        async def make() -> tuple[dict[str, int], int]:
+            achieved, customers = await asyncio.gather(
+                query.milestone_achievers(self.scope), query.segment_customers(self.scope)
+            )
+            return achieved, customers
+
+        return await self._once("milestones", make)
+
     async def overview(self) -> Figures:
         async def make() -> Figures:
             return report.overview(self.scope, await self.cohort_sums())

@@ -8,6 +8,7 @@ import uuid
 from datetime import timedelta
 
 from app.accounts.models import Role
+from app.analytics import maintain as analytics_rollups
 from app.db import transaction
 from app.events.consumers import ensure_checkpoints, run_consumer
 from app.events.models import OutboxEvent
@@ -264,6 +265,8 @@ async def test_stats_of_a_known_history(tenant: Tenant) -> None:
         {"label": "organic", "achieved": 2, "rate": 0.6667},
         {"label": "paid", "achieved": 2, "rate": 1.0},
     ]
+    async with transaction():  # analytics counts customers from its rollups
+        await analytics_rollups.refresh([p.id for p in people], now=utcnow())
     analytics = await gql(
         '{ analytics(filter: {userType: "smb"}) { milestoneAchievements { key achieved rate } } }',
         token=tokens_of(tenant, people[0])[Role.CSM],

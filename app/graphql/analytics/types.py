@@ -557,26 +557,18 @@ class OnboardingAnalytics:
         "without a milestone set. `milestoneStats` has the times to achieve."
     )
     async def milestone_achievements(self, info: Info) -> list[MilestoneAchievement] | None:
-        from app.milestones.stats import SegmentStat, milestone_stats
+        from app.milestones.service import current_set
 
-        s = self.run.scope
-        found = await milestone_stats(info.context.viewer)
-        if not found:
+        current = await current_set(info.context.viewer)
+        if current is None:
             return None
-        out = []
-        for m in found:
-            segment: SegmentStat | None = m.overall
-            if s.user_type is not None:
-                segment = next((x for x in m.by_user_type if x.label == s.user_type), None)
-            elif s.channel is not None:
-                segment = next((x for x in m.by_acquisition_channel if x.label == s.channel), None)
-            achieved = segment.achieved if segment else 0
-            out.append(
-                MilestoneAchievement(
-                    key=m.key,
-                    name=m.name,
-                    achieved=achieved,
-                    rate=segment.rate if segment else None,
-                )
+        achieved, customers = await self.run.milestone_counts()
+        return [
+            MilestoneAchievement(
+                key=m.key,
+                name=m.name,
+                achieved=achieved.get(m.key, 0),
+                rate=round(achieved.get(m.key, 0) / customers, 4) if customers else None,
             )
-        return out
+            for m in current.definition.milestones
+        ]
