@@ -4,7 +4,8 @@ pages, and a count that is only run when asked and stays cheap at any size.
 Indexes (migration `performance`): (organization_id, <filter>, created_at) for user type,
 acquisition channel and workflow status (mirrored on the customer row by the engine), and
 pg_trgm GIN indexes on name and email for the search. Health filters and the health order
-use `health_score`'s (organization_id, score, customer_id) and (organization_id, level).
+use `health_score`'s (organization_id, score, customer_id) and (organization_id, level, score,
+customer_id), so a level filter in a health order walks that level's scores only.
 
 Orders: signup order (created_at, id), or by health score (score, id) ascending or
 descending; customers not scored yet come after every scored one, in id order. A cursor
@@ -188,14 +189,16 @@ async def page(
     first: int | None,
     after: str | None,
     order: Order = Order.CREATED_ASC,
+    health: HealthFilter | None = None,
 ) -> CustomerPage:
-    """One page in the given order after the `after` cursor."""
+    """One page in the given order after the `after` cursor; `health` is the filter that
+    `conditions` got, so a health order can walk the scores of the asked level only."""
     size = clamp_first(first)
     if order is Order.CREATED_ASC:
         items, more = await _by_created(where, params, size, after)
         cursors = [encode_cursor(c) for c in items]
     else:
-        scored, more = await _by_health(where, params, size, after, order)
+        scored, more = await _by_health(where, params, size, after, order, health)
         items = [c for c, _ in scored]
         cursors = [health_cursor(order, score, c.id) for c, score in scored]
 
@@ -229,15 +232,26 @@ async def _by_created(
 
 
 async def _by_health(
-    where: str, params: list[Any], size: int, after: str | None, order: Order
+    where: str,
+    params: list[Any],
+    size: int,
+    after: str | None,
+    order: Order,
+    health: HealthFilter | None,
 ) -> tuple[list[tuple[Customer, float | None]], bool]:
-    """Scored customers by (score, id) in the order's direction, then the unscored by id."""
+    """Scored customers by (score, id) in the order's direction, then the unscored by id.
+    A level filter is put on the joined score itself, so the walk follows (organization, level,
+    score, id) instead of passing over every score of other levels; with any health filter no
+    unscored customer can match, so they are not looked for."""
     score, pk = _decode_health_cursor(order, after) if after else (None, None)
     conn = get_connection("default")
     found: list[tuple[Customer, float | None]] = []
     if pk is None or score is not None:
         args = list(params)
         sql = where
+        if health and health.level is not None:
+            args.append(health.level)
+            sql += f" AND s.level = ${len(args)}"
         if pk is not None:
             args += [score, pk]
             s, i = f"${len(args) - 1}::float8", f"${len(args)}::uuid"
@@ -260,6 +274,8 @@ async def _by_health(
         if len(found) > size:
             return found[:size], True
         pk = None
+    if health:
+        return found, False
     args = list(params)
     sql = where + (
         " AND NOT EXISTS (SELECT 1 FROM health_score s WHERE s.organization_id = "

@@ -142,6 +142,7 @@ async def list_customers(
     is left to the caller, who may not need it."""
     viewer.require(Role.ADMIN, Role.CSM)
     condition = _analytics_condition(where)
+    health = _health_filter(where)
     sql, params = listing.conditions(
         viewer.organization_id,
         user_type=_label(where.user_type, "userType") if where.user_type else None,
@@ -157,10 +158,10 @@ async def list_customers(
         if where.signed_up_to
         else None,
         template_version=where.template_version,
-        health=_health_filter(where),
+        health=health,
         raw=[condition] if condition else [],
     )
-    return await listing.page(sql, params, first=first, after=after, order=order)
+    return await listing.page(sql, params, first=first, after=after, order=order, health=health)
 
 
 _KEY = re.compile(r"^[a-z0-9_-]{0,80}$")

@@ -62,7 +62,7 @@ class HealthScore(Model):
         indexes = (
             ("customer_id",),
             ("organization_id", "score", "customer_id"),
-            ("organization_id", "level"),
+            ("organization_id", "level", "score", "customer_id"),
         )
 
 
