@@ -23,9 +23,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from tortoise.connection import get_connection
-
 from app.customers.models import Customer
+from app.db import transaction
 from app.errors import ValidationFailed
 from app.kit.pagination import clamp_first, decode_cursor, encode_cursor
 from app.onboarding.states import WorkflowStatus
@@ -33,6 +32,16 @@ from app.onboarding.states import WorkflowStatus
 EXACT_COUNT_LIMIT = 10_000
 """Counts up to this many rows are exact (an index range of at most this size); above it the
 count is the planner's estimate, and says so."""
+
+
+async def _rows(sql: str, args: list[Any]) -> list[dict[str, Any]]:
+    """A list statement's rows, planned for its own values: a prepared statement run five
+    times may switch to a generic plan that takes every organization for an average one, and
+    scans all of a million-customer organization (a search that matches nothing) or walks the
+    whole table for a small one (a count)."""
+    async with transaction() as conn:
+        await conn.execute_script("SET LOCAL plan_cache_mode = force_custom_plan")
+        return await conn.execute_query_dict(sql, args)
 
 
 @dataclass(frozen=True)
@@ -144,19 +153,16 @@ def conditions(
 
 
 async def _count(where: str, params: list[Any]) -> Count:
-    conn = get_connection("default")
-    _, rows = await conn.execute_query(
-        f"SELECT count(*) FROM (SELECT 1 FROM customer WHERE {where} LIMIT {EXACT_COUNT_LIMIT + 1})"
-        " AS bounded",
+    rows = await _rows(
+        f"SELECT count(*) AS n FROM (SELECT 1 FROM customer WHERE {where}"
+        f" LIMIT {EXACT_COUNT_LIMIT + 1}) AS bounded",
         params,
     )
-    exact = int(rows[0][0])
+    exact = int(rows[0]["n"])
     if exact <= EXACT_COUNT_LIMIT:
         return Count(exact, estimated=False)
-    _, plan = await conn.execute_query(
-        f"EXPLAIN (FORMAT JSON) SELECT 1 FROM customer WHERE {where}", params
-    )
-    document = plan[0][0]
+    plan = await _rows(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM customer WHERE {where}", params)
+    document = next(iter(plan[0].values()))
     estimate = int(
         (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]["Plan Rows"]
     )
@@ -225,7 +231,7 @@ async def _by_created(
         sql += (
             f" AND customer.created_at >= {a} AND (customer.created_at, customer.id) > ({a}, {b})"
         )
-    rows = await get_connection("default").execute_query_dict(
+    rows = await _rows(
         f"SELECT * FROM customer WHERE {sql} ORDER BY created_at, id LIMIT {size + 1}", args
     )
     return [Customer._init_from_db(**row) for row in rows[:size]], len(rows) > size
@@ -244,7 +250,6 @@ async def _by_health(
     score, id) instead of passing over every score of other levels; with any health filter no
     unscored customer can match, so they are not looked for."""
     score, pk = _decode_health_cursor(order, after) if after else (None, None)
-    conn = get_connection("default")
     found: list[tuple[Customer, float | None]] = []
     if pk is None or score is not None:
         args = list(params)
@@ -261,7 +266,7 @@ async def _by_health(
                 else f" AND (s.score, s.customer_id) < ({s}, {i})"
             )
         direction = "" if order is Order.HEALTH_ASC else " DESC"
-        rows = await conn.execute_query_dict(
+        rows = await _rows(
             "SELECT customer.*, s.score AS health_sort_score FROM customer JOIN health_score s "
             "ON s.organization_id = customer.organization_id AND s.customer_id = customer.id "
             f"WHERE {sql} ORDER BY s.score{direction}, s.customer_id{direction} "
@@ -284,7 +289,7 @@ async def _by_health(
     if pk is not None:
         args.append(pk)
         sql += f" AND customer.id > ${len(args)}::uuid"
-    rows = await conn.execute_query_dict(
+    rows = await _rows(
         f"SELECT * FROM customer WHERE {sql} ORDER BY customer.id LIMIT {size + 1 - len(found)}",
         args,
     )
