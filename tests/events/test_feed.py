@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from tortoise.connection import get_connection
 
 from app.db import transaction
 from app.errors import ValidationFailed
@@ -412,3 +413,45 @@ async def test_a_bad_cursor_is_refused() -> None:
         with pytest.raises(ValidationFailed) as refused:
             orgfeed.decode_cursor(text)
         assert refused.value.details == {"field": "after"}
+
+
+async def test_transactions_ending_while_the_feed_reads_are_never_passed(tenant: Tenant) -> None:
+    """One-statement transactions commit while the feed reads without pause: each read must
+    see every transaction below the horizon it reports. (A horizon computed in the reading
+    statement itself can count a transaction as ended that the statement's snapshot still saw
+    running: its event is then passed for good.)"""
+    writers, each = 4, 250
+    conn = get_connection("default")
+    written: set[int] = set()
+    done = asyncio.Event()
+
+    async def write() -> None:
+        for _ in range(each):
+            rows = await conn.execute_query_dict(
+                "INSERT INTO outbox_event (organization_id, stream, sequence, type, payload,"
+                " created_at) VALUES ($1, $2, 1, 'race.test', '{}', now()) RETURNING id",
+                [tenant.id, uuid.uuid4()],
+            )
+            written.add(int(rows[0]["id"]))
+
+    _, horizon = await orgfeed.read_after(tenant.id, (2**62, 0), limit=0)
+    position: orgfeed.Cursor = (horizon - 1, 2**62)
+    seen: set[int] = set()
+
+    async def read() -> None:
+        nonlocal position
+        while True:
+            finished = done.is_set()
+            events, _ = await orgfeed.read_after(tenant.id, position)
+            for event in events:
+                seen.add(event.id)
+                position = (event.tx, event.id)
+            if finished and len(events) < orgfeed.PAGE:
+                return
+
+    reader = asyncio.create_task(read())
+    await asyncio.gather(*(write() for _ in range(writers)))
+    done.set()
+    await reader
+    assert len(written) == writers * each
+    assert written - seen == set()
