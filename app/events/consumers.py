@@ -48,15 +48,17 @@ MAX_ATTEMPTS = 8
 SINGLE_AFTER = 3
 NO_LIMIT_TX = 2**63 - 1
 
-_HORIZON = """SELECT LEAST(
-  pg_snapshot_xmax(q.s),
-  pg_current_xact_id(),
+HORIZON = """SELECT LEAST(
+  pg_snapshot_xmax(q.s),{own}
   (SELECT min(x) FROM pg_snapshot_xip(q.s) AS x WHERE xid(x) IN (
      SELECT backend_xid FROM pg_stat_activity
      WHERE backend_xid IS NOT NULL
        AND datid = (SELECT oid FROM pg_database WHERE datname = current_database())))
 )::text::bigint AS horizon
 FROM (SELECT pg_current_snapshot() AS s) AS q"""
+"""The horizon statement; `{own}` is `pg_current_xact_id(),` for a reader that writes (never
+past its own transaction) or empty for one that must not take a transaction id."""
+_HORIZON = HORIZON.format(own="\n  pg_current_xact_id(),")
 _ENSURE = """INSERT INTO consumer_checkpoint (name, last_tx, last_id, updated_at)
 VALUES ($1, $2, 0, now()) ON CONFLICT (name) DO NOTHING"""
 _LOCK = """SELECT last_tx, last_id FROM consumer_checkpoint WHERE name = $1

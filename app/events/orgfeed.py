@@ -26,6 +26,7 @@ from tortoise.connection import get_connection
 
 from app.errors import ValidationFailed
 from app.events.channels import Published, activity_channel
+from app.events.consumers import HORIZON
 from app.events.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,7 @@ PAGE = 1000
 POLL_SECONDS = 5.0
 """A reader also looks without being woken this often (an announcement lost meanwhile)."""
 
-_HORIZON = """SELECT LEAST(
-  pg_snapshot_xmax(pg_current_snapshot()),
-  (SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) AS x WHERE xid(x) IN (
-     SELECT backend_xid FROM pg_stat_activity
-     WHERE backend_xid IS NOT NULL
-       AND datid = (SELECT oid FROM pg_database WHERE datname = current_database())))
-)::text::bigint AS horizon"""
+_HORIZON = HORIZON.format(own="")
 # The horizon and the read are two statements on purpose. The horizon drops the transactions
 # that pg_stat_activity no longer shows as running, and pg_stat_activity is read after the
 # statement's snapshot was taken: a transaction that ended in between is below the horizon
