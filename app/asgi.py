@@ -54,7 +54,7 @@ class LiftoffGraphQL(GraphQL[Context, None]):
 
     def __init__(self, settings: Settings, runtime: Runtime | None = None) -> None:
         self.runtime = runtime
-        self.limiter = Limiter(settings.redis_url)
+        self.limiter = Limiter(settings.redis_url, local_share=settings.rate_local_share)
         super().__init__(
             build_schema(settings, limiter=self.limiter),
             graphql_ide="graphiql" if settings.graphiql else None,

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     rate_ingest: str = "6000/minute"
     rate_subscribes: str = "300/minute"
     rate_ws_connects: str = "120/minute"
+    rate_local_share: float = Field(default=0.02, ge=0.0, le=0.25)
     ws_max_per_subject: int = 50
     ws_max_per_organization: int = 5000
     ws_connection_init_seconds: float = 5.0

@@ -238,7 +238,7 @@ def build_schema(
         *([Observe] if observe else []),
         lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
         lambda: DocumentCache(maxsize=512),
-        rate_limits(s, limiter or Limiter(s.redis_url)),
+        rate_limits(s, limiter or Limiter(s.redis_url, local_share=s.rate_local_share)),
         guard(limits),
         ErrorCodes,
     ]

@@ -22,7 +22,7 @@ from app.errors import RateLimited
 from app.events.hub import Hub
 from app.graphql.context import Context
 from app.graphql.sessions import Sessions
-from app.kit.ratelimit import Limiter
+from app.kit.ratelimit import Limiter, budget
 from tests.graphql.client import SETTINGS, tokens_of
 from tests.support.factories import Tenant
 
@@ -152,6 +152,55 @@ async def test_budgets_of_one_request_count_in_one_round_trip_in_the_same_window
     assert await memory.hit_all(spend) is None
     refused = await memory.hit_all(spend)
     assert refused is not None and refused[0] == 1
+
+
+async def test_a_process_spends_a_share_of_a_budget_locally_and_the_budget_holds(
+    redis_url: str,
+) -> None:
+    key = uuid.uuid4().hex
+    first = Limiter(redis_url, local_share=0.1)
+    counted = Limiter(redis_url)  # reads the shared counters
+
+    async def remaining() -> int:
+        stats = await counted.strategy.get_window_stats(budget("100/minute"), "shared", key)
+        return stats.remaining
+
+    assert await first.hit_all([("100/minute", ("shared", key))]) is None
+    assert await remaining() == 90  # a share of 10 taken at once, this hit being one of them
+    for _ in range(9):  # the rest of the share: no new counts in Redis
+        assert await first.hit_all([("100/minute", ("shared", key))]) is None
+    assert await remaining() == 90
+    assert await first.hit_all([("100/minute", ("shared", key))]) is None
+    assert await remaining() == 80  # spent: the next hit took a new share
+
+    # hits arriving together: one takes a share, the others are counted alone meanwhile
+    key = uuid.uuid4().hex
+    together = [first.hit_all([("100/minute", ("shared", key))]) for _ in range(16)]
+    assert await asyncio.gather(*together) == [None] * 16
+    assert await remaining() == 100 - 10 - 15
+
+    # two processes with shares of 2 (10 % of 20) pass exactly the budget together, then
+    # both refuse, and so does a third that counts hit by hit
+    key = uuid.uuid4().hex
+    processes = [Limiter(redis_url, local_share=0.1), Limiter(redis_url, local_share=0.1)]
+    passed = 0
+    for n in range(30):
+        if await processes[n % 2].hit_all([("20/minute", ("pair", key))]) is None:
+            passed += 1
+    assert passed == 20
+    refused = await Limiter(redis_url).hit_all([("20/minute", ("pair", key))])
+    assert refused is not None and refused[0] == 0 and 0 < refused[1] <= 60
+
+    # near the end of a budget a share is whatever room is left, never more
+    key = uuid.uuid4().hex
+    exact = Limiter(redis_url)
+    for _ in range(97):
+        assert await exact.hit("100/minute", "edge", key) is None
+    late = Limiter(redis_url, local_share=0.1)
+    for _ in range(3):
+        assert await late.hit_all([("100/minute", ("edge", key))]) is None
+    assert await late.hit_all([("100/minute", ("edge", key))]) is not None
+    assert await exact.hit("100/minute", "edge", key) is not None
 
 
 async def test_websocket_caps_per_subject_and_organization(tenant: Tenant) -> None:
