@@ -28,8 +28,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions.runner import SchemaExtensionsRunner
+from strawberry.types import ExecutionContext
 
+from app.graphql.hooks import WrappedOnce
 from app.kit.heap import settle_heap
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "app/onboarding/templates/default.yaml"
@@ -355,7 +358,7 @@ class Store:
 
 def build_schema(store: Store, *, cached: bool = True) -> strawberry.Schema:
     """Query.workflow and Mutation.updateTask over `store`, with Liftoff's parse and validation
-    caches unless `cached` is false."""
+    caches and extensions runner unless `cached` is false."""
 
     @strawberry.type
     class Query:
@@ -393,10 +396,19 @@ def build_schema(store: Store, *, cached: bool = True) -> strawberry.Schema:
                 workflow_completed=False,
             )
 
-    extensions: list[Any] = (
-        [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)] if cached else []
-    )
-    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
+    if not cached:
+        return strawberry.Schema(query=Query, mutation=Mutation)
+    extensions: list[Any] = [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)]
+    return FairSchema(query=Query, mutation=Mutation, extensions=extensions)
+
+
+class FairSchema(strawberry.Schema):
+    """Strawberry's schema with Liftoff's extensions runner (hooks wrapped once per class)."""
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        return WrappedOnce(execution_context, extensions)
 
 
 async def health(_: Request) -> Response:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,19 +157,20 @@ def _error(message: str, code: str, **figures: int) -> GraphQLError:
 
 
 class _Cache:
-    """Validation errors per document text (bounded; a timed-out run is not kept)."""
+    """Errors (none: an empty list) per document and what else they depend on (bounded; a
+    timed-out validation is not kept)."""
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self.entries: OrderedDict[str, list[GraphQLError]] = OrderedDict()
+        self.entries: OrderedDict[Hashable, list[GraphQLError]] = OrderedDict()
 
-    def get(self, key: str) -> list[GraphQLError] | None:
+    def get(self, key: Hashable) -> list[GraphQLError] | None:
         found = self.entries.get(key)
         if found is not None:
             self.entries.move_to_end(key)
         return found
 
-    def put(self, key: str, errors: list[GraphQLError]) -> None:
+    def put(self, key: Hashable, errors: list[GraphQLError]) -> None:
         if any(isinstance(e, ValidationAbortedError) for e in errors):
             return
         self.entries[key] = errors
@@ -177,9 +178,28 @@ class _Cache:
             self.entries.popitem(last=False)
 
 
+def verdict_key(
+    query: str, operation_name: str | None, variables: Mapping[str, Any] | None, allowed: bool
+) -> Hashable:
+    """What an operation's budget and validation verdict depend on besides the schema and the
+    limits: the document, the operation, whether the caller may introspect, and the integer
+    variables (the only ones the budget reads, as page sizes)."""
+    ints = tuple(
+        sorted(
+            (name, value)
+            for name, value in (variables or {}).items()
+            if isinstance(value, int) and not isinstance(value, bool)
+        )
+    )
+    return (allowed, operation_name, ints, query)
+
+
 def guard(limits: Limits, *, cache_size: int = 512) -> Any:
-    """A factory of the validation extension holding every operation to `limits`."""
-    cache = _Cache(cache_size)
+    """A factory of the validation extension holding every operation to `limits`; the
+    verdict on a document is kept (`verdict_key`), so a repeated operation is neither
+    measured nor validated again."""
+    verdicts = _Cache(cache_size)
+    validations = _Cache(cache_size)
     deadline = deadline_rule(limits.validation_seconds)
     extra = (MaybeNullValidationRule, OneOfInputValidationRule, NoNulCharacters, deadline)
 
@@ -193,10 +213,20 @@ def guard(limits: Limits, *, cache_size: int = 512) -> Any:
             assert document is not None
             role = getattr(context.context, "role", None)
             allowed = limits.introspection_for(role.value if role else None)
+            query = context.query
+            key = None
+            if query is not None:
+                key = verdict_key(query, context.operation_name, context.variables, allowed)
+                known = verdicts.get(key)
+                if known is not None:
+                    context.pre_execution_errors = known
+                    yield
+                    return
             errors = budget_errors(context, limits, introspection=allowed)
             if not errors:
-                key = None if context.query is None else f"{allowed}:{context.query}"
-                cached = cache.get(key) if key is not None else None
+                # validation does not depend on the operation or the variables: one per text
+                text = None if query is None else (allowed, query)
+                cached = validations.get(text) if text is not None else None
                 if cached is None:
                     cached = validate(
                         context.schema._schema,
@@ -204,9 +234,11 @@ def guard(limits: Limits, *, cache_size: int = 512) -> Any:
                         (*context.validation_rules, *extra),
                         hide_suggestions=not allowed,
                     )
-                    if key is not None:
-                        cache.put(key, cached)
+                    if text is not None:
+                        validations.put(text, cached)
                 errors = cached
+            if key is not None:
+                verdicts.put(key, errors)
             context.pre_execution_errors = errors
             yield
 

@@ -40,6 +40,7 @@ from app.graphql.guard import Limits, guard
 from app.graphql.health.queries import Mutation as HealthMutation
 from app.graphql.health.queries import Query as HealthQuery
 from app.graphql.health.subscriptions import Subscription as HealthSubscription
+from app.graphql.hooks import WrappedOnce
 from app.graphql.milestones.queries import Mutation as MilestonesMutation
 from app.graphql.milestones.queries import Query as MilestonesQuery
 from app.graphql.observe import Observe, counted, root_field
@@ -168,10 +169,11 @@ class _SharedEvent:
         )
 
 
-class QuickResults(SchemaExtensionsRunner):
+class QuickResults(WrappedOnce):
     """Strawberry builds each extension's stream-result hook and asks each for results on
     every subscription event of every subscriber. Ours add no results, and only error
-    masking looks at a streamed result: an event without errors skips both."""
+    masking looks at a streamed result: an event without errors skips both. Hooks are
+    wrapped once per extension class (`WrappedOnce`)."""
 
     def __init__(self, execution_context: ExecutionContext, extensions: list[Any]) -> None:
         super().__init__(execution_context=execution_context, extensions=extensions)
