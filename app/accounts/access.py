@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 from tortoise.connection import get_connection
 
-from app.accounts.models import Operator, Organization, Role, TokenSubject
+from app.accounts.models import Role, TokenSubject
 from app.accounts.tokens import Credentials, credentials_for, token_for
 from app.accounts.viewer import Viewer
 from app.audit import service as audit
-from app.customers.models import Customer
 from app.errors import Unauthenticated, ValidationFailed
 from app.kit.clock import utcnow
 from app.kit.connections import read_retrying
@@ -51,23 +51,50 @@ class VerdictCache:
 CACHE = VerdictCache(seconds=10.0)
 
 
+_LOOKUP = """SELECT (SELECT true FROM organization WHERE id = $1),
+  (SELECT true FROM customer WHERE id = $2 AND organization_id = $1),
+  (SELECT array[active::text, role] FROM operator WHERE organization_id = $1 AND email = $3),
+  (SELECT version FROM token_subject WHERE organization_id = $1 AND subject = $3)"""
+
+
 @read_retrying
 async def _lookup(viewer: Viewer) -> tuple[int | None, str | None]:
-    """(current token version, refusal) for `viewer`, read from the database."""
-    org = viewer.organization_id
-    if not await Organization.filter(id=org).exists():
+    """(current token version, refusal) for `viewer`, read from the database in one
+    statement."""
+    _, rows = await get_connection("default").execute_query(
+        _LOOKUP, [viewer.organization_id, viewer.customer_id, viewer.subject]
+    )
+    organization, customer, operator, version = tuple(rows[0])
+    return standing(
+        viewer,
+        organization=bool(organization),
+        customer=bool(customer),
+        operator=operator,
+        version=version,
+    )
+
+
+def standing(
+    viewer: Viewer,
+    *,
+    organization: bool,
+    customer: bool,
+    operator: Sequence[str] | None,
+    version: int | None,
+) -> tuple[int | None, str | None]:
+    """(current token version, refusal) for `viewer`, given whether its organization and
+    customer exist, its operator's `(active, role)` and its subject's token version."""
+    if not organization:
         return None, "The token's organization no longer exists."
     if viewer.role is Role.CUSTOMER:
-        if not await Customer.filter(id=viewer.customer_id, organization_id=org).exists():
+        if not customer:
             return None, "The token's customer no longer exists."
     else:
-        operator = await Operator.get_or_none(organization_id=org, email=viewer.subject)
-        if operator is None or not operator.active:
+        if operator is None or operator[0] != "true":
             return None, f"{viewer.subject} is not an active operator of this organization."
-        if operator.role != viewer.role:
+        if operator[1] != viewer.role.value:
             return None, f"{viewer.subject} is no longer {viewer.role.value}; sign in again."
-    row = await TokenSubject.get_or_none(organization_id=org, subject=viewer.subject)
-    return (row.version if row else 0), None
+    return (version or 0), None
 
 
 async def verify(credentials: Credentials) -> Viewer:
