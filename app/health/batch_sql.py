@@ -172,7 +172,7 @@ ids AS MATERIALIZED (
                coalesce(($11::int8[])[array_position($10::text[], name::text)], 0) AS m,
                $9::date - day AS ago
         FROM usage_daily
-        WHERE organization_id = $1 AND {bound_u} AND customer_id IN (SELECT id FROM ids)
+        WHERE organization_id = $1 AND {bound_u}
           AND day >= $8 AND day <= $9
         OFFSET 0
     ) classed
@@ -219,12 +219,16 @@ class Batch:
     limit: int = 5000
 
     @classmethod
-    def keyset(cls, *, after: str | None, where: str, limit: int) -> Batch:
-        """The next `limit` customers after the id `after` (a parameter) matching `where`."""
+    def keyset(cls, *, after: str | None, where: str, limit: int, dense: bool = False) -> Batch:
+        """The next `limit` customers after the id `after` (a parameter) matching `where`.
+        `dense`: `where` leaves out no customer between the batch's first and last id (a
+        sweep of every customer), so the rollups are read as one index range; otherwise
+        also by the batch's ids."""
         lo = f"{{col}} > {after}" if after else "true"
+        only = "" if dense else " AND {col} IN (SELECT id FROM ids)"
         return cls(
             select=lo.format(col="c.id"),
-            bound=f"{lo} AND {{col}} <= (SELECT id FROM ids ORDER BY id DESC LIMIT 1)",
+            bound=f"{lo} AND {{col}} <= (SELECT id FROM ids ORDER BY id DESC LIMIT 1){only}",
             where=where,
             limit=limit,
         )
@@ -310,7 +314,8 @@ def scored_sql(model: HealthModelDef, *, batch: Batch, first_param: int) -> str:
     score = " + ".join(f"c_{k}" for k in keys)
     # Few, narrow steps: each MATERIALIZED step is computed once per row and kept in memory.
     return f"""WITH {cte},
-v AS MATERIALIZED (
+v AS (
+    -- one reference, OFFSET 0: evaluated once per row without being stored
     SELECT f.id, f.user_type, f.channel, f.old_score, f.old_level, f.old_changed_at, f.stored,
            f.o_id, f.o_score, f.o_level, f.events, f.active_days, f.dsa, f.features,
            f.tickets, f.escalations, f.positive, f.neutral, f.negative, f.failures,
@@ -319,35 +324,40 @@ v AS MATERIALIZED (
            {values}
     FROM f JOIN p ON p.segment = CASE WHEN f.user_type = ANY(${n}::text[])
                                       AND f.user_type <> '' THEN f.user_type ELSE '' END
-), w AS MATERIALIZED (
-    SELECT v.*, ({total}) AS wt, ({with_data}) AS wd FROM v
-), c AS MATERIALIZED (
-    SELECT w.*, {contributions} FROM w
-), s AS MATERIALIZED (
-    SELECT c.*,
-           CASE WHEN wd > 0 THEN least(100.0, greatest(0.0, {score})) ELSE 50.0 END AS cscore,
-           CASE WHEN wt > 0 THEN 100.0 * wd / wt ELSE 0.0 END AS confidence,
-           jsonb_build_array({components}) AS components,
-           -- the facts in the order of `rules.FACT_FIELDS`, then the norm
-           jsonb_build_array({facts}) AS facts
-    FROM c
-), l AS (
-    SELECT s.*,
-           CASE WHEN cscore >= healthy THEN 'HEALTHY' WHEN cscore >= at_risk THEN 'AT_RISK'
-                ELSE 'CRITICAL' END AS clevel,
-           coalesce(o_score, cscore) AS escore
-    FROM s
-), e AS (
-    SELECT l.*,
-           CASE WHEN o_id IS NULL THEN clevel
-                ELSE coalesce(o_level, CASE WHEN escore >= healthy THEN 'HEALTHY'
-                    WHEN escore >= at_risk THEN 'AT_RISK' ELSE 'CRITICAL' END) END AS elevel
-    FROM l
+    OFFSET 0
 ), m AS MATERIALIZED (
-    SELECT e.*, (old_score IS NOT NULL AND old_level IS NOT NULL AND (old_level <> elevel
-                 OR abs(CASE WHEN o_id IS NULL THEN cscore ELSE escore END - old_score)
-                    >= notify_points)) AS moved
-    FROM e
+    -- each step a subquery of one row per customer (OFFSET 0: evaluated once, not inlined into
+    -- the next), and only the columns the writes read are kept
+    SELECT v.id, v.user_type, v.channel, v.old_score, v.old_level, v.old_changed_at, v.stored,
+           v.o_id, s.cscore, s.confidence, s.components, s.facts, l.clevel, l.escore, e.elevel,
+           (v.old_score IS NOT NULL AND v.old_level IS NOT NULL AND (v.old_level <> e.elevel
+            OR abs(CASE WHEN v.o_id IS NULL THEN s.cscore ELSE l.escore END - v.old_score)
+               >= v.notify_points)) AS moved
+    FROM v
+    CROSS JOIN LATERAL (SELECT ({total}) AS wt, ({with_data}) AS wd OFFSET 0) w
+    CROSS JOIN LATERAL (SELECT {contributions} OFFSET 0) c
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN wd > 0 THEN least(100.0, greatest(0.0, {score})) ELSE 50.0 END
+                   AS cscore,
+               CASE WHEN wt > 0 THEN 100.0 * wd / wt ELSE 0.0 END AS confidence,
+               jsonb_build_array({components}) AS components,
+               -- the facts in the order of `rules.FACT_FIELDS`, then the norm
+               jsonb_build_array({facts}) AS facts
+        OFFSET 0
+    ) s
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN s.cscore >= v.healthy THEN 'HEALTHY'
+                    WHEN s.cscore >= v.at_risk THEN 'AT_RISK' ELSE 'CRITICAL' END AS clevel,
+               coalesce(v.o_score, s.cscore) AS escore
+        OFFSET 0
+    ) l
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN v.o_id IS NULL THEN l.clevel
+                    ELSE coalesce(v.o_level, CASE WHEN l.escore >= v.healthy THEN 'HEALTHY'
+                        WHEN l.escore >= v.at_risk THEN 'AT_RISK' ELSE 'CRITICAL' END) END
+                   AS elevel
+        OFFSET 0
+    ) e
 )"""
 
 

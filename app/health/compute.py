@@ -250,11 +250,13 @@ async def score_batch(
     where: str = "",
     params: Sequence[Any] = (),
     limit: int = BATCH,
+    dense: bool = False,
 ) -> BatchResult:
     """Score one batch of customers (the given ids, or the next `limit` after `after`
     matching `where`, numbered from `WHERE_FROM`) in one statement that writes the scores
-    and level-change snapshots; record the notable moves as events. Runs inside the
-    caller's transaction."""
+    and level-change snapshots; record the notable moves as events. `dense`: `where` skips
+    no customer inside the batch's id range (see `Batch.keyset`). Runs inside the caller's
+    transaction."""
     args: list[Any] = [
         *_facts_args(run),
         *params_of(run.model),
@@ -269,7 +271,10 @@ async def score_batch(
         if after is not None:
             args.append(after)
         batch = Batch.keyset(
-            after=f"${len(args)}::uuid" if after is not None else None, where=where, limit=limit
+            after=f"${len(args)}::uuid" if after is not None else None,
+            where=where,
+            limit=limit,
+            dense=dense,
         )
     build = backfill_sql if run.backfill else upsert_sql
     sql = build(run.model, batch=batch, first_param=FACTS_ARGS + 1)

@@ -138,6 +138,7 @@ async def sweep(
     """Score every customer of the scope (with an id in (after, upto]) in batches, one
     transaction each; return (customers scored, customers whose score moved notably)."""
     where, params = scope.sql(first=WHERE_FROM)
+    dense = not where  # every customer in each batch's id range: its rollups read as a range
     if upto is not None:
         params = [*params, upto]
         where = " AND ".join(
@@ -145,7 +146,7 @@ async def sweep(
         )
     scored = changed = 0
     while True:
-        got = await _batch(run, after, where, params, batch_size, on_batch)
+        got = await _batch(run, after, where, params, batch_size, on_batch, dense)
         if got.last_id is None:
             return scored, changed
         scored, changed, after = scored + got.scored, changed + len(got.changed), got.last_id
@@ -160,6 +161,7 @@ async def _batch(
     params: list[Any],
     batch_size: int,
     on_batch: Callable[[uuid.UUID, int, int], Awaitable[None]] | None,
+    dense: bool = False,
 ) -> BatchResult:
     """One batch in its own transaction, tried again when the database rolls it back to break
     a deadlock (concurrent sweeps may meet on the summary rows their triggers update)."""
@@ -170,7 +172,7 @@ async def _batch(
                 # its commit need not wait for the disk
                 await conn.execute_script("SET LOCAL synchronous_commit = off")
                 got = await score_batch(
-                    run, after=after, where=where, params=params, limit=batch_size
+                    run, after=after, where=where, params=params, limit=batch_size, dense=dense
                 )
                 if got.last_id is not None and on_batch is not None:
                     await on_batch(got.last_id, got.scored, len(got.changed))
