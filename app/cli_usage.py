@@ -122,6 +122,13 @@ def import_events(
         typer.Option(help="Where refused lines go (default: FILE.rejected.csv)."),
     ] = None,
     chunk: Annotated[int, typer.Option(min=100, help="Lines per transaction.")] = 20_000,
+    python_reader: Annotated[
+        bool,
+        typer.Option(
+            "--python-reader",
+            help="Read and check every CSV line in Python instead of PostgreSQL (slower).",
+        ),
+    ] = False,
 ) -> None:
     """Backfill usage events from a file: streamed, bulk-loaded with COPY, idempotent on rerun
     (lines whose idempotency key is known count as duplicates)."""
@@ -182,6 +189,7 @@ def import_events(
                 actor="import:cli",
                 chunk_lines=chunk,
                 on_progress=progressed,
+                fast=not python_reader,
             )
 
     report = _run_or_exit(settings, go)

@@ -3,7 +3,8 @@ clients to one `liftoff serve`) and through `liftoff import-events`, the latency
 call, and how both hold as the event table grows.
 
     python -m bench.ingest [--rows 0,1000000] [--clients 4] [--calls 15] [--lines 200000]
-                           [--rounds 3] [--customers 2000] [--database-url URL]
+                           [--rounds 3] [--customers 2000] [--python-reader-too]
+                           [--database-url URL]
 
 One run: a throwaway database (migrated), one organization with `--customers` customers known
 by external ids and an API key. For each table size of `--rows` (ascending), the table is
@@ -68,6 +69,10 @@ class Size:
     import_cpu_us: list[float] = field(default_factory=list)  # command + PostgreSQL, per event
     api_pg_us: list[float] = field(default_factory=list)  # PostgreSQL's share of api_cpu_us
     import_pg_us: list[float] = field(default_factory=list)  # PostgreSQL's share of import_cpu_us
+    # the same figures for `import-events --python-reader` (with --python-reader-too)
+    py_rate: list[float] = field(default_factory=list)
+    py_cpu_us: list[float] = field(default_factory=list)
+    py_pg_us: list[float] = field(default_factory=list)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,6 +82,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calls", type=int, default=15, help="1,000-event calls per client per round")
     p.add_argument("--lines", type=int, default=200_000, help="lines per import round")
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument(
+        "--python-reader-too",
+        action="store_true",
+        help="each round also imports a file with --python-reader (order alternating)",
+    )
     p.add_argument("--customers", type=int, default=2000)
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_SERVER))
     return p.parse_args(argv)
@@ -258,7 +268,8 @@ def write_file(path: Path, externals: list[str], lines: int, tag: str) -> None:
 
 
 async def import_round(url: str, secret_key: str, externals: list[str], size: Size, tag: str,
-                       lines: int, database: str) -> None:  # fmt: skip
+                       lines: int, database: str, python: bool = False) -> None:  # fmt: skip
+    reader = ["--python-reader"] if python else []
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as folder:
         path = Path(folder) / "events.csv"
         await asyncio.to_thread(write_file, path, externals, lines, tag)
@@ -268,7 +279,7 @@ async def import_round(url: str, secret_key: str, externals: list[str], size: Si
         started = time.perf_counter()
         done = await asyncio.to_thread(
             subprocess.run,
-            liftoff_argv("import-events", str(path), "--org", "bench-ingest"),
+            liftoff_argv("import-events", str(path), "--org", "bench-ingest", *reader),
             env=app_env(url, secret_key, COLUMNS="100"),
             capture_output=True,
             text=True,
@@ -281,9 +292,14 @@ async def import_round(url: str, secret_key: str, externals: list[str], size: Si
         command = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     if done.returncode != 0 or f"{lines:,} accepted" not in done.stdout:
         raise RuntimeError(f"import-events: {done.returncode} {done.stdout[-300:]} {done.stderr}")
-    size.import_rate.append(lines / seconds)
-    size.import_cpu_us.append(1e6 * cpu.used(command) / lines)
-    size.import_pg_us.append(1e6 * cpu.postgres() / lines)
+    rate, cpu_us, pg_us = (
+        (size.py_rate, size.py_cpu_us, size.py_pg_us)
+        if python
+        else (size.import_rate, size.import_cpu_us, size.import_pg_us)
+    )
+    rate.append(lines / seconds)
+    cpu_us.append(1e6 * cpu.used(command) / lines)
+    pg_us.append(1e6 * cpu.postgres() / lines)
 
 
 def report(sizes: list[Size], args: argparse.Namespace) -> None:
@@ -325,6 +341,23 @@ def report(sizes: list[Size], args: argparse.Namespace) -> None:
         rows, rule=True,
     ):  # fmt: skip
         print(line)
+    if any(s.py_rate for s in sizes):
+        print("\nimport-events --python-reader (every line read and checked by Python), "
+              "in the same rounds")  # fmt: skip
+        rows = []
+        for s in sizes:
+            imp, cpu = statistics.median(s.py_rate), statistics.median(s.py_cpu_us)
+            spread = f"{min(s.py_rate):,.0f}-{max(s.py_rate):,.0f}"
+            rows.append([f"{s.rows:,}", f"{imp:,.0f}", spread,
+                         f"{cpu:.0f}", f"{statistics.median(s.py_pg_us):.0f}",
+                         f"{min(s.py_cpu_us):.0f}-{max(s.py_cpu_us):.0f}", f"{2e6 / cpu:,.0f}",
+                         f"{cpu / statistics.median(s.import_cpu_us):.2f}"])  # fmt: skip
+        for line in table(
+            [["events in table", "ev/s", "spread", "µs/event", "of it PostgreSQL", "spread",
+              "ev/s on 2 idle cores", "µs/event vs PostgreSQL reader"]],
+            rows, rule=True,
+        ):  # fmt: skip
+            print(line)
 
 
 def bench(args: argparse.Namespace, teardown: Teardown) -> int:
@@ -357,17 +390,23 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
                 for r in range(args.rounds):
                     tag = f"r{size.rows}-{r}"
                     steps = ["api", "import"] if r % 2 == 0 else ["import", "api"]
+                    if args.python_reader_too:
+                        steps = (["api", "import", "python"] if r % 2 == 0
+                                 else ["python", "import", "api"])  # fmt: skip
                     for step in steps:
                         if step == "api":
                             await api_round(server, key, externals, size, tag, args.clients,
                                             args.calls, teardown.db_name)  # fmt: skip
                         else:
-                            await import_round(url, secret_key, externals, size, tag, args.lines,
-                                               teardown.db_name)  # fmt: skip
+                            await import_round(url, secret_key, externals, size,
+                                               f"{tag}-{step}", args.lines, teardown.db_name,
+                                               python=step == "python")  # fmt: skip
+                    python = f", python reader {size.py_rate[-1]:,.0f}" if size.py_rate else ""
                     print(f"   round {r + 1}: API {size.api_rate[-1]:,.0f} ev/s, import "
-                          f"{size.import_rate[-1]:,.0f} ev/s; {load()}", flush=True)  # fmt: skip
+                          f"{size.import_rate[-1]:,.0f}{python} ev/s; {load()}",
+                          flush=True)  # fmt: skip
                 have += len(size.api_rate) * args.clients * args.calls * BATCH
-                have += len(size.import_rate) * args.lines
+                have += (len(size.import_rate) + len(size.py_rate)) * args.lines
         finally:
             await close_db()
         report(sizes, args)

@@ -23,8 +23,9 @@ from datetime import date, datetime
 from pathlib import Path
 
 from app.kit.clock import utcnow
-from app.usage import bulk, storage
+from app.usage import bulk, copyload, storage
 from app.usage.importer import Chunk, Refused, chunks
+from app.usage.rules import Window
 
 CHUNK_LINES = 20_000
 WORKERS = 2
@@ -45,7 +46,7 @@ Progress = Callable[[int, int, Report], None]
 """Called after each chunk with (bytes read, file size, the figures so far)."""
 
 
-def _next(source: Iterator[Chunk]) -> Chunk | None:
+def _next(source: Iterator[Chunk | copyload.Block]) -> Chunk | copyload.Block | None:
     return next(source, None)
 
 
@@ -61,8 +62,11 @@ async def import_file(
     workers: int = WORKERS,
     on_progress: Progress | None = None,
     now: datetime | None = None,
+    fast: bool = True,
 ) -> Report:
-    """Import every line of `path`; refused lines go to `rejects` (line, code, reason)."""
+    """Import every line of `path`; refused lines go to `rejects` (line, code, reason).
+    CSV goes through PostgreSQL (`copyload`) unless `fast` is off; JSON Lines, and the
+    chunks PostgreSQL would read otherwise, are read and checked by Python."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     report = Report()
@@ -83,28 +87,60 @@ async def import_file(
             if on_progress is not None:
                 on_progress(position, size, report)
 
-        source = chunks(stream, fmt=fmt, size=chunk_lines, now=now or utcnow(), days=retention_days)
+        window = Window.at(now or utcnow(), retention_days)
+        plan = copyload.open_csv(stream, window) if fmt == "csv" and fast else None
+        if plan is None:
+            stream.seek(0)
+            source: Iterator[Chunk | copyload.Block] = chunks(
+                stream, fmt=fmt, size=chunk_lines, window=window
+            )
+        elif isinstance(plan, Refused):
+            source = iter([Chunk(refused=[plan], read=1, position=size)])
+        else:
+            # every month of the window has its partition before chunks store in parallel
+            await storage.ensure_window(window.earliest, window.latest)
+            source = copyload.blocks(stream, plan, size=chunk_lines)
         try:
             while True:
-                chunk = await asyncio.to_thread(_next, source)
-                while storing and (chunk is None or len(storing) >= max(1, workers)):
+                item = await asyncio.to_thread(_next, source)
+                while storing and (item is None or len(storing) >= max(1, workers)):
                     await finish_oldest()
-                if chunk is None:
+                if item is None:
                     break
-                report.lines = chunk.read or report.lines
+                if isinstance(item, copyload.Block):
+                    assert isinstance(plan, copyload.Plan)
+                    report.lines = item.first + item.lines - 1
+                    task = asyncio.create_task(_store_block(plan, organization_id, item, actor))
+                    storing.append((task, [], item.position))
+                    continue
+                report.lines = item.read or report.lines
                 # missing partitions are created here, one chunk at a time, not by two
                 # chunks' transactions racing to create the same month
-                await storage.ensure_months({_month(x.occurred_at) for x in chunk.lines})
+                await storage.ensure_months({_month(x.occurred_at) for x in item.lines})
                 task = asyncio.create_task(
-                    bulk.store_chunk(organization_id, chunk.lines, actor=actor)
+                    bulk.store_chunk(organization_id, item.lines, actor=actor)
                 )
-                storing.append((task, chunk.refused, chunk.position))
+                storing.append((task, item.refused, item.position))
         finally:
             for task, _, _ in storing:  # a failed chunk stops the import; the others finish
                 with contextlib.suppress(Exception):
                     await task
     report.seconds = loop.time() - started
     return report
+
+
+async def _store_block(
+    plan: copyload.Plan, organization_id: uuid.UUID, block: copyload.Block, actor: str
+) -> bulk.Stored:
+    """A block through PostgreSQL, or through Python when PostgreSQL reads it otherwise."""
+    try:
+        return await copyload.store_block(plan, organization_id, block, actor=actor)
+    except copyload.Fallback:
+        chunk = await asyncio.to_thread(copyload.parse_block, plan, block)
+        await storage.ensure_months({_month(x.occurred_at) for x in chunk.lines})
+        stored = await bulk.store_chunk(organization_id, chunk.lines, actor=actor)
+        stored.refused.extend(chunk.refused)
+        return stored
 
 
 def _month(at: datetime) -> date:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, NamedTuple
@@ -149,41 +149,58 @@ def check_row(
 _COLUMNS = ("customer_id", "external_id", "name", "occurred_at", "idempotency_key", "properties")
 
 
+def header_of(row: list[str]) -> list[str] | Refused:
+    """The column names of a CSV header (aliases resolved), or why the file is refused."""
+    names = [ALIASES.get(h.strip(), h.strip()) for h in row]
+    missing = {"name", "occurred_at", "idempotency_key"} - set(names)
+    if missing:
+        return Refused(1, MALFORMED, f"The header lacks {', '.join(sorted(missing))}.")
+    return names
+
+
+def rows_csv(
+    texts: Iterable[str], names: list[str], window: Window, offset: int = 0
+) -> Iterator[Line | Refused]:
+    """The records after the header, checked; `offset` lines of the file come before `texts`."""
+    reader = csv.reader(texts)
+    width = len(names)
+    at = [names.index(c) if c in names else None for c in _COLUMNS]
+    cid, ext, name, when, key, props = at
+    assert name is not None and when is not None and key is not None
+    for row in reader:
+        if len(row) != width:
+            if row:
+                number = offset + reader.line_num
+                yield Refused(
+                    number,
+                    MALFORMED,
+                    f"Line {number} has {len(row)} fields; the header names {width}.",
+                )
+            continue
+        yield check_row(
+            offset + reader.line_num,
+            (row[cid] or None) if cid is not None else None,
+            (row[ext] or None) if ext is not None else None,
+            row[name],
+            row[when],
+            row[key],
+            row[props] if props is not None else None,
+            window,
+        )
+
+
 def _lines_csv(stream: IO[bytes], window: Window) -> Iterator[Line | Refused]:
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
     try:
-        reader = csv.reader(text)
-        header = next(reader, None)
-        if header is None:
+        head = csv.reader(text)
+        first = next(head, None)
+        if first is None:
             return
-        names = [ALIASES.get(h.strip(), h.strip()) for h in header]
-        width = len(names)
-        missing = {"name", "occurred_at", "idempotency_key"} - set(names)
-        if missing:
-            yield Refused(1, MALFORMED, f"The header lacks {', '.join(sorted(missing))}.")
+        names = header_of(first)
+        if isinstance(names, Refused):
+            yield names
             return
-        at = [names.index(c) if c in names else None for c in _COLUMNS]
-        cid, ext, name, when, key, props = at
-        assert name is not None and when is not None and key is not None
-        for row in reader:
-            if len(row) != width:
-                if row:
-                    yield Refused(
-                        reader.line_num,
-                        MALFORMED,
-                        f"Line {reader.line_num} has {len(row)} fields; the header names {width}.",
-                    )
-                continue
-            yield check_row(
-                reader.line_num,
-                (row[cid] or None) if cid is not None else None,
-                (row[ext] or None) if ext is not None else None,
-                row[name],
-                row[when],
-                row[key],
-                row[props] if props is not None else None,
-                window,
-            )
+        yield from rows_csv(text, names, window, offset=head.line_num)
     finally:
         text.detach()  # the caller's file stays open
 
@@ -202,9 +219,8 @@ def _lines_jsonl(stream: IO[bytes], window: Window) -> Iterator[Line | Refused]:
             yield check_line(number, item, window)
 
 
-def chunks(stream: IO[bytes], *, fmt: str, size: int, now: datetime, days: int) -> Iterator[Chunk]:
+def chunks(stream: IO[bytes], *, fmt: str, size: int, window: Window) -> Iterator[Chunk]:
     """The file's records `size` at a time, checked; only one chunk is held at once."""
-    window = Window.at(now, days)
     source = _lines_csv(stream, window) if fmt == "csv" else _lines_jsonl(stream, window)
     chunk = Chunk()
     lines, refused = chunk.lines, chunk.refused

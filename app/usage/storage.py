@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import NamedTuple
 
 from tortoise.connection import get_connection
@@ -43,6 +43,16 @@ async def ensure_months(months: set[date]) -> None:
     if months and not months <= _ensured_months:
         await ensure_partitions(min(months), max(months))
         _ensured_months.update(months)
+
+
+async def ensure_window(earliest: datetime, latest: datetime) -> None:
+    """`ensure_months` for every month from `earliest` to `latest` (UTC)."""
+    first, last = _month(earliest.astimezone(UTC)), _month(latest.astimezone(UTC))
+    months = {first, last}
+    while first < last:
+        first = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+        months.add(first)
+    await ensure_months(months)
 
 
 def store_sql(source: str) -> str:
