@@ -22,7 +22,7 @@ from redis.exceptions import NoScriptError
 
 log = logging.getLogger(__name__)
 
-SHARE_AGE = 0.1
+SHARE_AGE = 0.5
 """A local share is spent within this fraction of its budget's window, or dropped."""
 MAX_SHARES = 10_000
 """Local shares kept per process (one per budget and key in use)."""
