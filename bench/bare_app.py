@@ -7,20 +7,25 @@ same documents run against both apps. The data is the bundled default template (
 measures Liftoff against, and a fair one: `create_app` gets every advantage Liftoff gives itself
 (the same parse and validation caches, the same garbage-collector settings after start-up).
 `create_uncached_app` is the same app without them, printed for reference only.
+`create_pg_app` is the fair app that also stores each `updateTask` change in the benchmark's
+PostgreSQL database (`DATABASE_URL`) through asyncpg, in one statement: a reference for what
+persistence alone costs, not a baseline.
 
 Run: `uvicorn bench.bare_app:create_app --factory --port 8001`.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import strawberry
 import yaml
 from starlette.applications import Starlette
@@ -356,7 +361,13 @@ class Store:
         return found
 
 
-def build_schema(store: Store, *, cached: bool = True) -> strawberry.Schema:
+Persist = Callable[[str | None, str | None, int | None], Awaitable[None]]
+"""Stores one PROGRESS change: (customer id, task key, percent)."""
+
+
+def build_schema(
+    store: Store, *, cached: bool = True, persist: Persist | None = None
+) -> strawberry.Schema:
     """Query.workflow and Mutation.updateTask over `store`, with Liftoff's parse and validation
     caches and extensions runner unless `cached` is false."""
 
@@ -379,6 +390,8 @@ def build_schema(store: Store, *, cached: bool = True) -> strawberry.Schema:
                 if input.progress is None or not 0 <= input.progress <= 100:
                     raise ValueError("PROGRESS needs `progress` between 0 and 100")
                 task.progress = input.progress
+            if persist is not None:
+                await persist(input.customer_id, input.task_key, input.progress)
             task.status = TaskStatus.IN_PROGRESS
             task.started_at = task.started_at or now
             task.updated_at = now
@@ -415,17 +428,36 @@ async def health(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def _app(*, fair: bool) -> Starlette:
+_PERSIST = """WITH w AS (
+  UPDATE workflow SET version = version + 1, last_activity_at = now()
+  WHERE customer_id = $1 RETURNING id
+)
+UPDATE workflow_task t SET progress = $3, updated_at = now() FROM w
+WHERE t.workflow_id = w.id AND t.key = $2"""
+"""The task's progress and its workflow's version and activity time, in one statement."""
+
+
+def _app(*, fair: bool, database_url: str | None = None) -> Starlette:
     store = Store(yaml.safe_load(TEMPLATE.read_text()))
-    graphql = GraphQL[None, None](
-        build_schema(store, cached=fair), graphql_ide=None, allow_queries_via_get=False
-    )
+    pools: list[asyncpg.Pool] = []
+
+    async def persist(customer_id: str | None, task_key: str | None, progress: int | None) -> None:
+        await pools[0].execute(_PERSIST, uuid.UUID(customer_id or ""), task_key, progress)
+
+    schema = build_schema(store, cached=fair, persist=persist if database_url else None)
+    graphql = GraphQL[None, None](schema, graphql_ide=None, allow_queries_via_get=False)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if database_url:  # as many connections as Liftoff's pool at most (LIFTOFF_DB_POOL_MAX)
+            pools.append(await asyncpg.create_pool(database_url, min_size=1, max_size=10))
         if fair:
             settle_heap()  # what Liftoff's lifespan does after start-up
-        yield
+        try:
+            yield
+        finally:
+            for pool in pools:
+                await pool.close()
 
     return Starlette(
         routes=[Route("/healthz", health), Route("/graphql", graphql)], lifespan=lifespan
@@ -440,3 +472,9 @@ def create_app() -> Starlette:
 def create_uncached_app() -> Starlette:
     """The bare app without parse/validation caches and with default GC (reference only)."""
     return _app(fair=False)
+
+
+def create_pg_app() -> Starlette:
+    """The fair bare app storing each task change in `DATABASE_URL` in one statement
+    (reference only: what persistence alone costs)."""
+    return _app(fair=True, database_url=os.environ["DATABASE_URL"])

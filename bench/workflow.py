@@ -161,7 +161,7 @@ def report(rounds: list[Run], header: list[str], notes: list[str]) -> None:
     ops = dict.fromkeys(r.op for r in runs)
     for op in ops:
         bare_rounds = grouped.get((op, "bare"), [])
-        for app in ("liftoff", "bare-uncached"):
+        for app in ("liftoff", "bare-pg", "bare-uncached"):
             mine = grouped.get((op, app))
             if not mine or not bare_rounds:
                 continue
@@ -224,6 +224,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="Skip the reference bare app without caches (default: measure it too, labelled).",
     )
+    p.add_argument(
+        "--no-bare-pg",
+        action="store_true",
+        help="Skip the reference bare app that stores each updateTask change in PostgreSQL "
+        "(default: measure it too when updateTask runs, labelled).",
+    )
     p.add_argument("--customers", type=int, default=64, help="Seeded customers (64).")
     p.add_argument(
         "--only", choices=["query", "update"], help="Run one operation only (default: both)."
@@ -266,6 +272,8 @@ async def _benchmark(
         for op, make in ops:
             # alternate which app goes first, so slow drifts of the machine hit both alike
             for server in servers if n % 2 == 0 else servers[::-1]:
+                if server.name == "bare-pg" and op != "updateTask":
+                    continue  # a query is the same on it as on the bare app
                 label = f" (round {n + 1}/{args.rounds})" if args.rounds > 1 else ""
                 print(f"... {op} on {server.name}{label}", file=sys.stderr, flush=True)
                 paused = worker if server.name == "liftoff" else None
@@ -343,6 +351,11 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
                 "bare-uncached", bare_argv(port, args.log_level, "create_uncached_app"), env, port
             )
         )
+    if not args.no_bare_pg and args.only in (None, "update"):
+        port = free_port()
+        servers.append(
+            Child("bare-pg", bare_argv(port, args.log_level, "create_pg_app"), env, port)
+        )
     for s in servers:
         teardown.add(s.stop)
         s.start()
@@ -369,7 +382,10 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         )
         + f"; at start: {load}",
         "Apps: bare = bench.bare_app with Liftoff's parse/validation caches and GC settings (the "
-        "fair baseline); bare-uncached = the same without them (reference only).",
+        "fair baseline); bare-uncached = the same without them (reference only); bare-pg = the "
+        "fair bare app that also stores each updateTask change (task progress, workflow version) "
+        "in the bench database through asyncpg in one statement (reference only: what "
+        "persistence alone costs).",
     ]
     notes: list[str] = []
     idle: dict[str, int] = {}
