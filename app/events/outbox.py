@@ -130,21 +130,53 @@ def current_trace() -> dict[str, str] | None:
     return kept or None
 
 
+_RECORDING_MANY = """WITH seq AS (
+  INSERT INTO event_stream (id, organization_id, last_sequence)
+  SELECT s.stream, $1, s.n FROM unnest($2::uuid[], $3::bigint[]) AS s(stream, n) ORDER BY s.stream
+  ON CONFLICT (id) DO UPDATE SET last_sequence = event_stream.last_sequence + EXCLUDED.last_sequence
+  WHERE event_stream.organization_id = EXCLUDED.organization_id
+  RETURNING id, last_sequence
+), ins AS (
+  INSERT INTO outbox_event (organization_id, customer_id, stream, sequence, type, payload, actor,
+                            created_at, trace)
+  SELECT $1, e.stream, e.stream, seq.last_sequence - e.n + e.k, e.type, e.payload::jsonb, $4, $5,
+         $6::jsonb
+  FROM unnest($7::uuid[], $8::bigint[], $9::bigint[], $10::text[], $11::text[])
+       AS e(stream, n, k, type, payload)
+  JOIN seq ON seq.id = e.stream
+  ORDER BY e.stream, e.k
+)
+SELECT count(*) AS streams, pg_notify($12, $13) FROM seq"""
+
+
 async def record_many(
     *,
     organization_id: uuid.UUID,
     events: Mapping[uuid.UUID, Sequence[tuple[str, dict[str, Any]]]],
     actor: str | None = None,
 ) -> int:
-    """`record` for many customers' streams (set-based jobs), in stream order."""
-    count = 0
-    for stream in sorted(cid for cid, evs in events.items() if evs):
-        count += len(
-            await record(
-                organization_id=organization_id,
-                customer_id=stream,
-                events=events[stream],
-                actor=actor,
-            )
-        )
-    return count
+    """`record` for many customers' streams (set-based jobs) in one statement: each stream's
+    events get its next sequences, in order; the stream rows are taken in id order and stay
+    locked until the caller's transaction ends, as with `record`. Returns how many events."""
+    streams = sorted(cid for cid, evs in events.items() if evs)
+    if not streams:
+        return 0
+    counts = [len(events[s]) for s in streams]
+    cols: tuple[list[Any], ...] = ([], [], [], [], [])
+    for stream, n in zip(streams, counts, strict=True):
+        for k, (kind, payload) in enumerate(events[stream], start=1):
+            values = (stream, n, k, kind, json.dumps(payload, separators=(",", ":")))
+            for col, value in zip(cols, values, strict=True):
+                col.append(value)
+    trace = current_trace()
+    rows = await get_connection("default").execute_query_dict(
+        _RECORDING_MANY,
+        [
+            organization_id, streams, counts, actor, utcnow(),
+            None if trace is None else json.dumps(trace, separators=(",", ":")),
+            *cols, NOTIFY_CHANNEL, str(organization_id),
+        ],
+    )  # fmt: skip
+    if int(rows[0]["streams"]) != len(streams):
+        raise RuntimeError("an event stream belongs to another organization")
+    return sum(counts)

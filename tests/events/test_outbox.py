@@ -405,3 +405,41 @@ async def test_a_stream_cannot_be_written_by_another_organization(
     )
     assert count[0]["n"] == 0
     assert await Customer.filter(id=customer.id).count() == 1
+
+
+async def test_many_streams_are_recorded_in_one_statement_in_order(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    """`record_many` numbers each stream's events after its last one, in the given order, and
+    refuses a stream of another organization."""
+    a, b, fresh = await tenant.customer(), await tenant.customer(), uuid.uuid4()
+    before = {c: await last_sequence(c) for c in (a.id, b.id)}
+    async with transaction():
+        n = await outbox.record_many(
+            organization_id=tenant.id,
+            events={
+                a.id: [("health.changed", {"i": 1}), ("health.level_changed", {"i": 2})],
+                b.id: [("health.changed", {"i": 3})],
+                fresh: [("health.changed", {"i": 4})],
+            },
+            actor="system:test",
+        )
+    assert n == 4
+    rows = await events_of(a.id, after=before[a.id])
+    assert [(r.sequence, r.type, r.payload, r.actor) for r in rows] == [
+        (before[a.id] + 1, "health.changed", {"i": 1}, "system:test"),
+        (before[a.id] + 2, "health.level_changed", {"i": 2}, "system:test"),
+    ]
+    assert [(r.sequence, r.payload) for r in await events_of(b.id, after=before[b.id])] == [
+        (before[b.id] + 1, {"i": 3})
+    ]
+    assert [(r.sequence, r.organization_id) for r in await events_of(fresh)] == [  # type: ignore[attr-defined]
+        (1, tenant.id)
+    ]
+    assert (await EventStream.get(id=a.id)).last_sequence == before[a.id] + 2
+    with pytest.raises(RuntimeError, match="another organization"):
+        async with transaction():
+            await outbox.record_many(
+                organization_id=other_tenant.id, events={a.id: [("health.changed", {})]}
+            )
+    assert (await EventStream.get(id=a.id)).last_sequence == before[a.id] + 2
