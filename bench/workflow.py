@@ -109,6 +109,18 @@ class PausedWorker:
         )
 
 
+def redis_summary(runs: list[Run]) -> str:
+    """Valkey's CPU per Liftoff request, by operation (the rate limits; the paused worker
+    publishes nothing meanwhile)."""
+    per_op = []
+    for op in dict.fromkeys(r.op for r in runs):
+        mine = [r for r in runs if r.op == op and r.app == "liftoff" and r.redis_cpu is not None]
+        done = sum(r.ok for r in mine)
+        if done:
+            per_op.append(f"{op} {sum(r.redis_cpu or 0.0 for r in mine) / done * 1000:.2f}")
+    return "Valkey CPU ms per Liftoff request (its own process): " + (", ".join(per_op) or "-")
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -257,6 +269,7 @@ async def _benchmark(
     notes: list[str],
     idle: dict[str, int],
     worker: PausedWorker | None,
+    redis_pid: int | None = None,
 ) -> list[Run]:
     await asyncio.gather(*(s.wait_ready() for s in servers))
     idle.update({s.name: rss_kb(s.pid) for s in servers})
@@ -289,6 +302,7 @@ async def _benchmark(
                         requests=args.requests,
                         warmup=args.warmup,
                         database=database,
+                        redis_pid=redis_pid if server.name == "liftoff" else None,
                     )
                 finally:
                     if paused is not None:
@@ -296,6 +310,8 @@ async def _benchmark(
                 runs.append(result)
     if worker is not None:
         notes.append("  " + worker.summary(runs))
+    if redis_pid is not None:
+        notes.append("  " + redis_summary(runs))
     if args.soak:
         await soak(servers[1], query_requests(seeded.customers, args.concurrency), args, notes)
     return runs
@@ -326,8 +342,10 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
     seeded = run(seed(db_url, secret, args.customers))
 
     worker: PausedWorker | None = None
+    redis_pid: int | None = None
     if args.worker == "process":
-        _, env = run(production_env(teardown, db_url, secret, "workflow"))
+        valkey, env = run(production_env(teardown, db_url, secret, "workflow"))
+        redis_pid = valkey.pid
         env["LIFTOFF_LOG_LEVEL"] = args.log_level.upper()
         process = Child(
             "worker", liftoff_argv("worker"), {**env, "LIFTOFF_WORKER_METRICS_PORT": "0"}
@@ -389,7 +407,7 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
     ]
     notes: list[str] = []
     idle: dict[str, int] = {}
-    runs = run(_benchmark(args, servers, seeded, teardown.db_name, notes, idle, worker))
+    runs = run(_benchmark(args, servers, seeded, teardown.db_name, notes, idle, worker, redis_pid))
     header.append(f"at end:   {uptime()}")
     notes.append(
         "  RSS MB idle (ready) -> after the runs: "

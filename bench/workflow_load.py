@@ -76,6 +76,7 @@ class Run:
     pg_cpu: float | None = None
     client_cpu: float = 0.0
     machine_busy: float | None = None
+    redis_cpu: float | None = None
 
     @property
     def ok(self) -> int:
@@ -161,9 +162,11 @@ async def measure(
     requests: int | None,
     warmup: float,
     database: str,
+    redis_pid: int | None = None,
 ) -> Run:
-    """Warm up, then measure one operation on one server, with CPU accounting around it;
-    TooManyErrors when more than a small share of the requests of either failed."""
+    """Warm up, then measure one operation on one server, with CPU accounting around it (and
+    around the Redis server of `redis_pid`, when given); TooManyErrors when more than a small
+    share of the requests of either failed."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60.0) as client:
         if warmup > 0:
@@ -173,11 +176,13 @@ async def measure(
                 f"{op} on {server.name} (warm-up)", warm.ok, warm.errors, warm.first_error
             )
         run = Run(server.name, op)
-        srv0, pg0 = proc_cpu(server.pid), postgres_cpu(database)
+        srv0, pg0, redis0 = proc_cpu(server.pid), postgres_cpu(database), proc_cpu(redis_pid)
         cli0, mach0 = time.process_time(), machine_cpu()
         await drive(client, make, run, concurrency=concurrency, seconds=seconds, requests=requests)
-        srv1, pg1 = proc_cpu(server.pid), postgres_cpu(database)
+        srv1, pg1, redis1 = proc_cpu(server.pid), postgres_cpu(database), proc_cpu(redis_pid)
         cli1, mach1 = time.process_time(), machine_cpu()
+    if redis0 is not None and redis1 is not None:
+        run.redis_cpu = redis1 - redis0
     fail_on_errors(f"{op} on {server.name}", run.ok, run.errors, run.first_error)
     if srv0 is not None and srv1 is not None:
         run.server_cpu = srv1 - srv0
