@@ -14,7 +14,13 @@ from app.milestones.spine import CONSUMER as MILESTONES
 from app.onboarding.autocomplete import CONSUMER as SUCCESS_CRITERIA
 
 CONSUMERS: list[Consumer] = [
-    Consumer(analytics.NAME, analytics.handle, types=analytics.TYPES, batch_size=500),
+    Consumer(
+        analytics.NAME,
+        analytics.handle,
+        types=analytics.TYPES,
+        batch_size=500,
+        linger_seconds=analytics.LINGER_SECONDS,
+    ),
     Consumer("automation", automation.handle),
     HEALTH,
     SUCCESS_CRITERIA,

@@ -361,7 +361,11 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
     servers = {}
     for mode in MODES:
         port = free_port()
-        extra = {"LIFTOFF_ANALYTICS_CACHE_SECONDS": "0"} if mode == "fresh" else {}
+        # no inline worker: an api process as production runs it, so the figures are the
+        # query's, not those of the health and milestone jobs scoring the new customers
+        extra = {"LIFTOFF_INLINE_WORKER": "false"}
+        if mode == "fresh":
+            extra["LIFTOFF_ANALYTICS_CACHE_SECONDS"] = "0"
         servers[mode] = Child(
             f"serve-{mode}", serve_argv(port), app_env(db_url, secret, **extra), port
         )

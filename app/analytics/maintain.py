@@ -115,8 +115,12 @@ _STAGES = """SELECT id, workflow_id, key, position, status, unlocked_at, complet
 FROM workflow_stage WHERE organization_id = ANY($2::uuid[]) AND workflow_id = ANY($1::uuid[])"""
 _TASKS = """SELECT workflow_id, stage_id, key, position, status, attempts, started_at, completed_at
 FROM workflow_task WHERE organization_id = ANY($2::uuid[]) AND workflow_id = ANY($1::uuid[])"""
-_OLD = """SELECT id, contribution FROM analytics_customer WHERE id = ANY($1::uuid[])
-ORDER BY id FOR UPDATE"""
+_OLD = """SELECT id, contribution, active, last_activity_at FROM analytics_customer
+WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"""
+STALE_ACTIVITY = timedelta(hours=1)
+"""A customer whose contribution did not change keeps its saved row while the saved last
+activity is at most this much older than the real one: the aging job then looks at it
+at most this much early, finds it still active and saves it (`refresh(..., save_all=True)`)."""
 _SAVE = """INSERT INTO analytics_customer
   (id, organization_id, contribution, active, last_activity_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -216,12 +220,17 @@ SELECT id, org, '{}'::jsonb, false, $3, $3 FROM unnest($1::uuid[], $2::uuid[]) A
 ORDER BY id ON CONFLICT (id) DO NOTHING"""
 
 
-async def refresh(customer_ids: Iterable[uuid.UUID], *, now: datetime) -> set[uuid.UUID]:
+async def refresh(
+    customer_ids: Iterable[uuid.UUID], *, now: datetime, save_all: bool = False
+) -> set[uuid.UUID]:
     """Bring these customers' contributions up to date; return the organizations touched.
 
     Each customer's row in analytics_customer is locked (created empty first if missing)
     before its facts are read, so two refreshes of one customer (the consumer, the aging
-    job, a rebuild) apply one after the other, the second from what the first saved.
+    job, a rebuild) apply one after the other, the second from what the first saved. A
+    customer whose contribution and activity flag are unchanged (most moves: a progress
+    report, a task started in the same stage) adds nothing to the rollups, and its row is
+    rewritten only when its saved last activity is `STALE_ACTIVITY` behind, or `save_all`.
     """
     ids = sorted(set(customer_ids))
     if not ids:
@@ -232,7 +241,7 @@ async def refresh(customer_ids: Iterable[uuid.UUID], *, now: datetime) -> set[uu
     organizations = sorted(set(owners.values()))
     await lock_organizations(organizations, exclusive=False)
     await conn.execute_query(_CLAIM, [ids, [owners[cid] for cid in ids], now])
-    old = {r["id"]: _json(r["contribution"]) for r in await conn.execute_query_dict(_OLD, [ids])}
+    old = {r["id"]: r for r in await conn.execute_query_dict(_OLD, [ids])}
     facts = await load_facts(ids)
     pairs: dict[uuid.UUID, list[tuple[dict[str, Any] | None, dict[str, Any]]]] = {}
     saves = []
@@ -241,8 +250,15 @@ async def refresh(customer_ids: Iterable[uuid.UUID], *, now: datetime) -> set[uu
             continue
         org, f = facts[cid]
         new = rules.entries(f, now=now)
-        pairs.setdefault(org, []).append((old.get(cid) or None, new))
-        saves.append([cid, org, json.dumps(new), rules.is_active(f, now), f.last_activity_at, now])
+        active = rules.is_active(f, now)
+        saved = old.get(cid)
+        before = _json(saved["contribution"]) if saved is not None else None
+        if before == new and saved is not None and saved["active"] == active:
+            if save_all or saved["last_activity_at"] < f.last_activity_at - STALE_ACTIVITY:
+                saves.append([cid, org, json.dumps(new), active, f.last_activity_at, now])
+            continue
+        pairs.setdefault(org, []).append((before or None, new))
+        saves.append([cid, org, json.dumps(new), active, f.last_activity_at, now])
     changed = set()
     for org in organizations:
         delta = rules.diff(pairs.get(org, []))
@@ -271,7 +287,7 @@ async def age(*, now: datetime, limit: int = AGE_BATCH) -> int:
     """Refresh customers who were active and have now been idle for IDLE_DAYS days."""
     cutoff = now - timedelta(days=rules.IDLE_DAYS)
     rows = await _conn().execute_query_dict(_GONE_IDLE, [cutoff, limit])
-    await refresh([r["id"] for r in rows], now=now)
+    await refresh([r["id"] for r in rows], now=now, save_all=True)
     return len(rows)
 
 

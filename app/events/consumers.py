@@ -87,6 +87,10 @@ class Consumer:
     types: tuple[str, ...] | None = None
     batch_size: int = 200
     start: Literal["beginning", "now"] = "beginning"
+    linger_seconds: float = 0.0
+    """After a batch that was not full, wait this long before reading the next one, so the
+    events committed meanwhile are handled together (a handler whose cost is per batch more
+    than per event: many events of one customer become one refresh)."""
 
     def patterns(self) -> list[str] | None:
         """The SQL LIKE patterns of `types`."""
@@ -241,6 +245,9 @@ async def run_consumer(
             continue
         if handled >= (limit or consumer.batch_size):
             continue
+        if handled and consumer.linger_seconds > 0:
+            await _pause(stop, consumer.linger_seconds)
+            continue  # what was committed meanwhile is read as one batch
         wake.clear()
         await _pause(stop, poll_seconds, wake)
 

@@ -105,6 +105,49 @@ async def test_two_workers_handle_every_event_exactly_once(db: str, tenant: Tena
     assert set(counts.values()) == {1}
 
 
+async def test_a_lingering_consumer_handles_what_was_committed_meanwhile_as_one_batch(
+    db: str, tenant: Tenant
+) -> None:
+    """After a batch, a consumer with `linger_seconds` waits that long whatever wakes it, so
+    events committed within it are handed over together, each still exactly once."""
+    await get_connection("default").execute_query(SEEN)
+    batches: list[int] = []
+    inner = recording(f"t-{uuid.uuid4().hex[:12]}", tenant.id)
+
+    async def handle(events: Sequence[Published]) -> None:
+        mine = [e for e in events if e.organization_id == tenant.id]
+        if mine:
+            batches.append(len(mine))
+        await inner.handle(events)
+
+    consumer = Consumer(
+        name=inner.name, handle=handle, start="now", linger_seconds=3.0, types=("task.",)
+    )
+    await ensure_checkpoints([consumer])
+    stop, wake = asyncio.Event(), asyncio.Event()
+    runner = asyncio.create_task(run_consumer(consumer, stop=stop, wake=wake, poll_seconds=0.05))
+    customers = [await tenant.customer() for _ in range(5)]
+    await tenant.act(customers[0].id, "verify_email", TaskAction.COMPLETE)
+    for _ in range(100):
+        if batches:
+            break
+        await asyncio.sleep(0.02)
+    for customer in customers[1:]:  # within the linger of the first batch
+        await tenant.act(customer.id, "verify_email", TaskAction.COMPLETE)
+        wake.set()
+    expected = [
+        e.id for e in await OutboxEvent.filter(organization_id=tenant.id, type__startswith="task.")
+    ]
+    for _ in range(200):
+        if len(await seen(consumer.name)) >= len(expected):
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await runner
+    assert Counter(await seen(consumer.name)) == Counter(expected)
+    assert len(batches) == 2, batches
+
+
 async def test_an_event_committed_late_is_handled_not_skipped(
     db: str, database_url: str, tenant: Tenant
 ) -> None:
