@@ -467,6 +467,13 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
             f"{max(ratios):.3f}): keeping the rollups costs"
             f" {100 * (1 - statistics.median(ratios)):.1f} % of updateTask throughput"
         )
+        cpu_ratios = [u.cpu_on / u.cpu_off for u in updates if u.cpu_on is not None and u.cpu_off]
+        if cpu_ratios:
+            print(
+                f"  server + PostgreSQL CPU per request on/off {statistics.median(cpu_ratios):.3f}"
+                f" (range {min(cpu_ratios):.3f}-{max(cpu_ratios):.3f}): the steadier figure on a"
+                " shared machine, where throughput mostly follows the other tenants"
+            )
         per_event = [
             (u.cpu_on - u.cpu_off) / u.events_per_request
             for u in updates

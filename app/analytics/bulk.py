@@ -157,8 +157,8 @@ WHERE NOT EXISTS (SELECT 1 FROM ax_c c WHERE c.id = p.id)"""
 
 
 def _hist(expr: str, size: int) -> str:
-    parts = ", ".join(f"count(*) FILTER (WHERE {expr} = {i})" for i in range(size))
-    return f"ARRAY[{parts}]::int[]"
+    """A histogram's bucket columns: how many rows have `expr` equal to each bucket."""
+    return ", ".join(f"count(*) FILTER (WHERE {expr} = {i})" for i in range(size))
 
 
 _COHORT_VALUES = (

@@ -24,11 +24,11 @@ from app.analytics.rules import (
     COMPLETION,
     COMPLETION_DAY,
     FLIGHT,
-    LAYOUT,
     STEP,
     STEP_WEEK,
     CustomerFacts,
     Delta,
+    counter_columns,
 )
 from app.db import transaction
 
@@ -64,9 +64,8 @@ _TYPES = {
 
 
 def _columns(kind: str) -> list[str]:
-    """A rollup table's key columns, then its counters, then its histograms."""
-    scalars, arrays = LAYOUT[kind]
-    return [*KEYS[kind], *scalars, *(name for name, _ in arrays)]
+    """A rollup table's key columns, then its counters (histograms' buckets included)."""
+    return [*KEYS[kind], *counter_columns(kind)]
 
 
 def insert_head(kind: str) -> str:
@@ -75,29 +74,20 @@ def insert_head(kind: str) -> str:
 
 
 def on_conflict_add(kind: str) -> str:
-    """The ON CONFLICT clause adding the new counters and histograms to an existing row."""
+    """The ON CONFLICT clause adding the new counters to an existing row."""
     table, keys = TABLES[kind], KEYS[kind]
-    scalars, arrays = LAYOUT[kind]
-    sets = [f"{c} = {table}.{c} + EXCLUDED.{c}" for c in scalars] + [
-        f"{a} = ARRAY(SELECT coalesce(x, 0) + coalesce(y, 0)"
-        f" FROM unnest({table}.{a}, EXCLUDED.{a}) WITH ORDINALITY AS u(x, y, n) ORDER BY n)"
-        for a, _ in arrays
-    ]
+    sets = [f"{c} = {table}.{c} + EXCLUDED.{c}" for c in counter_columns(kind)]
     return f"ON CONFLICT (organization_id, {', '.join(keys)}) DO UPDATE SET {', '.join(sets)}"
 
 
 def _upsert_sql(kind: str) -> str:
-    """One statement adding many rows: keys and counters as parallel arrays, histograms as
-    array literals (unnest cannot carry arrays of arrays)."""
+    """One statement adding many rows: keys and counters as parallel arrays."""
     keys = KEYS[kind]
-    scalars, arrays = LAYOUT[kind]
     names = _columns(kind)
-    types = [_TYPES.get(k, "text") for k in keys] + ["bigint"] * len(scalars)
-    types += ["text"] * len(arrays)
+    types = [_TYPES.get(k, "text") for k in keys] + ["bigint"] * len(counter_columns(kind))
     unnest = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, start=2))
-    values = [*keys, *scalars, *(f"{name}::int[]" for name, _ in arrays)]
     return (
-        f"{insert_head(kind)} SELECT $1, {', '.join(values)}"
+        f"{insert_head(kind)} SELECT $1, {', '.join(names)}"
         f" FROM unnest({unnest}) AS v({', '.join(names)}) {on_conflict_add(kind)}"
     )
 
@@ -196,20 +186,11 @@ async def apply(organization_id: uuid.UUID, delta: Delta) -> None:
     in key order (so concurrent writers cannot deadlock)."""
     conn = _conn()
     for kind in TABLES:
-        scalars, arrays = LAYOUT[kind]
         keys = sorted(key for k, key in delta if k == kind)
         if not keys:
             continue
-        columns: list[list[Any]] = [[] for _ in range(len(KEYS[kind]) + len(scalars) + len(arrays))]
-        for key in keys:
-            values = delta[(kind, key)]
-            cut = len(scalars)
-            parts: list[Any] = [*key, *values[:cut]]
-            for _, size in arrays:
-                parts.append("{" + ",".join(map(str, values[cut : cut + size])) + "}")
-                cut += size
-            for column, value in zip(columns, parts, strict=True):
-                column.append(value)
+        rows = [(*key, *delta[(kind, key)]) for key in keys]
+        columns = [list(column) for column in zip(*rows, strict=True)]
         await conn.execute_query(UPSERT[kind], [organization_id, *columns])
 
 

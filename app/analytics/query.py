@@ -11,8 +11,7 @@ from typing import Any
 
 from tortoise.connection import get_connection
 
-from app.analytics.histogram import BUCKETS, WEEKS
-from app.analytics.rules import COHORT_COLUMNS, STEP_COLUMNS
+from app.analytics.rules import COHORT, COHORT_COLUMNS, COMPLETION, FLIGHT, STEP, counter_columns
 from app.errors import ValidationFailed
 
 DEFAULT_DAYS = 90
@@ -83,11 +82,9 @@ class Scope:
         }
 
 
-def _sums(columns: tuple[str, ...], arrays: tuple[tuple[str, int], ...]) -> str:
-    parts = [f"sum({c})::bigint" for c in columns]
-    for name, size in arrays:
-        parts += [f"coalesce(sum({name}[{i}]), 0)::bigint" for i in range(1, size + 1)]
-    return ", ".join(f"{p} AS v{i}" for i, p in enumerate(parts))
+def _sums(kind: str) -> str:
+    """The sums of a rollup table's counters, in its layout's order (`v0`, `v1`, ...)."""
+    return ", ".join(f"sum({c})::bigint AS v{i}" for i, c in enumerate(counter_columns(kind)))
 
 
 def _where(scope: Scope, start: date, *, signup: str) -> tuple[str, list[Any]]:
@@ -132,10 +129,10 @@ def _by_weeks(scope: Scope, columns: str, daily: str, weekly: str) -> tuple[str,
     ), params
 
 
-COHORT_SUMS = _sums(COHORT_COLUMNS, (("done_hist", BUCKETS), ("done_weeks", WEEKS)))
-STEP_SUMS = _sums(STEP_COLUMNS, (("time_hist", BUCKETS),))
-COMPLETION_SUMS = _sums(("completions",), (("done_hist", BUCKETS),))
-FLIGHT_SUMS = _sums((), (("here_hist", BUCKETS),))
+COHORT_SUMS = _sums(COHORT)
+STEP_SUMS = _sums(STEP)
+COMPLETION_SUMS = _sums(COMPLETION)
+FLIGHT_SUMS = _sums(FLIGHT)
 
 
 def _values(row: dict[str, Any], skip: int) -> list[int]:
@@ -154,7 +151,7 @@ class CohortSums:
     weeks: list[tuple[date, list[int]]]
 
 
-DAY_SUMS = _sums(COHORT_COLUMNS, ())
+DAY_SUMS = ", ".join(f"sum({c})::bigint AS v{i}" for i, c in enumerate(COHORT_COLUMNS))
 _WEEK = "(day - (extract(isodow FROM day)::int - 1))"
 
 
@@ -166,7 +163,7 @@ async def cohort_sums(scope: Scope) -> CohortSums:
     daily = f"SELECT day, {DAY_SUMS} FROM analytics_cohort WHERE {where} GROUP BY day"
     source, week_params = _by_weeks(
         scope,
-        f"day, user_type, channel, {', '.join(COHORT_COLUMNS)}, done_hist, done_weeks",
+        f"day, user_type, channel, {', '.join(counter_columns(COHORT))}",
         "analytics_cohort",
         "analytics_cohort_week",
     )
@@ -199,9 +196,7 @@ async def step_rows(scope: Scope) -> list[tuple[str, str, str, str, int, list[in
     """Funnel sums per (user type, channel, stage, task) for the period."""
     source, params = _by_weeks(
         scope,
-        "user_type, channel, stage_key, task_key, position, "
-        + ", ".join(STEP_COLUMNS)
-        + ", time_hist",
+        "user_type, channel, stage_key, task_key, position, " + ", ".join(counter_columns(STEP)),
         "analytics_step",
         "analytics_step_week",
     )

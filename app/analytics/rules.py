@@ -52,7 +52,20 @@ LAYOUT: dict[str, tuple[tuple[str, ...], tuple[tuple[str, int], ...]]] = {
     FLIGHT: ((), (("here_hist", BUCKETS),)),
     COMPLETION_DAY: (COMPLETION_COLUMNS, (("done_hist", BUCKETS),)),
 }
-"""Per rollup table: its scalar counters, then its histogram arrays with their lengths."""
+"""Per rollup table: its scalar counters, then its histograms with their lengths."""
+
+
+def bucket_columns(name: str, size: int) -> list[str]:
+    """The columns of a histogram: one integer per bucket (`name_0` ... `name_<size-1>`)."""
+    return [f"{name}_{i}" for i in range(size)]
+
+
+def counter_columns(kind: str) -> list[str]:
+    """A rollup table's counter columns in its layout's order: the scalars, then each
+    histogram's bucket columns (a delta's dense values, column for column)."""
+    scalars, arrays = LAYOUT[kind]
+    return [*scalars, *(c for name, size in arrays for c in bucket_columns(name, size))]
+
 
 Key = tuple[str, tuple[Any, ...]]
 Delta = dict[Key, list[int]]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -98,30 +97,6 @@ async def test_an_interrupted_rebuild_resumes_and_counts_what_happened_meanwhile
     assert seen[0] == (0, 4) and seen[-1] == (4, 4)
     kept = await dump(tenant)
     assert await maintain.rebuild(tenant.id, now=utcnow(), chunk=4) == 9
-    assert await dump(tenant) == kept
-
-
-async def test_the_upgrade_backfill_of_the_weekly_rollups_equals_what_the_consumer_keeps(
-    tenant: Tenant,
-) -> None:
-    """Migration 0022 recomputes the weekly rows (spoiled here) from the daily ones."""
-    await random_history(
-        tenant, random.Random(13), customers=8, moves=40, start=utcnow() - timedelta(days=45)
-    )
-    await drain(tenant)
-    kept = await dump(tenant)
-    assert kept["analytics_step_week"] and kept["analytics_cohort_week"]
-    backfill = importlib.import_module("migrations.0022_analytics_weekly_backfill").BACKFILL
-    async with transaction() as conn:
-        for table, column in (
-            ("analytics_step_week", "reached"),
-            ("analytics_cohort_week", "customers"),
-        ):
-            await conn.execute_query(
-                f"UPDATE {table} SET {column} = 0 WHERE organization_id = $1", [tenant.id]
-            )
-        for statement in backfill:
-            await conn.execute_script(statement)
     assert await dump(tenant) == kept
 
 
