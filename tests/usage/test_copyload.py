@@ -228,6 +228,13 @@ async def test_every_kind_of_line_comes_out_as_python_reads_it(
     assert accepted == len(fast[2]) == 18
     assert accepted + duplicates + rejected == lines - 1
 
+    again = await import_file(
+        tmp_path / "True.csv", organization_id=tenant.id, fmt="csv",
+        rejects=tmp_path / "again.csv", retention_days=400, actor="test", chunk_lines=7,
+    )  # fmt: skip
+    assert (again.accepted, again.duplicates) == (0, accepted + duplicates)
+    assert (await stored(tenant, []))[0] == fast[2]  # nothing stored twice
+
 
 async def test_lines_postgresql_reads_otherwise_go_to_python(
     tmp_path: Path, tenant: Tenant, other_tenant: Tenant, counted: dict[str, int]
