@@ -1,6 +1,7 @@
 """Customer list pages at several organization sizes, in one database and one run.
 
     python -m bench.customers [--sizes 1200,100000] [--requests 30] [--rounds 3]
+                              [--reuse-database NAME] [--seed-only]
 
 One run: a throwaway database on the PostgreSQL server (DATABASE_URL, else the machine's),
 migrated; one demo organization per size, seeded by `app.demo.seed_demo` (the engine, COPY,
@@ -8,6 +9,10 @@ ANALYZE); one `liftoff serve`; then, round after round (the order of the sizes a
 each list query `--requests` times in a row as a CSM of each organization. Prints p50/p99 per
 query and size, the ratio of each size's p50 to the smallest size's (median of the per-round
 ratios, with their range), the server's RSS and the machine's load. Figures, not verdicts.
+
+With `--reuse-database NAME` the run uses (and keeps) database NAME, creating it if missing,
+and seeds only the sizes whose organization (`size-<size>`) is not there yet: a 1,000,000-
+customer organization takes 8-30 minutes to seed, once. `--seed-only` stops after seeding.
 """
 
 from __future__ import annotations
@@ -16,14 +21,15 @@ import argparse
 import json
 import os
 import secrets
+import statistics
 import sys
 import time
 from datetime import timedelta
 
 import httpx
 
-from bench.db import DEFAULT_SERVER
-from bench.metrics import percentile_ms, rss_kb
+from bench.db import DEFAULT_SERVER, create_database, with_database
+from bench.metrics import percentile_ms, postgres_cpu, proc_cpu, rss_kb
 from bench.procs import Child, Teardown, app_env, free_port, guarded_main, run, serve_argv
 from bench.report import table
 from bench.workflow import spread, uptime
@@ -53,12 +59,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--requests", type=int, default=30, help="Requests per query, size, round.")
     p.add_argument("--rounds", type=int, default=3, help="Rounds, alternating the sizes' order.")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Seeding processes.")
+    p.add_argument(
+        "--reuse-database",
+        metavar="NAME",
+        help="Use (and keep) this database, created if missing; sizes whose organization "
+        "`size-<size>` is already there are not seeded again.",
+    )
+    p.add_argument("--seed-only", action="store_true", help="Stop after seeding.")
     return p.parse_args(argv)
+
+
+async def _reused(server_url: str, name: str) -> tuple[str, str]:
+    """The URL and server version of database `name`, created if it is not there."""
+    import asyncpg
+
+    conn = await asyncpg.connect(with_database(server_url, "postgres"))
+    try:
+        version = await conn.fetchval("SHOW server_version")
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+    finally:
+        await conn.close()
+    if not exists:
+        return await create_database(server_url, name)
+    return with_database(server_url, name), str(version)
 
 
 async def _seed(url: str, secret: str, sizes: list[int], workers: int) -> dict[int, str]:
     """One demo organization per size; a CSM token for each."""
-    from app.accounts.models import Role
+    from tortoise.connection import get_connection
+
+    from app.accounts.models import Organization, Role
     from app.accounts.tokens import token_for
     from app.db import close_db, init_db, migrate
     from app.demo import seed_demo
@@ -68,15 +98,20 @@ async def _seed(url: str, secret: str, sizes: list[int], workers: int) -> dict[i
     await close_db()
     await init_db(url)
     tokens = {}
+    fresh = False
     try:
         for size in sizes:
             started = time.perf_counter()
+            seeded = await Organization.get_or_none(slug=f"size-{size}")
+            fresh = fresh or seeded is None
             result = await seed_demo(
                 customers=size, slug=f"size-{size}", workers=workers, database_url=url
             )
             took = time.perf_counter() - started
             print(
-                f"... seeded {size:,} customers in {took:.0f} s ({size / took:,.0f}/s)",
+                f"... found {result.customers:,} customers of size-{size}"
+                if seeded is not None and result.customers == size
+                else f"... seeded {size:,} customers in {took:.0f} s ({size / took:,.0f}/s)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -87,16 +122,28 @@ async def _seed(url: str, secret: str, sizes: list[int], workers: int) -> dict[i
                 role=Role.CSM,
                 ttl=timedelta(hours=6),
             )
+        if fresh:
+            # What autovacuum does after a bulk load (this machine's server runs without it):
+            # the visibility map that index-only counts read, GIN pending lists merged.
+            print("... vacuuming customer and workflow", file=sys.stderr, flush=True)
+            await get_connection("default").execute_script("VACUUM (ANALYZE) customer, workflow")
     finally:
         await close_db()
     return tokens
 
 
+Results = dict[tuple[str, int], list[list[float]]]
+"""Per (query, size): latencies in seconds, one list per round."""
+Cpu = dict[tuple[str, int], list[tuple[float, float]]]
+"""Per (query, size): (server, PostgreSQL) CPU ms per request, one pair per round."""
+
+
 async def _measure(
-    server: Child, tokens: dict[int, str], args: argparse.Namespace
-) -> dict[tuple[str, int], list[list[float]]]:
-    """Latencies per (query, size), one list per round."""
-    out: dict[tuple[str, int], list[list[float]]] = {}
+    server: Child, tokens: dict[int, str], args: argparse.Namespace, database: str
+) -> tuple[Results, Cpu]:
+    """Latencies and CPU per request per (query, size), one entry per round."""
+    out: Results = {}
+    cpu: Cpu = {}
     sizes = list(tokens)
     async with httpx.AsyncClient(base_url=server.url, timeout=60.0, trust_env=False) as client:
         for n in range(args.rounds):
@@ -106,25 +153,37 @@ async def _measure(
                     body = json.dumps({"query": query, "variables": {"f": where}}).encode()
                     headers["content-type"] = "application/json"
                     times = []
-                    for _ in range(args.requests + 2):  # the first two warm up
+                    for i in range(args.requests + 2):  # the first two warm up
+                        if i == 2:
+                            srv0, pg0 = proc_cpu(server.pid), postgres_cpu(database)
                         started = time.perf_counter()
                         response = await client.post("/graphql", content=body, headers=headers)
                         times.append(time.perf_counter() - started)
                         if response.status_code != 200 or b'"errors"' in response.content:
                             raise RuntimeError(f"{name} at {size}: {response.content[:300]!r}")
+                    srv1, pg1 = proc_cpu(server.pid), postgres_cpu(database)
                     out.setdefault((name, size), []).append(times[2:])
+                    if srv0 is not None and srv1 is not None:
+                        pg = sum(t - pg0.get(pid, 0.0) for pid, t in pg1.items())
+                        per = 1000 / args.requests
+                        cpu.setdefault((name, size), []).append(((srv1 - srv0) * per, pg * per))
             print(f"... round {n + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    return out
+    return out, cpu
 
 
-def _report(
-    results: dict[tuple[str, int], list[list[float]]], sizes: list[int], header: list[str]
-) -> None:
+def _report(results: Results, cpu: Cpu, sizes: list[int], header: list[str]) -> None:
     print()
     print("\n".join(header))
     print()
     base = sizes[0]
-    heads = [["query", *[f"{s:,}: p50/p99 ms" for s in sizes], *[f"x{s:,} p50" for s in sizes[1:]]]]
+    heads = [
+        [
+            "query",
+            *[f"{s:,}: p50/p99 ms" for s in sizes],
+            *[f"x{s:,} p50" for s in sizes[1:]],
+            *[f"{s:,}: CPU api+pg ms" for s in sizes],
+        ]
+    ]
     rows = []
     for name, _, _ in QUERIES:
         cells = [name]
@@ -137,32 +196,51 @@ def _report(
                 for big, small in zip(results[(name, size)], results[(name, base)], strict=True)
             ]
             cells.append(spread(ratios))
+        for size in sizes:
+            pairs = cpu.get((name, size), [])
+            api = statistics.median(a for a, _ in pairs) if pairs else None
+            pg = statistics.median(p for _, p in pairs) if pairs else None
+            cells.append("-" if api is None else f"{api:.1f}+{pg:.1f}")
         rows.append(cells)
     for line in table(heads, rows, align="<" + ">" * (len(heads[0]) - 1), rule=True):
         print(line)
     print()
     print(f"Ratios: each size's p50 over the {base:,}-customer organization's, per round;")
     print("median (range, rounds). The organizations share one database and one server.")
+    print("CPU: the server process's and the database's backends' CPU per request, median of")
+    print("the rounds (wall time on a busy machine waits for a core; CPU does not).")
 
 
 def bench(args: argparse.Namespace, teardown: Teardown) -> int:
     sizes = sorted(int(s) for s in args.sizes.split(","))
-    print(f"... creating database {teardown.db_name}", file=sys.stderr, flush=True)
-    db_url, pg_version = run(teardown.create_database())
+    if args.reuse_database:
+        teardown.db_name = args.reuse_database  # never created by the teardown: kept
+        print(f"... using database {args.reuse_database}", file=sys.stderr, flush=True)
+        db_url, pg_version = run(_reused(args.database_url, args.reuse_database))
+    else:
+        print(f"... creating database {teardown.db_name}", file=sys.stderr, flush=True)
+        db_url, pg_version = run(teardown.create_database())
     secret = secrets.token_urlsafe(32)
     load_before = uptime()
     tokens = run(_seed(db_url, secret, sizes, args.workers))
+    if args.seed_only:
+        return 0
     port = free_port()
-    server = Child("liftoff", serve_argv(port), app_env(db_url, secret), port)
+    # No inline worker: the lists are read-only, and the worker's catch-up on the seeded
+    # organizations' automation would share the server's event loop with the requests.
+    server = Child(
+        "liftoff", serve_argv(port), app_env(db_url, secret, LIFTOFF_INLINE_WORKER="false"), port
+    )
     teardown.add(server.stop)
     server.start()
     run(server.wait_ready())
     idle = rss_kb(server.pid)
     start = uptime()
-    results = run(_measure(server, tokens, args))
+    results, cpu = run(_measure(server, tokens, args, teardown.db_name))
     header = [
         f"Customer lists: {args.requests} sequential requests per query, size and round, "
-        f"{args.rounds} rounds; PostgreSQL {pg_version}; one `liftoff serve` process.",
+        f"{args.rounds} rounds; PostgreSQL {pg_version}; one `liftoff serve` process "
+        "(no inline worker).",
         "Page = customers(first: 100) with each customer's workflow status, progress, "
         "estimatedMinutesRemaining and points (the figures stored on the workflow row).",
         f"load before seeding: {load_before}",
@@ -170,7 +248,7 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         f"load at end:         {uptime()}",
         f"server RSS MB: idle {idle / 1024:.0f}, after the runs {rss_kb(server.pid) / 1024:.0f}",
     ]
-    _report(results, sizes, header)
+    _report(results, cpu, sizes, header)
     return 0
 
 
