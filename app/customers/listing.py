@@ -1,9 +1,11 @@
 """The customers list in SQL: each filter on an index that also holds the sort key, keyset
 pages, and a count that is only run when asked and stays cheap at any size.
 
-Indexes (migration `performance`): (organization_id, <filter>, created_at) for user type,
-acquisition channel and workflow status (mirrored on the customer row by the engine), and
-pg_trgm GIN indexes on name and email for the search. Health filters and the health order
+Indexes (migration `customer_list_order`): (organization_id, [<filter>,] created_at, id) for
+no filter, user type, acquisition channel and workflow status (mirrored on the customer row by
+the engine), the unfiltered one with name and email included for a search that walks it; and
+pg_trgm GIN indexes on name and email for a rare search term. A page reads the workflows of
+its customers in its own statement when they are asked for. Health filters and the health order
 use `health_score`'s (organization_id, score, customer_id) and (organization_id, level, score,
 customer_id), so a level filter in a health order walks that level's scores only.
 
@@ -15,18 +17,28 @@ carries its order, so a cursor of one order is refused by another.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from app.customers.models import Customer
+from asyncpg import Record
+from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.connection import get_connection
+
 from app.db import transaction
 from app.errors import ValidationFailed
-from app.kit.pagination import clamp_first, decode_cursor, encode_cursor
+from app.kit.pagination import clamp_first, cursor_of, decode_cursor
+from app.onboarding.records import (
+    WORKFLOW_COLUMNS,
+    WORKFLOW_WIDTH,
+    WorkflowRecord,
+    workflow_of_row,
+)
 from app.onboarding.states import WorkflowStatus
 
 EXACT_COUNT_LIMIT = 10_000
@@ -34,14 +46,53 @@ EXACT_COUNT_LIMIT = 10_000
 count is the planner's estimate, and says so."""
 
 
-async def _rows(sql: str, args: list[Any]) -> list[dict[str, Any]]:
-    """A list statement's rows, planned for its own values: a prepared statement run five
+Run = Callable[[str, list[Any]], Awaitable[list[Record]]]
+
+
+@contextlib.asynccontextmanager
+async def _reading() -> AsyncIterator[Run]:
+    """Runs list statements, each planned for its own values: a prepared statement run five
     times may switch to a generic plan that takes every organization for an average one, and
     scans all of a million-customer organization (a search that matches nothing) or walks the
-    whole table for a small one (a count)."""
-    async with transaction() as conn:
-        await conn.execute_script("SET LOCAL plan_cache_mode = force_custom_plan")
-        return await conn.execute_query_dict(sql, args)
+    whole table for a small one (a count). No JIT either: a page stops after its LIMIT, and
+    compiling would cost more than any statement here runs.
+
+    Outside a transaction: one read-only transaction, opened and set in one round trip (BEGIN
+    and SET LOCAL as one simple query), its statements, COMMIT. Inside the caller's
+    transaction: a savepoint, as any unit of work."""
+    client = get_connection("default")
+    if isinstance(client, TransactionalDBClient):
+        async with transaction() as conn:
+            await conn.execute_script(_SETTINGS)
+
+            async def nested(sql: str, args: list[Any]) -> list[Record]:
+                return list((await conn.execute_query(sql, args))[1])
+
+            yield nested
+        return
+    async with client.acquire_connection() as raw:
+
+        async def run(sql: str, args: list[Any]) -> list[Record]:
+            client.log.debug("%s: %s", sql, args)  # as Tortoise logs what it sends
+            return list(await raw.fetch(sql, *args))
+
+        await raw.execute(f"BEGIN READ ONLY; {_SETTINGS}")
+        try:
+            yield run
+        except BaseException:
+            with contextlib.suppress(Exception):  # else the pool rolls back on release
+                await raw.execute("ROLLBACK")
+            raise
+        await raw.execute("COMMIT")
+
+
+_SETTINGS = "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off"
+
+
+async def _rows(sql: str, args: list[Any]) -> list[Record]:
+    """The rows of one list statement (see `_reading`)."""
+    async with _reading() as run:
+        return await run(sql, args)
 
 
 @dataclass(frozen=True)
@@ -64,11 +115,14 @@ class Order(StrEnum):
 class CustomerPage:
     """One page of customers with a cursor for each; `count()` runs only when called."""
 
-    items: list[Customer]
+    items: list[ListedCustomer]
     cursors: list[str]
     has_next_page: bool
     has_previous_page: bool
     count: Callable[[], Awaitable[Count]]
+    workflows: dict[uuid.UUID, WorkflowRecord | None] | None = None
+    """Each listed customer's workflow (None before it starts), when the page was asked with
+    `workflows=True`: read in the page's statement."""
 
     @property
     def start_cursor(self) -> str | None:
@@ -91,6 +145,19 @@ class HealthFilter:
         return self.level is not None or self.below is not None or self.above is not None
 
 
+@dataclass(frozen=True)
+class Where:
+    """A list's conditions: SQL over `customer` with its parameters ($1 is the organization).
+    `walk`: they are those of one (organization, [filter,] created_at, id) index, whose range
+    holds exactly the matching customers in list order. `search`: they include a search of
+    name and email."""
+
+    sql: str
+    params: list[Any]
+    walk: bool = False
+    search: bool = False
+
+
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -108,7 +175,7 @@ def conditions(
     template_version: int | None = None,
     health: HealthFilter | None = None,
     raw: Sequence[str] = (),
-) -> tuple[str, list[Any]]:
+) -> Where:
     """The WHERE clause of a filtered list and its parameters ($1, $2, ...); `raw` clauses are
     SQL the caller built from validated values (they may refer to `customer`)."""
     clauses: list[str] = ["customer.organization_id = $1"]
@@ -149,20 +216,28 @@ def conditions(
                 scored.append(sql.replace("?", f"${len(params)}"))
         clauses.append(f"EXISTS (SELECT 1 FROM health_score h WHERE {' AND '.join(scored)})")
     clauses.extend(f"({sql})" for sql in raw)
-    return " AND ".join(clauses), params
+    indexed = [v for v in (user_type, acquisition_channel, workflow_status) if v]
+    walk = len(clauses) == 1 + len(indexed) and len(indexed) <= 1
+    return Where(" AND ".join(clauses), params, walk=walk, search=bool(search))
 
 
-async def _count(where: str, params: list[Any]) -> Count:
-    rows = await _rows(
-        f"SELECT count(*) AS n FROM (SELECT 1 FROM customer WHERE {where}"
-        f" LIMIT {EXACT_COUNT_LIMIT + 1}) AS bounded",
-        params,
-    )
-    exact = int(rows[0]["n"])
-    if exact <= EXACT_COUNT_LIMIT:
-        return Count(exact, estimated=False)
-    plan = await _rows(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM customer WHERE {where}", params)
-    document = next(iter(plan[0].values()))
+async def _count(where: str, params: list[Any], *, walk: bool) -> Count:
+    """Exact up to EXACT_COUNT_LIMIT, else the planner's estimate (labelled). With `walk` (the
+    conditions are those of one of the (organization, [filter,] created_at, id) indexes), the
+    bounded count walks that index in its order, index-only: a plain LIMIT let the planner
+    take a sequential scan that passed over every other organization's rows first."""
+    order = " ORDER BY created_at, id" if walk else ""
+    async with _reading() as run:
+        rows = await run(
+            f"SELECT count(*) AS n FROM (SELECT 1 FROM customer WHERE {where}{order}"
+            f" LIMIT {EXACT_COUNT_LIMIT + 1}) AS bounded",
+            params,
+        )
+        exact = int(rows[0]["n"])
+        if exact <= EXACT_COUNT_LIMIT:
+            return Count(exact, estimated=False)
+        plan = await run(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM customer WHERE {where}", params)
+    document = plan[0][0]
     estimate = int(
         (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]["Plan Rows"]
     )
@@ -189,27 +264,30 @@ def _decode_health_cursor(order: Order, cursor: str) -> tuple[float | None, uuid
 
 
 async def page(
-    where: str,
-    params: list[Any],
+    where: Where,
     *,
     first: int | None,
     after: str | None,
     order: Order = Order.CREATED_ASC,
     health: HealthFilter | None = None,
+    workflows: bool = False,
 ) -> CustomerPage:
     """One page in the given order after the `after` cursor; `health` is the filter that
-    `conditions` got, so a health order can walk the scores of the asked level only."""
+    `conditions` got, so a health order can walk the scores of the asked level only. With
+    `workflows`, each customer's workflow comes in the same statement (`CustomerPage.workflows`).
+    """
     size = clamp_first(first)
+    listed = _Listed(workflows)
     if order is Order.CREATED_ASC:
-        items, more = await _by_created(where, params, size, after)
-        cursors = [encode_cursor(c) for c in items]
+        items, more = await _by_created(listed, where, size, after)
+        cursors = [c.cursor for c in items]
     else:
-        scored, more = await _by_health(where, params, size, after, order, health)
+        scored, more = await _by_health(listed, where.sql, where.params, size, after, order, health)
         items = [c for c, _ in scored]
         cursors = [health_cursor(order, score, c.id) for c, score in scored]
 
     async def count() -> Count:
-        return await _count(where, params)
+        return await _count(where.sql, where.params, walk=where.walk)
 
     return CustomerPage(
         items=items,
@@ -217,13 +295,96 @@ async def page(
         has_next_page=more,
         has_previous_page=after is not None,
         count=count,
+        workflows={c.id: listed.workflows.get(c.id) for c in items} if workflows else None,
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ListedCustomer:
+    """A customer as a list shows it: the columns a page reads (not its free-form properties)."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    email: str
+    name: str
+    company: str | None
+    external_id: str | None
+    user_type: str
+    acquisition_channel: str
+    tags: list[str]
+    signed_up_at: datetime
+    created_at: datetime
+
+    @property
+    def cursor(self) -> str:
+        """Its cursor in signup order."""
+        return cursor_of(self.created_at, self.id)
+
+
+_COLUMNS = (
+    "customer.id, customer.organization_id, customer.email, customer.name, customer.company, "
+    "customer.external_id, customer.user_type, customer.acquisition_channel, "
+    "customer.tags::text AS tags, customer.signed_up_at, customer.created_at"
+)
+_WIDTH = 11
+
+
+def _listed(v: Sequence[Any]) -> ListedCustomer:
+    tags = v[8]
+    return ListedCustomer(
+        id=v[0],
+        organization_id=v[1],
+        email=v[2],
+        name=v[3],
+        company=v[4],
+        external_id=v[5],
+        user_type=v[6],
+        acquisition_channel=v[7],
+        tags=[] if tags == "[]" else list(json.loads(tags)),
+        signed_up_at=v[9],
+        created_at=v[10],
+    )
+
+
+class _Listed:
+    """Runs a page's statement, with each customer's workflow joined to the page's rows (after
+    its LIMIT, so the walk that finds the rows is the same) when `workflows`."""
+
+    def __init__(self, workflows: bool) -> None:
+        self.join = workflows
+        self.workflows: dict[uuid.UUID, WorkflowRecord] = {}
+
+    async def rows(
+        self, select: str, order: str, args: list[Any]
+    ) -> list[tuple[ListedCustomer, tuple[Any, ...]]]:
+        """The customers of `select` (which starts with `_COLUMNS`), each with the select's
+        further columns; `order` is its order over the select's output (`listed.<column>`)."""
+        if self.join:
+            select = (
+                f"SELECT listed.*, {WORKFLOW_COLUMNS} FROM ({select}) AS listed "
+                "LEFT JOIN workflow w ON w.organization_id = listed.organization_id "
+                f"AND w.customer_id = listed.id ORDER BY {order}"
+            )
+        out = []
+        for r in await _rows(select, args):
+            values = tuple(r)
+            if self.join:
+                head = len(values) - WORKFLOW_WIDTH
+                if values[head] is not None:
+                    self.workflows[values[0]] = workflow_of_row(values[head:])
+                values = values[:head]
+            out.append((_listed(values), values[_WIDTH:]))
+        return out
+
+
 async def _by_created(
-    where: str, params: list[Any], size: int, after: str | None
-) -> tuple[list[Customer], bool]:
-    sql, args = where, list(params)
+    listed: _Listed, where: Where, size: int, after: str | None
+) -> tuple[list[ListedCustomer], bool]:
+    """A page in signup order. With a search, the page's ids are found first and its rows
+    read after: walking the signup-order index, which carries name and email, a search tests
+    each customer index-only, so a term that many customers share (the planner's choice then)
+    reads the rows of the page alone; a rare term goes by the trigram indexes."""
+    sql, args = where.sql, list(where.params)
     if after:
         created, pk = decode_cursor(after)
         args += [created, pk]
@@ -231,26 +392,33 @@ async def _by_created(
         sql += (
             f" AND customer.created_at >= {a} AND (customer.created_at, customer.id) > ({a}, {b})"
         )
-    rows = await _rows(
-        f"SELECT * FROM customer WHERE {sql} ORDER BY created_at, id LIMIT {size + 1}", args
+    limit = f"ORDER BY created_at, id LIMIT {size + 1}"
+    select = (
+        f"SELECT {_COLUMNS} FROM (SELECT customer.id FROM customer WHERE {sql} {limit})"
+        " AS found JOIN customer ON customer.organization_id = $1 AND customer.id = found.id"
+        " ORDER BY customer.created_at, customer.id"
+        if where.search
+        else f"SELECT {_COLUMNS} FROM customer WHERE {sql} {limit}"
     )
-    return [Customer._init_from_db(**row) for row in rows[:size]], len(rows) > size
+    rows = await listed.rows(select, "listed.created_at, listed.id", args)
+    return [c for c, _ in rows[:size]], len(rows) > size
 
 
 async def _by_health(
+    listed: _Listed,
     where: str,
     params: list[Any],
     size: int,
     after: str | None,
     order: Order,
     health: HealthFilter | None,
-) -> tuple[list[tuple[Customer, float | None]], bool]:
+) -> tuple[list[tuple[ListedCustomer, float | None]], bool]:
     """Scored customers by (score, id) in the order's direction, then the unscored by id.
     A level filter is put on the joined score itself, so the walk follows (organization, level,
     score, id) instead of passing over every score of other levels; with any health filter no
     unscored customer can match, so they are not looked for."""
     score, pk = _decode_health_cursor(order, after) if after else (None, None)
-    found: list[tuple[Customer, float | None]] = []
+    found: list[tuple[ListedCustomer, float | None]] = []
     if pk is None or score is not None:
         args = list(params)
         sql = where
@@ -266,16 +434,15 @@ async def _by_health(
                 else f" AND (s.score, s.customer_id) < ({s}, {i})"
             )
         direction = "" if order is Order.HEALTH_ASC else " DESC"
-        rows = await _rows(
-            "SELECT customer.*, s.score AS health_sort_score FROM customer JOIN health_score s "
+        rows = await listed.rows(
+            f"SELECT {_COLUMNS}, s.score AS health_sort_score FROM customer JOIN health_score s "
             "ON s.organization_id = customer.organization_id AND s.customer_id = customer.id "
             f"WHERE {sql} ORDER BY s.score{direction}, s.customer_id{direction} "
             f"LIMIT {size + 1}",
+            f"listed.health_sort_score{direction}, listed.id{direction}",
             args,
         )
-        for row in rows:
-            sort = float(row.pop("health_sort_score"))
-            found.append((Customer._init_from_db(**row), sort))
+        found += [(c, float(extra[0])) for c, extra in rows]
         if len(found) > size:
             return found[:size], True
         pk = None
@@ -289,9 +456,11 @@ async def _by_health(
     if pk is not None:
         args.append(pk)
         sql += f" AND customer.id > ${len(args)}::uuid"
-    rows = await _rows(
-        f"SELECT * FROM customer WHERE {sql} ORDER BY customer.id LIMIT {size + 1 - len(found)}",
+    rows = await listed.rows(
+        f"SELECT {_COLUMNS} FROM customer WHERE {sql} ORDER BY customer.id"
+        f" LIMIT {size + 1 - len(found)}",
+        "listed.id",
         args,
     )
-    found += [(Customer._init_from_db(**row), None) for row in rows]
+    found += [(c, None) for c, _ in rows]
     return found[:size], len(found) > size

@@ -41,9 +41,13 @@ class Customer(Model):
     class Meta:
         table = "customer"
         unique_together = (("organization_id", "email"), ("organization_id", "external_id"))
+        # Each list order and filter walks one of these in (created_at, id) order: the id
+        # breaks ties of created_at (a bulk import shares one), so a page and its keyset cursor
+        # are index conditions with no sort above them; counts read them index-only. The
+        # unfiltered one, (organization_id, created_at, id) INCLUDE (name, email), is made by
+        # migration 0029 (Tortoise indexes have no INCLUDE): a search walks it index-only.
         indexes = (
-            ("organization_id", "created_at"),
-            ("organization_id", "user_type", "created_at"),
-            ("organization_id", "acquisition_channel", "created_at"),
-            ("organization_id", "workflow_status", "created_at"),
+            ("organization_id", "user_type", "created_at", "id"),
+            ("organization_id", "acquisition_channel", "created_at", "id"),
+            ("organization_id", "workflow_status", "created_at", "id"),
         )

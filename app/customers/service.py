@@ -137,13 +137,15 @@ async def list_customers(
     after: str | None,
     where: CustomerFilter,
     order: Order = Order.CREATED_ASC,
+    workflows: bool = False,
 ) -> CustomerPage:
     """A page of the organization's customers (operators only) in the given order; counting
-    is left to the caller, who may not need it."""
+    is left to the caller, who may not need it. With `workflows`, each customer's workflow
+    is read in the page's statement."""
     viewer.require(Role.ADMIN, Role.CSM)
     condition = _analytics_condition(where)
     health = _health_filter(where)
-    sql, params = listing.conditions(
+    conditions = listing.conditions(
         viewer.organization_id,
         user_type=_label(where.user_type, "userType") if where.user_type else None,
         acquisition_channel=_label(where.acquisition_channel, "acquisitionChannel")
@@ -161,7 +163,9 @@ async def list_customers(
         health=health,
         raw=[condition] if condition else [],
     )
-    return await listing.page(sql, params, first=first, after=after, order=order, health=health)
+    return await listing.page(
+        conditions, first=first, after=after, order=order, health=health, workflows=workflows
+    )
 
 
 _KEY = re.compile(r"^[a-z0-9_-]{0,80}$")

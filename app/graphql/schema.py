@@ -11,7 +11,6 @@ import strawberry
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors, MaxTokensLimiter, ParserCache, SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -36,6 +35,7 @@ from app.graphql.errors import ErrorCodes, domain_error_of, is_callers_error
 from app.graphql.events.sharing import shared_result
 from app.graphql.events.subscriptions import Subscription as EventsSubscription
 from app.graphql.events.types import SHAREABLE
+from app.graphql.execution import PlainLeaves
 from app.graphql.guard import Limits, guard
 from app.graphql.health.queries import Mutation as HealthMutation
 from app.graphql.health.queries import Query as HealthQuery
@@ -132,7 +132,7 @@ class LiftoffSchema(strawberry.Schema):
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
 
 
-class FreshPerEvent(StrawberryGraphQLCoreExecutionContext):
+class FreshPerEvent(PlainLeaves):
     """graphql-core 3.3 copies one executor per subscription event but shares its field memo,
     which gains an entry per event and never shrinks while the subscription lives; give each
     event its own memo so long-lived subscriptions keep flat memory. Events of the shareable

@@ -46,7 +46,12 @@ class Page(Cursors[M]):
 
 def encode_cursor(row: Model) -> str:
     """An opaque cursor for a row ordered by (created_at, id)."""
-    raw = json.dumps([row.created_at.isoformat(), str(row.pk)])  # type: ignore[attr-defined]
+    return cursor_of(row.created_at, row.pk)  # type: ignore[attr-defined]
+
+
+def cursor_of(created_at: datetime, pk: uuid.UUID | int) -> str:
+    """The cursor of the row at (created_at, pk) in (created_at, id) order."""
+    raw = json.dumps([created_at.isoformat(), str(pk)])
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 

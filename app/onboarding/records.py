@@ -130,6 +130,10 @@ _WORKFLOW_COLUMNS = """w.id, w.organization_id, w.customer_id, w.template_id, w.
 w.badges, w.paused, w.reminders_enabled, w.started_at, w.completed_at, w.last_activity_at,
 w.version, w.progress, w.minutes_remaining, w.current_stage_key"""
 
+WORKFLOW_COLUMNS = _WORKFLOW_COLUMNS
+"""A workflow's columns (alias `w`) in the order `workflow_of_row` reads them."""
+WORKFLOW_WIDTH = 16
+
 _WORKFLOWS_BY_CUSTOMER = f"""SELECT {_WORKFLOW_COLUMNS} FROM workflow w
 WHERE w.organization_id = $1 AND w.customer_id = ANY($2::uuid[])"""
 
@@ -196,6 +200,11 @@ async def customer_workflow(
     offset = 1 + _WORKFLOW_WIDTH
     stages = _checklist_rows(tuple(r)[offset:] for r in rows if r[offset] is not None)
     return CustomerWorkflow(found=True, workflow=workflow, stages=stages.get(workflow.id, []))
+
+
+def workflow_of_row(r: Any) -> WorkflowRecord:
+    """The record of a row of `WORKFLOW_COLUMNS` (then, optionally, the sign-up time)."""
+    return _workflow(r)
 
 
 def _workflow(r: Any) -> WorkflowRecord:

@@ -123,3 +123,69 @@ async def test_large_counts_are_labelled_estimates(
     data = body["data"]["customers"]
     assert data["totalCountIsEstimate"] is True
     assert data["totalCount"] >= 3  # at least what was seen exactly, else the planner's figure
+
+
+async def test_a_page_reads_its_workflows_in_its_own_statement(
+    gql: InProcessGraphQL, tenant: Tenant
+) -> None:
+    token = _token(gql, tenant)
+    made = [await tenant.customer() for _ in range(3)]
+    await tenant.act(made[1].id, "verify_email", TaskAction.COMPLETE)
+    async with gql.client() as client:
+        await gql.execute("{ viewer { role } }", token=token, client=client)  # token check
+        with counting_statements() as statements:
+            listed = await _list(gql, token, first=3)
+        # fragments and aliases reach the workflow too
+        fragment = await gql.execute(
+            "query { customers(first: 3) { edges { node { ...W } } } }"
+            " fragment W on Customer { email wf: workflow { status progress } }",
+            token=token,
+            client=client,
+        )
+        one = await gql.execute(
+            "query($id: ID) { customer(id: $id) { workflow { status progress } } }",
+            {"id": str(made[1].id)},
+            token=token,
+            client=client,
+        )
+    assert len(statements) == 1 and "JOIN workflow" in statements[0], statements
+    figures = [e["node"]["workflow"] for e in listed["edges"]]
+    assert figures[1]["progress"] > 0 and figures[0]["progress"] == 0
+    assert one["data"]["customer"]["workflow"]["progress"] == figures[1]["progress"]
+    wf = [e["node"]["wf"] for e in fragment["data"]["customers"]["edges"]]
+    assert [w["progress"] for w in wf] == [f["progress"] for f in figures]
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off",  # the index walk
+        "SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off",  # trigrams
+    ],
+)
+async def test_search_pages_are_the_same_whichever_plan_finds_them(
+    gql: InProcessGraphQL, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, plan: str
+) -> None:
+    token = _token(gql, tenant)
+    names = ["Ana Garcia", "Bo Lind", "Cy GARCIA", "Di Park", "Ed Garciaz", "Fa Lind"]
+    for i, name in enumerate(names * 2):
+        await tenant.customer(name=name, email=f"p{i}@search.test")
+    await tenant.customer(name="Gus Moe", email="garcia.moe@search.test")  # by email
+
+    async def pages(search: str) -> list[str]:
+        seen, after = [], None
+        while True:
+            page = await _list(gql, token, first=2, after=after, f={"search": search})
+            seen += [e["node"]["email"] for e in page["edges"]]
+            if not page["pageInfo"]["hasNextPage"]:
+                return seen
+            after = page["pageInfo"]["endCursor"]
+
+    planner = {term: await pages(term) for term in ("garcia", "lind", "zqxj")}
+    monkeypatch.setattr(listing, "_SETTINGS", f"{listing._SETTINGS}; {plan}")
+    forced = {term: await pages(term) for term in planner}
+    assert forced == planner
+    assert planner["garcia"] == [f"p{i}@search.test" for i in (0, 2, 4, 6, 8, 10)] + [
+        "garcia.moe@search.test"
+    ]
+    assert planner["zqxj"] == []

@@ -14,6 +14,7 @@ from app.graphql.customers.types import (
     Info,
 )
 from app.graphql.enums import CustomerOrder
+from app.graphql.selection import selects
 from app.health.rules import HealthLevel
 from app.kit.ids import parse_id
 from app.onboarding.states import WorkflowStatus
@@ -60,8 +61,9 @@ class Query:
                 health_above=f.health_above,
             ),
             order=CustomerOrder(order_by),
+            workflows=selects(info, "edges", "node", "workflow"),
         )
-        return CustomerConnection.of(page)
+        return CustomerConnection.of(page, info.context)
 
 
 @strawberry.type

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import strawberry
 
-from app.customers.listing import EXACT_COUNT_LIMIT, Count, CustomerPage
+from app.customers.listing import EXACT_COUNT_LIMIT, Count, CustomerPage, ListedCustomer
 from app.customers.models import Customer as CustomerRow
 from app.graphql.context import Context
 from app.graphql.enums import HealthLevel, StepOutcome, WorkflowStatus
+from app.onboarding.records import WorkflowRecord
 
 if TYPE_CHECKING:
     from app.graphql.health.types import HealthScore
@@ -21,9 +22,16 @@ if TYPE_CHECKING:
 Info = strawberry.Info[Context, None]
 
 
+class _NotRead:
+    """A customer whose workflow was not read with it (its resolver asks the loader)."""
+
+
+NOT_READ = _NotRead()
+
+
 @strawberry.type(description="One of the organization's customers.")
 class Customer:
-    row: strawberry.Private[CustomerRow]
+    row: strawberry.Private[CustomerRow | ListedCustomer]
     id: strawberry.ID
     email: str
     name: str
@@ -34,15 +42,21 @@ class Customer:
     tags: list[str]
     signed_up_at: datetime
     created_at: datetime
+    listed_workflow: strawberry.Private[WorkflowRecord | _NotRead | None] = NOT_READ
 
     @strawberry.field
-    async def workflow(
+    def workflow(
         self, info: Info
     ) -> Annotated[Workflow, strawberry.lazy("app.graphql.onboarding.types")] | None:
-        from app.graphql.onboarding.types import Workflow
+        # A list page reads its customers' workflows with its rows: answered here without an
+        # awaitable per customer (graphql-core then completes the whole page synchronously).
+        # Otherwise the loader's awaitable, which graphql-core awaits for a sync resolver too.
+        if not isinstance(self.listed_workflow, _NotRead):
+            return cast("Workflow | None", self.listed_workflow)
+        return cast("Workflow | None", self._loaded_workflow(info))
 
-        row = await info.context.loaders.workflow_by_customer.load(self.row.id)
-        return Workflow.of(row) if row else None
+    async def _loaded_workflow(self, info: Info) -> WorkflowRecord | None:
+        return await info.context.loaders.workflow_by_customer.load(self.row.id)
 
     @strawberry.field(
         description="Health score, level, parts and risks; null until first computed. "
@@ -68,7 +82,11 @@ class Customer:
         return [MilestoneProgress.of(v) for v in views]
 
     @classmethod
-    def of(cls, row: CustomerRow) -> Customer:
+    def of(
+        cls,
+        row: CustomerRow | ListedCustomer,
+        workflow: WorkflowRecord | _NotRead | None = NOT_READ,
+    ) -> Customer:
         return cls(
             row=row,
             id=strawberry.ID(str(row.id)),
@@ -81,6 +99,7 @@ class Customer:
             tags=list(row.tags),
             signed_up_at=row.signed_up_at,
             created_at=row.created_at,
+            listed_workflow=workflow,
         )
 
 
@@ -133,12 +152,18 @@ class CustomerConnection:
         return (await self._count()).estimated
 
     @classmethod
-    def of(cls, page: CustomerPage) -> CustomerConnection:
+    def of(cls, page: CustomerPage, context: Context) -> CustomerConnection:
+        """The connection of `page`; the workflows the page read prime the request's loader."""
+        listed = page.workflows
+        if listed is not None:
+            context.loaders.workflow_by_customer.prime_many(listed)
         return cls(
             page=page,
             counted=[],
             edges=[
-                CustomerEdge(cursor=c, node=Customer.of(r))
+                CustomerEdge(
+                    cursor=c, node=Customer.of(r, NOT_READ if listed is None else listed[r.id])
+                )
                 for r, c in zip(page.items, page.cursors, strict=True)
             ],
             page_info=PageInfo.of(page),

@@ -1,0 +1,103 @@
+"""The plain-leaf shortcut answers exactly as graphql-core's own field path: values, enums,
+nulls, aliases, fragments, directives, and the errors (message, path) of a null on a non-null
+field or a value that does not coerce."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import strawberry
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from app.graphql.execution import PlainLeaves
+
+
+@strawberry.enum
+class Color(enum.Enum):
+    RED = "RED"
+    BLUE = "BLUE"
+
+
+@dataclass
+class Row:
+    name: Any
+    count: Any
+    color: Any
+    note: Any = None
+
+
+@strawberry.type
+class Item:
+    name: str
+    count: int
+    color: Color
+    note: str | None
+    renamed: int = strawberry.field(name="alias")
+
+    @strawberry.field
+    def computed(self) -> str:
+        return f"{self.name}!"
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def items(self) -> list[Item | None]:
+        rows = [
+            Row("a", 1, Color.RED, "n"),
+            Row("b", 2, Color.BLUE),
+            Row(None, 3, Color.RED),  # null on a non-null field: an error at its path
+            Row("d", "not a number", Color.RED),  # does not coerce
+            Row("e", 5, "GREEN"),  # not an enum value
+        ]
+        return [
+            Item(name=r.name, count=r.count, color=r.color, note=r.note, renamed=7) for r in rows
+        ]
+
+    @strawberry.field
+    async def later(self) -> list[Item]:
+        return [Item(name="z", count=9, color=Color.BLUE, note=None, renamed=8)]
+
+
+DOCUMENTS = [
+    "{ items { name count color note alias computed __typename } }",
+    "{ items { n: name c: count ...F } later { ... on Item { name color } } }"
+    " fragment F on Item { color note }",
+    "query($s: Boolean!) { items { name @skip(if: $s) count @include(if: $s) } }",
+    "{ later { name count color note } }",
+]
+
+
+def _run(context: type, document: str) -> dict[str, Any]:
+    schema = strawberry.Schema(query=Query, execution_context_class=context)
+    result = asyncio.run(schema.execute(document, variable_values={"s": True}))
+    errors = sorted((e.message, tuple(e.path or ())) for e in result.errors or [])
+    return {"data": result.data, "errors": errors}
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+def test_plain_leaves_answer_as_graphql_core(document: str) -> None:
+    plain = _run(PlainLeaves, document)
+    assert plain == _run(StrawberryGraphQLCoreExecutionContext, document)
+    assert plain["data"] is not None or plain["errors"]
+
+
+def test_only_what_is_not_plain_takes_the_long_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    long_path: list[str] = []
+    original = StrawberryGraphQLCoreExecutionContext.execute_field
+
+    def counted(self: Any, parent_type: Any, source: Any, details: Any, *rest: Any) -> Any:
+        long_path.append(f"{parent_type.name}.{details[0].node.name.value}")
+        return original(self, parent_type, source, details, *rest)
+
+    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "execute_field", counted)
+    assert _run(PlainLeaves, "{ later { name count color note computed } }")["errors"] == []
+    assert long_path == ["Query.later", "Item.computed"]
+    long_path.clear()
+    _run(PlainLeaves, DOCUMENTS[0])
+    # the failing leaves of rows 2-4 go the long way, which reports them (each item nulled)
+    assert {"Item.name", "Item.count", "Item.color"} <= set(long_path)
