@@ -7,8 +7,9 @@ from tortoise import fields
 # Every rollup histogram becomes one integer column per bucket (`done_hist_0` ...): the
 # analytics query sums plain columns, a fraction of what subscripting an array in every row
 # cost PostgreSQL, and the consumer's upserts add columns instead of rebuilding arrays. The
-# buckets are copied from the arrays, then the arrays dropped. One operation per table (one
-# ALTER, one UPDATE): an AddField per column would clone the migration state 240 times.
+# buckets are copied from the arrays and the arrays dropped in one rewrite of each table (an
+# UPDATE would leave a dead version of every row behind). One operation per table: an
+# AddField per column would clone the migration state 240 times.
 HISTOGRAMS = {
     # model: (table, ((array, buckets), ...))
     'CohortRollup': ('analytics_cohort', (('done_hist', 29), ('done_weeks', 14))),
@@ -48,11 +49,14 @@ class HistogramsToColumns(ops.TortoiseOperation):
             return
         columns = self._columns()
         adds = ', '.join(f'ADD COLUMN "{c}" INT NOT NULL DEFAULT 0' for _, _, c in columns)
-        copies = ', '.join(f'"{c}" = coalesce({name}[{i + 1}], 0)' for name, i, c in columns)
+        copies = ', '.join(
+            f'ALTER COLUMN "{c}" TYPE INT USING coalesce({name}[{i + 1}], 0)'
+            for name, i, c in columns
+        )
         drops = ', '.join(f'DROP COLUMN "{name}"' for name, _ in self.arrays)
+        # the second ALTER rewrites the table once (no dead row versions, arrays gone)
         await state_editor.client.execute_script(
-            f'ALTER TABLE "{self.table}" {adds}; UPDATE "{self.table}" SET {copies};'
-            f' ALTER TABLE "{self.table}" {drops}'
+            f'ALTER TABLE "{self.table}" {adds}; ALTER TABLE "{self.table}" {copies}, {drops}'
         )
 
 
