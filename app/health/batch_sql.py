@@ -225,10 +225,13 @@ class Batch:
         sweep of every customer), so the rollups are read as one index range; otherwise
         also by the batch's ids."""
         lo = f"{{col}} > {after}" if after else "true"
+        # both ends of the range from the batch's own ids: with one end only (the first
+        # batch), the planner takes a third of the table for it and scans all of it
         only = "" if dense else " AND {col} IN (SELECT id FROM ids)"
         return cls(
             select=lo.format(col="c.id"),
-            bound=f"{lo} AND {{col}} <= (SELECT id FROM ids ORDER BY id DESC LIMIT 1){only}",
+            bound="{col} >= (SELECT id FROM ids ORDER BY id LIMIT 1)"
+            f" AND {{col}} <= (SELECT id FROM ids ORDER BY id DESC LIMIT 1){only}",
             where=where,
             limit=limit,
         )
