@@ -189,3 +189,26 @@ async def test_search_pages_are_the_same_whichever_plan_finds_them(
         "garcia.moe@search.test"
     ]
     assert planner["zqxj"] == []
+
+
+async def test_counts_of_indexed_filters_walk_their_index(
+    gql: InProcessGraphQL, tenant: Tenant
+) -> None:
+    token = _token(gql, tenant)
+    for _ in range(3):
+        await tenant.customer(acquisition_channel="ads")
+    counted: dict[str, list[str]] = {}
+    async with gql.client() as client:
+        for name, where in {
+            "none": {},
+            "channel": {"acquisitionChannel": "ads"},
+            "search": {"search": "customer"},
+        }.items():
+            with counting_statements() as statements:
+                body = await gql.execute(COUNTED, {"f": where}, token=token, client=client)
+            assert body["data"]["customers"]["totalCount"] == 3, body
+            counted[name] = [sql for sql in statements if "count(" in sql]
+    # in index order, so the planner reads that index's range (index-only), not the table
+    assert all("ORDER BY created_at, id" in sql for sql in counted["none"] + counted["channel"])
+    # a search is left to the planner: the trigram indexes may be the way
+    assert not any("ORDER BY" in sql for sql in counted["search"])
