@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from tortoise.connection import get_connection
 
 from app.accounts.models import Role
 from app.accounts.viewer import Viewer
@@ -174,3 +175,21 @@ async def test_install_refuses_with_every_reason(tenant: Tenant) -> None:
         await versions.install_model(tenant.csm, definition="{}", created_by="t")
     other = Viewer(subject="x", organization_id=tenant.id, role=Role.CSM)
     assert [m.version for m in await versions.model_versions(other)] == [1]
+
+
+async def test_a_sweep_that_rewrote_many_scores_refreshes_their_statistics(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = get_connection("default")
+
+    async def planner_rows() -> float:
+        rows = await conn.execute_query_dict(
+            "SELECT reltuples FROM pg_class WHERE oid = 'health_score'::regclass"
+        )
+        return float(rows[0]["reltuples"])
+
+    assert not await recompute.refresh_statistics(0)  # under autovacuum's threshold: left alone
+    monkeypatch.setattr(recompute, "ANALYZE_AT", (0, 0.0))
+    await scored(tenant)  # 3 scores written: over a threshold of 0
+    stored = await HealthScore.all().count()
+    assert stored >= 3 and await planner_rows() == stored
