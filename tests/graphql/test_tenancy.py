@@ -37,7 +37,7 @@ from app.onboarding.models import (
 )
 from app.onboarding.templates import bundled_default_text
 from tests.graphql import tenancy_health, tenancy_milestones, tenancy_usage
-from tests.graphql.client import SETTINGS, error_codes, gql, token
+from tests.graphql.client import SETTINGS, error_codes, gql, graphql_app, token
 from tests.support.factories import Tenant
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
@@ -723,8 +723,10 @@ async def test_a_foreign_caller_gets_nothing_and_changes_nothing(
         if case.root in SIGN_IN_ROOTS:
             # Every in-process request comes from the test client's one address, and the
             # session's other tests fail sign-ins from it too: start each attempt with that
-            # address's throttle clear, so the case sees the refusal it is about.
+            # address's throttle and sign-in budget clear, so the case sees the refusal it
+            # is about (not the budget the session's earlier sign-ins spent).
             await SignInThrottle.filter(key__startswith="address:").delete()
+            await graphql_app().limiter.storage.reset()
         body = await gql(case.document, variables, token=world.token(attacker))
         try:
             value = check_outcome(case, case.outcomes[attacker], body)
