@@ -79,7 +79,13 @@ def stop_with(server: LiftoffServer, sig: signal.Signals, timeout: float = 60) -
 )
 def test_each_stop_signal_stops_the_embedded_postgres(data_dir: Path, sig: signal.Signals) -> None:
     pgdata = data_dir / "pgdata"
-    server = serve(data_dir, f"stop-{sig.name}")
+    # `serve` keeps a SIGHUP its parent ignores ignored (as under nohup), so the server is
+    # started with the default disposition whatever the test runner was started with
+    inherited = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        server = serve(data_dir, f"stop-{sig.name}")
+    finally:
+        signal.signal(signal.SIGHUP, inherited)
     assert postmaster_pid(pgdata) is not None
     stop_with(server, sig)
     output = server.output()
