@@ -1,7 +1,7 @@
 """Customer list pages at several organization sizes, in one database and one run.
 
     python -m bench.customers [--sizes 1200,100000] [--requests 30] [--rounds 3]
-                              [--reuse-database NAME] [--seed-only]
+                              [--reuse-database NAME] [--seed-only] [--only search,...]
 
 One run: a throwaway database on the PostgreSQL server (DATABASE_URL, else the machine's),
 migrated; one demo organization per size, seeded by `app.demo.seed_demo` (the engine, COPY,
@@ -38,6 +38,7 @@ FIGURES = (
     "edges { node { id name email workflow { status progress estimatedMinutesRemaining points } } }"
 )
 PAGE = "query($f: CustomerFilter) { customers(first: 100, filter: $f) { " + FIGURES + " } }"
+PAGE20 = "query($f: CustomerFilter) { customers(first: 20, filter: $f) { " + FIGURES + " } }"
 COUNT = "query($f: CustomerFilter) { customers(first: 1, filter: $f) { totalCount totalCountIsEstimate } }"  # noqa: E501
 QUERIES: list[tuple[str, str, dict[str, object]]] = [
     ("page, no filter", PAGE, {}),
@@ -46,6 +47,11 @@ QUERIES: list[tuple[str, str, dict[str, object]]] = [
     ("page, ACTIVE", PAGE, {"workflowStatus": "ACTIVE"}),
     ("page, COMPLETED", PAGE, {"workflowStatus": "COMPLETED"}),
     ("page, search hit", PAGE, {"search": "garcia"}),
+    # Like with like (see bench/README.md): `garcia` matches 2.2 % of the customers, 26 at
+    # 1,200, so its page above is 26 rows there and 100 at the larger sizes; these two return
+    # the same number of rows at every size.
+    ("page 20, search hit =", PAGE20, {"search": "garcia"}),
+    ("page, search common =", PAGE, {"search": "par"}),
     ("page, search miss", PAGE, {"search": "zqxj"}),
     ("totalCount", COUNT, {}),
     ("totalCount ACTIVE", COUNT, {"workflowStatus": "ACTIVE"}),
@@ -66,6 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "`size-<size>` is already there are not seeded again.",
     )
     p.add_argument("--seed-only", action="store_true", help="Stop after seeding.")
+    p.add_argument(
+        "--only",
+        metavar="WORDS",
+        help="Measure only the queries whose name contains one of these comma-separated words "
+        "(e.g. `search`); all of them by default.",
+    )
     return p.parse_args(argv)
 
 
@@ -132,6 +144,8 @@ async def _seed(url: str, secret: str, sizes: list[int], workers: int) -> dict[i
     return tokens
 
 
+Rows = dict[tuple[str, int], int]
+"""Per (query, size): the customers a page returned."""
 Results = dict[tuple[str, int], list[list[float]]]
 """Per (query, size): latencies in seconds, one list per round."""
 Cpu = dict[tuple[str, int], list[tuple[float, float]]]
@@ -140,16 +154,17 @@ Cpu = dict[tuple[str, int], list[tuple[float, float]]]
 
 async def _measure(
     server: Child, tokens: dict[int, str], args: argparse.Namespace, database: str
-) -> tuple[Results, Cpu]:
-    """Latencies and CPU per request per (query, size), one entry per round."""
+) -> tuple[Results, Cpu, Rows]:
+    """Latencies and CPU per request per (query, size), one entry per round; rows per page."""
     out: Results = {}
     cpu: Cpu = {}
+    rows: Rows = {}
     sizes = list(tokens)
     async with httpx.AsyncClient(base_url=server.url, timeout=60.0, trust_env=False) as client:
         for n in range(args.rounds):
             for size in sizes if n % 2 == 0 else sizes[::-1]:
                 headers = {"authorization": f"Bearer {tokens[size]}"}
-                for name, query, where in QUERIES:
+                for name, query, where in _queries(args):
                     body = json.dumps({"query": query, "variables": {"f": where}}).encode()
                     headers["content-type"] = "application/json"
                     times = []
@@ -161,6 +176,9 @@ async def _measure(
                         times.append(time.perf_counter() - started)
                         if response.status_code != 200 or b'"errors"' in response.content:
                             raise RuntimeError(f"{name} at {size}: {response.content[:300]!r}")
+                        if i == 0 and "edges" in query:
+                            listed = response.json()["data"]["customers"]["edges"]
+                            rows[(name, size)] = len(listed)
                     srv1, pg1 = proc_cpu(server.pid), postgres_cpu(database)
                     out.setdefault((name, size), []).append(times[2:])
                     if srv0 is not None and srv1 is not None:
@@ -168,10 +186,25 @@ async def _measure(
                         per = 1000 / args.requests
                         cpu.setdefault((name, size), []).append(((srv1 - srv0) * per, pg * per))
             print(f"... round {n + 1}/{args.rounds} done", file=sys.stderr, flush=True)
-    return out, cpu
+    return out, cpu, rows
 
 
-def _report(results: Results, cpu: Cpu, sizes: list[int], header: list[str]) -> None:
+def _queries(args: argparse.Namespace) -> list[tuple[str, str, dict[str, object]]]:
+    """The queries to measure (`--only`)."""
+    if not args.only:
+        return QUERIES
+    words = [w.strip() for w in args.only.split(",") if w.strip()]
+    return [q for q in QUERIES if any(w in q[0] for w in words)]
+
+
+def _report(
+    queries: list[tuple[str, str, dict[str, object]]],
+    results: Results,
+    cpu: Cpu,
+    rows_of: Rows,
+    sizes: list[int],
+    header: list[str],
+) -> None:
     print()
     print("\n".join(header))
     print()
@@ -179,14 +212,16 @@ def _report(results: Results, cpu: Cpu, sizes: list[int], header: list[str]) -> 
     heads = [
         [
             "query",
+            "rows",
             *[f"{s:,}: p50/p99 ms" for s in sizes],
             *[f"x{s:,} p50" for s in sizes[1:]],
             *[f"{s:,}: CPU api+pg ms" for s in sizes],
         ]
     ]
     rows = []
-    for name, _, _ in QUERIES:
-        cells = [name]
+    for name, _, _ in queries:
+        counts = [rows_of.get((name, size)) for size in sizes]
+        cells = [name, "-" if None in counts else "/".join(str(c) for c in counts)]
         for size in sizes:
             flat = [t for r in results[(name, size)] for t in r]
             cells.append(f"{percentile_ms(flat, 0.5):.1f} / {percentile_ms(flat, 0.99):.1f}")
@@ -209,6 +244,11 @@ def _report(results: Results, cpu: Cpu, sizes: list[int], header: list[str]) -> 
     print("median (range, rounds). The organizations share one database and one server.")
     print("CPU: the server process's and the database's backends' CPU per request, median of")
     print("the rounds (wall time on a busy machine waits for a core; CPU does not).")
+    print("Rows: the customers each size's page returned. A page's cost grows with its rows,")
+    print("so a ratio compares like with like only where they are the same at every size: the")
+    print("queries marked = are chosen so (`garcia` in pages of 20; `par`, which fills a page")
+    print("of 100 at every size); `page, search hit` (`garcia`, first 100) is not, as its rows")
+    print("column shows.")
 
 
 def bench(args: argparse.Namespace, teardown: Teardown) -> int:
@@ -236,7 +276,7 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
     run(server.wait_ready())
     idle = rss_kb(server.pid)
     start = uptime()
-    results, cpu = run(_measure(server, tokens, args, teardown.db_name))
+    results, cpu, rows = run(_measure(server, tokens, args, teardown.db_name))
     header = [
         f"Customer lists: {args.requests} sequential requests per query, size and round, "
         f"{args.rounds} rounds; PostgreSQL {pg_version}; one `liftoff serve` process "
@@ -248,7 +288,7 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         f"load at end:         {uptime()}",
         f"server RSS MB: idle {idle / 1024:.0f}, after the runs {rss_kb(server.pid) / 1024:.0f}",
     ]
-    _report(results, cpu, sizes, header)
+    _report(_queries(args), results, cpu, rows, sizes, header)
     return 0
 
 

@@ -1,10 +1,11 @@
 """The customers list in SQL: each filter on an index that also holds the sort key, keyset
 pages, and a count that is only run when asked and stays cheap at any size.
 
-Indexes (migration `customer_list_order`): (organization_id, [<filter>,] created_at, id) for
-no filter, user type, acquisition channel and workflow status (mirrored on the customer row by
-the engine), the unfiltered one with name and email included for a search that walks it; and
-pg_trgm GIN indexes on name and email for a rare search term. A page reads the workflows of
+Indexes (migrations `customer_list_order`, `customer_search_text`): (organization_id,
+[<filter>,] created_at, id) for no filter, user type, acquisition channel and workflow status
+(mirrored on the customer row by the engine), the unfiltered one including `search_text` (name
+and email lower-cased, a generated column) for a search that walks it; and a GIN index of
+(organization_id, search_text trigrams) for a rare search term. A page reads the workflows of
 its customers in its own statement when they are asked for. Health filters and the health order
 use `health_score`'s (organization_id, score, customer_id) and (organization_id, level, score,
 customer_id), so a level filter in a health order walks that level's scores only.
@@ -158,6 +159,14 @@ class Where:
     search: bool = False
 
 
+SEARCH_SEPARATOR = "\x1f"
+"""What separates name and email in `customer.search_text` (migration `customer_search_text`):
+`lower(name) || SEARCH_SEPARATOR || lower(email)`, kept by PostgreSQL as a generated column. A
+term without it matches there exactly when it matches name or email case-insensitively (ILIKE
+is LIKE over `lower()` of both sides), so a search tests one lowered column with LIKE instead of
+lower-casing two columns and the pattern for every customer it passes."""
+
+
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -192,7 +201,10 @@ def conditions(
     if workflow_status:
         add("workflow_status = ?", workflow_status.value)
     if search:
-        add("(name ILIKE ? OR email ILIKE ?)", _like(search))
+        if SEARCH_SEPARATOR in search:  # could span name and email in `search_text`
+            add("(name ILIKE ? OR email ILIKE ?)", _like(search))
+        else:
+            add("search_text LIKE lower(?::text)", _like(search))
     if signed_up_from:
         add("signed_up_at >= ?", signed_up_from)
     if signed_up_before:
@@ -381,9 +393,10 @@ async def _by_created(
     listed: _Listed, where: Where, size: int, after: str | None
 ) -> tuple[list[ListedCustomer], bool]:
     """A page in signup order. With a search, the page's ids are found first and its rows
-    read after: walking the signup-order index, which carries name and email, a search tests
-    each customer index-only, so a term that many customers share (the planner's choice then)
-    reads the rows of the page alone; a rare term goes by the trigram indexes."""
+    read after: walking the signup-order index, which carries `search_text`, a search tests
+    each customer index-only with one LIKE, so a term that many customers share (the planner's
+    choice then) reads the rows of the page alone; a rare term goes by the organization's
+    trigram index."""
     sql, args = where.sql, list(where.params)
     if after:
         created, pk = decode_cursor(after)

@@ -44,8 +44,10 @@ class Customer(Model):
         # Each list order and filter walks one of these in (created_at, id) order: the id
         # breaks ties of created_at (a bulk import shares one), so a page and its keyset cursor
         # are index conditions with no sort above them; counts read them index-only. The
-        # unfiltered one, (organization_id, created_at, id) INCLUDE (name, email), is made by
-        # migration 0029 (Tortoise indexes have no INCLUDE): a search walks it index-only.
+        # unfiltered one, (organization_id, created_at, id) INCLUDE (search_text), is made by
+        # migration 0030 (Tortoise indexes have no INCLUDE): a search walks it index-only.
+        # `search_text` (lower(name) || '\x1f' || lower(email)) is a column PostgreSQL
+        # generates, not a field: Tortoise never writes it (see app/customers/listing.py).
         indexes = (
             ("organization_id", "user_type", "created_at", "id"),
             ("organization_id", "acquisition_channel", "created_at", "id"),

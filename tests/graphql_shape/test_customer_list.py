@@ -10,6 +10,7 @@ import pytest
 from app.accounts.models import Role
 from app.accounts.tokens import token_for
 from app.customers import listing
+from app.customers.models import Customer
 from app.db import transaction
 from app.onboarding import service
 from app.onboarding.states import StageAction, TaskAction
@@ -189,6 +190,32 @@ async def test_search_pages_are_the_same_whichever_plan_finds_them(
         "garcia.moe@search.test"
     ]
     assert planner["zqxj"] == []
+
+
+async def test_search_matches_name_or_email_case_insensitively_never_across_them(
+    gql: InProcessGraphQL, tenant: Tenant
+) -> None:
+    token = _token(gql, tenant)
+    await tenant.customer(name="Jörg MÜLLER", email="jm@Umlaut.test")
+    await tenant.customer(name="Zed Ab", email="cd@span.test")
+    renamed = await tenant.customer(name="Old Name", email="rn@span.test")
+    await Customer.filter(id=renamed.id).update(name="Ingrid Østergaard")
+
+    async def emails(term: str) -> list[str]:
+        found = await _list(gql, token, f={"search": term})
+        return [e["node"]["email"].lower() for e in found["edges"]]
+
+    with counting_statements() as statements:
+        assert await emails("müller") == ["jm@umlaut.test"]  # lower() of non-ASCII letters
+    assert any("search_text LIKE" in sql for sql in statements), statements
+    assert await emails("RG mü") == ["jm@umlaut.test"]
+    assert await emails("UMLAUT.T") == ["jm@umlaut.test"]
+    assert await emails("østergaard") == ["rn@span.test"]  # kept up to date on update
+    assert await emails("old name") == []
+    # name "Zed Ab" and email "cd@..." are searched apart: no match across the two
+    assert await emails("abcd") == []
+    assert await emails("ab\x1fcd") == []  # the separator itself: name and email with ILIKE
+    assert await emails("ab") == ["cd@span.test"]
 
 
 async def test_counts_of_indexed_filters_walk_their_index(
