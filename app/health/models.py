@@ -58,9 +58,11 @@ class HealthScore(Model):
 
     class Meta:
         table = "health_score"
-        unique_together = (("organization_id", "customer_id"),)
+        # customer first: the one key serves a lookup by (organization, customer), an upsert's
+        # conflict (either column order matches it) and the customer foreign key, so a
+        # rewritten score updates four indexes, not five
+        unique_together = (("customer_id", "organization_id"),)
         indexes = (
-            ("customer_id",),
             ("organization_id", "score", "customer_id"),
             ("organization_id", "level", "score", "customer_id"),
         )
