@@ -41,6 +41,7 @@ from tortoise.connection import get_connection
 from app.analytics import maintain
 from app.analytics import rules as analytics
 from app.db import transaction
+from app.health.rules import FACT_FIELDS, MOMENTS
 
 ORIGINALS = 2000
 """Customers a demo simulates one by one; the rest copy them."""
@@ -116,6 +117,12 @@ _SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 # $1 organization, $2 now (when used)
 _SHIFT = "make_interval(days => m.days)"
+_MOMENT_AT = ", ".join(str(FACT_FIELDS.index(name)) for name in MOMENTS)
+_FACTS_MOVED = f"""CASE WHEN jsonb_typeof(h.facts) <> 'array' THEN h.facts ELSE (
+    SELECT jsonb_agg(CASE WHEN x.i - 1 IN ({_MOMENT_AT}) AND jsonb_typeof(x.e) = 'string'
+        THEN to_jsonb((x.e #>> '{{}}')::timestamp + {_SHIFT}) ELSE x.e END ORDER BY x.i)
+    FROM jsonb_array_elements(h.facts) WITH ORDINALITY AS x(e, i)) END"""
+"""A snapshot's facts with the moments its day counts start from moved with the copy."""
 WORKFLOW, STAGE, TASK = 0x0100, 0x0200, 0x0300
 
 
@@ -199,7 +206,7 @@ FROM demo_clone m JOIN demo_src_milestone_achievement a ON a.customer_id = m.ori
     f"""INSERT INTO health_snapshot (organization_id, customer_id, day, kind, taken_at, score,
   level, confidence, components, facts, model_version)
 SELECT $1, m.id, h.day + m.days, h.kind, h.taken_at + {_SHIFT}, h.score, h.level,
-  h.confidence, h.components, h.facts, h.model_version
+  h.confidence, h.components, {_FACTS_MOVED}, h.model_version
 FROM demo_clone m JOIN demo_src_health_snapshot h ON h.customer_id = m.original
   AND h.day + m.days < ($2::timestamptz AT TIME ZONE 'UTC')::date
   AND h.day + m.days >= ($2::timestamptz AT TIME ZONE 'UTC')::date - {HEALTH_DAYS}""",

@@ -68,6 +68,13 @@ SPECIAL, FEATURE, TICKET, ESCALATION, POSITIVE, NEUTRAL, NEGATIVE, FAILURE, DOWN
 FEATURE_SHIFT = 16
 
 
+def _moment(column: str) -> str:
+    """A stored fact that counts days up to now, stored as the moment it counts from (UTC, ISO
+    8601): it stays the same from one day to the next, so a score that did not move is not
+    rewritten only because the date did (`rules.Facts.from_json` counts the days again)."""
+    return f"to_jsonb({column} AT TIME ZONE 'UTC')"
+
+
 def _clamp(expr: str) -> str:
     return f"least(100.0, greatest(0.0, ({expr})::float8))"
 
@@ -167,13 +174,22 @@ ids AS MATERIALIZED (
       coalesce(sum(count) FILTER (WHERE day >= $7 AND m & 256 <> 0), 0) AS downgrades,
       coalesce(sum(count) FILTER (WHERE day >= $7 AND m & 512 <> 0), 0) AS billing
     FROM (
-        -- each row's classes once (OFFSET 0 keeps the subquery from being inlined)
+        -- each rollup's classes once (OFFSET 0 keeps the subquery from being inlined); the
+        -- rollups of a customer come packed in one row of `usage_pack` (kept by triggers on
+        -- `usage_daily`), one index entry and one tuple per customer instead of one per
+        -- (day, name)
         SELECT customer_id, day, name, count, last_at,
-               coalesce(($11::int8[])[array_position($10::text[], name::text)], 0) AS m,
+               coalesce(($11::int8[])[array_position($10::text[], name)], 0) AS m,
                $9::date - day AS ago
-        FROM usage_daily
-        WHERE organization_id = $1 AND {bound_u}
-          AND day >= $8 AND day <= $9
+        FROM (
+            -- set-returning functions in the select list step through the arrays side by
+            -- side (a function scan would copy each customer's elements into a tuplestore)
+            SELECT p.customer_id, unnest(p.days) AS day, unnest(p.names) AS name,
+                   unnest(p.counts) AS count, unnest(p.last_ats) AS last_at
+            FROM usage_pack p
+            WHERE p.organization_id = $1 AND {bound_u}
+        ) r
+        WHERE day >= $8 AND day <= $9
         OFFSET 0
     ) classed
     GROUP BY customer_id
@@ -200,7 +216,9 @@ ids AS MATERIALIZED (
                 ELSE cust.wf_progress / 100.0 END AS progress,
            CASE WHEN cust.wf_status = 'ACTIVE' AND cust.last_activity_at IS NOT NULL
                 THEN greatest(0, floor(extract(epoch FROM ($2 - cust.last_activity_at))
-                    / 86400))::int END AS stalled
+                    / 86400))::int END AS stalled,
+           u.last_active,
+           CASE WHEN cust.wf_status = 'ACTIVE' THEN cust.last_activity_at END AS stalled_since
     FROM cust LEFT JOIN usage u ON u.customer_id = cust.id
 ), p AS (
     SELECT * FROM unnest({param_arrays}) AS p(segment, {param_names})
@@ -254,7 +272,7 @@ class Batch:
                 if "h." in where
                 else ""
             ),
-            bound_u=self.bound.format(col="customer_id"),
+            bound_u=self.bound.format(col="p.customer_id"),
             **more,
         )
 
@@ -307,9 +325,11 @@ def scored_sql(model: HealthModelDef, *, batch: Batch, first_param: int) -> str:
     )
     facts = ", ".join(
         [
-            "events", "active_days", "dsa", "to_jsonb(features)", "tickets", "escalations",
+            "events", "active_days", _moment("last_active"), "to_jsonb(features)", "tickets",
+            "escalations",
             "positive", "neutral", "negative", "failures", "downgrades", "billing", "progress",
-            "completed", "dss", "CASE WHEN completed THEN NULL ELSE stage END", "stalled",
+            "completed", _moment("signed_up_at"), "CASE WHEN completed THEN NULL ELSE stage END",
+            _moment("stalled_since"),
             median, f"${after + 3}::float8",
         ]
     )  # fmt: skip
@@ -323,6 +343,7 @@ v AS (
            f.o_id, f.o_score, f.o_level, f.events, f.active_days, f.dsa, f.features,
            f.tickets, f.escalations, f.positive, f.neutral, f.negative, f.failures,
            f.downgrades, f.billing, f.progress, f.completed, f.dss, f.stage, f.stalled,
+           f.last_active, f.signed_up_at, f.stalled_since,
            p.healthy, p.at_risk, p.notify_points, {weights},
            {values}
     FROM f JOIN p ON p.segment = CASE WHEN f.user_type = ANY(${n}::text[])

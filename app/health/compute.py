@@ -224,7 +224,7 @@ def _events(run: Run, moved: list[list[Any]]) -> dict[uuid.UUID, list[tuple[str,
     for cid, segment, score, level, old_score, old_level, components, facts in moved:
         model = run.model_for(segment)
         parts = tuple(Part(str(k), v, float(w), float(c)) for k, v, w, c in components)
-        found = explain.risks(model, parts, Facts.from_json(facts), run.norm)
+        found = explain.risks(model, parts, Facts.from_json(facts, as_of=run.now), run.norm)
         payload = {
             "customerId": str(cid),
             "score": round(score, 1),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -80,15 +81,33 @@ class Facts:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any] | list[Any]) -> Facts:
+    def from_json(cls, data: dict[str, Any] | list[Any], *, as_of: datetime | None = None) -> Facts:
         """The facts stored with a score: a list in `FACT_FIELDS` order (then the norm), as
-        the set-based recompute writes them, or an object by name (older scores)."""
+        the set-based recompute writes them, or an object by name (older scores). The day
+        counts of `MOMENTS` may be stored as the moment they count from (ISO 8601, UTC): they
+        are counted up to `as_of` (now when not given) as the recompute counts them."""
         if isinstance(data, list):
             data = dict(zip(FACT_FIELDS, data, strict=False))
         known = {k: v for k, v in data.items() if k in _DEFAULTS and v is not None}
+        for name in MOMENTS:
+            if isinstance(known.get(name), str):
+                known[name] = days_since(known[name], as_of or datetime.now(UTC))
         if "features_used" in known:
             known["features_used"] = tuple(known["features_used"])
         return cls(**known)
+
+
+MOMENTS = ("days_since_active", "days_since_signup", "stalled_days")
+"""Facts that grow by one a day while nothing happens."""
+
+
+def days_since(moment: str, as_of: datetime) -> int:
+    """Whole days from a stored moment (ISO 8601, UTC when it names no zone) to `as_of`, never
+    negative: `greatest(0, floor(seconds / 86400))` as the SQL counts them."""
+    then = datetime.fromisoformat(moment)
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    return max(0, (as_of - then).days)
 
 
 _DEFAULTS: dict[str, Any] = {name: getattr(Facts(), name) for name in Facts.__slots__}

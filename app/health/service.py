@@ -91,7 +91,7 @@ async def view_of(
 ) -> HealthView:
     """A stored score with its explanation; an override past its expiry no longer shows."""
     model = await models.get(row.model_version, row.segment)
-    facts = Facts.from_json(row.facts)
+    facts = Facts.from_json(row.facts, as_of=now)
     norm = norm_of(row.facts)
     parts = parts_of(row.components)
     override = overrides.get(row.override_id) if row.override_id else None
@@ -200,8 +200,8 @@ async def health_history(viewer: Viewer, customer_id: str | None, days: int) -> 
             explain.changes(
                 parts_of(prev.components),
                 parts_of(row.components),
-                old_facts=Facts.from_json(prev.facts),
-                new_facts=Facts.from_json(row.facts),
+                old_facts=Facts.from_json(prev.facts, as_of=prev.taken_at),
+                new_facts=Facts.from_json(row.facts, as_of=row.taken_at),
             )
             if prev
             else []
@@ -231,7 +231,7 @@ async def changes_since(
     moved = explain.changes(
         parts_of(before.components),
         view.parts,
-        old_facts=Facts.from_json(before.facts),
+        old_facts=Facts.from_json(before.facts, as_of=before.taken_at),
         new_facts=view.facts,
     )
     return round(view.score - before.score, 2), moved

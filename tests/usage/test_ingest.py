@@ -15,6 +15,7 @@ from app.usage.models import UsageDaily, UsageEvent
 from app.usage.rules import EventIn, ItemStatus
 from app.usage.service import INGESTED, Ingested, ingest_events
 from tests.support.factories import Tenant
+from tests.support.usage_pack import assert_pack_matches
 
 
 async def ingest(tenant: Tenant, events: list[EventIn]) -> Ingested:
@@ -125,6 +126,7 @@ async def test_the_same_batch_twice_stores_each_event_once(tenant: Tenant) -> No
     announced = await OutboxEvent.filter(organization_id=tenant.id, type=INGESTED)
     assert len(announced) == 1
     assert announced[0].payload["accepted"] == 30
+    await assert_pack_matches(tenant.id)
 
 
 async def test_twenty_concurrent_copies_of_one_batch_store_each_event_once(
@@ -139,6 +141,7 @@ async def test_twenty_concurrent_copies_of_one_batch_store_each_event_once(
     assert await UsageEvent.filter(customer_id=customer.id).count() == 200
     total = sum(d.count for d in await UsageDaily.filter(customer_id=customer.id))
     assert total == 200
+    await assert_pack_matches(tenant.id)
 
 
 async def test_another_organizations_customer_is_not_found_and_nothing_changes(

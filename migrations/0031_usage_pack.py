@@ -1,0 +1,125 @@
+from tortoise import migrations
+from tortoise.migrations import operations as ops
+
+# `usage_pack`: every daily rollup of a customer in one row, as parallel arrays ordered by
+# (day, name), so a health recompute reads one row per customer instead of the ~34 rollup rows
+# of 90 days (a thousand heap tuples per 30 customers, most of them buffer misses at 1M
+# customers). Statement triggers on `usage_daily` keep it in the transaction of every write,
+# whichever path writes (ingestion, import, demo, demo clone, retention, benchmarks): a written
+# rollup replaces the element of its (day, name), a deleted one removes it. The merge happens in
+# the upsert's DO UPDATE, which works on the newest committed pack row under its row lock, so
+# concurrent writers of one customer compose. Rollups never change customer, day or name.
+PACK = [
+    """CREATE TABLE usage_pack (
+    customer_id UUID NOT NULL,
+    organization_id UUID NOT NULL,
+    days DATE[] NOT NULL,
+    names TEXT[] NOT NULL,
+    counts BIGINT[] NOT NULL,
+    last_ats TIMESTAMPTZ[] NOT NULL,
+    PRIMARY KEY (customer_id, organization_id)
+)""",
+    "COMMENT ON TABLE usage_pack IS 'Each customer''s usage_daily rows as arrays in (day, name)"
+    " order; kept by triggers on usage_daily.'",
+    """CREATE FUNCTION usage_pack_apply() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        TRUNCATE usage_pack;
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'DELETE' THEN
+        WITH gone AS (
+            SELECT organization_id, customer_id, array_agg(day) AS days, array_agg(name) AS names
+            FROM old_rows GROUP BY 1, 2
+        ), kept AS (
+            UPDATE usage_pack p
+            SET (days, names, counts, last_ats) = (
+                SELECT coalesce(array_agg(o.d ORDER BY o.d, o.n), '{}'),
+                       coalesce(array_agg(o.n ORDER BY o.d, o.n), '{}'),
+                       coalesce(array_agg(o.c ORDER BY o.d, o.n), '{}'),
+                       coalesce(array_agg(o.l ORDER BY o.d, o.n), '{}')
+                FROM unnest(p.days, p.names, p.counts, p.last_ats) AS o(d, n, c, l)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM unnest(g.days, g.names) AS x(d, n)
+                    WHERE x.d = o.d AND x.n = o.n
+                )
+            )
+            FROM gone g
+            WHERE p.customer_id = g.customer_id AND p.organization_id = g.organization_id
+            RETURNING p.customer_id, p.organization_id, p.days
+        )
+        DELETE FROM usage_pack p USING kept k
+        WHERE p.customer_id = k.customer_id AND p.organization_id = k.organization_id
+          AND cardinality(k.days) = 0;
+        RETURN NULL;
+    END IF;
+    INSERT INTO usage_pack AS p (customer_id, organization_id, days, names, counts, last_ats)
+    SELECT customer_id, organization_id,
+           array_agg(day ORDER BY day, name), array_agg(name::text ORDER BY day, name),
+           array_agg(count ORDER BY day, name), array_agg(last_at ORDER BY day, name)
+    FROM new_rows
+    GROUP BY customer_id, organization_id
+    ORDER BY customer_id, organization_id
+    ON CONFLICT (customer_id, organization_id) DO UPDATE
+    SET (days, names, counts, last_ats) = (
+        SELECT array_agg(m.d ORDER BY m.d, m.n), array_agg(m.n ORDER BY m.d, m.n),
+               array_agg(m.c ORDER BY m.d, m.n), array_agg(m.l ORDER BY m.d, m.n)
+        FROM (
+            SELECT o.d, o.n, o.c, o.l
+            FROM unnest(p.days, p.names, p.counts, p.last_ats) AS o(d, n, c, l)
+            WHERE NOT EXISTS (
+                SELECT 1 FROM unnest(EXCLUDED.days, EXCLUDED.names) AS x(d, n)
+                WHERE x.d = o.d AND x.n = o.n
+            )
+            UNION ALL
+            SELECT * FROM unnest(EXCLUDED.days, EXCLUDED.names, EXCLUDED.counts,
+                                 EXCLUDED.last_ats)
+        ) m(d, n, c, l)
+    );
+    RETURN NULL;
+END
+$fn$""",
+    """CREATE TRIGGER usage_pack_insert AFTER INSERT ON usage_daily
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_pack_apply()""",
+    """CREATE TRIGGER usage_pack_update AFTER UPDATE ON usage_daily
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_pack_apply()""",
+    """CREATE TRIGGER usage_pack_delete AFTER DELETE ON usage_daily
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_pack_apply()""",
+    """CREATE TRIGGER usage_pack_truncate AFTER TRUNCATE ON usage_daily
+    FOR EACH STATEMENT EXECUTE FUNCTION usage_pack_apply()""",
+    # also under session_replication_role = replica, which bulk copies (the demo's clone) set to
+    # skip foreign-key checks: the pack must follow every write
+    "ALTER TABLE usage_daily ENABLE ALWAYS TRIGGER usage_pack_insert, "
+    "ENABLE ALWAYS TRIGGER usage_pack_update, ENABLE ALWAYS TRIGGER usage_pack_delete, "
+    "ENABLE ALWAYS TRIGGER usage_pack_truncate",
+    # the rollups already written, read in the order of their unique index (no sort)
+    "SET LOCAL work_mem = '64MB'",
+    """INSERT INTO usage_pack (customer_id, organization_id, days, names, counts, last_ats)
+    SELECT customer_id, organization_id,
+           array_agg(day ORDER BY day, name), array_agg(name::text ORDER BY day, name),
+           array_agg(count ORDER BY day, name), array_agg(last_at ORDER BY day, name)
+    FROM usage_daily
+    GROUP BY organization_id, customer_id""",
+    "ANALYZE usage_pack",
+]
+DROP_PACK = [
+    "DROP TRIGGER IF EXISTS usage_pack_truncate ON usage_daily",
+    "DROP TRIGGER IF EXISTS usage_pack_delete ON usage_daily",
+    "DROP TRIGGER IF EXISTS usage_pack_update ON usage_daily",
+    "DROP TRIGGER IF EXISTS usage_pack_insert ON usage_daily",
+    "DROP FUNCTION IF EXISTS usage_pack_apply()",
+    "DROP TABLE IF EXISTS usage_pack",
+]
+
+
+class Migration(migrations.Migration):
+    dependencies = [('liftoff', '0030_health_score_customer_key')]
+
+    initial = False
+
+    operations = [
+        ops.RunSQL(PACK, reverse_sql=DROP_PACK),
+    ]
