@@ -211,6 +211,30 @@ async def test_a_recompute_rewrites_only_scores_that_changed(tenant: Tenant) -> 
     assert swept.computed_at == later and swept.components == after[moving.id].components
 
 
+async def test_a_new_day_leaves_a_score_that_did_not_move(tenant: Tenant) -> None:
+    """Day counts are stored as the moments they count from: a dormant customer's score, the
+    same a day later, is not rewritten, and reads its days as of the reading."""
+    dormant = await tenant.customer(signed_up_at=utcnow() - timedelta(days=200))
+    active = await tenant.customer()
+    await add_usage(tenant, dormant, "login", days_ago=60)  # past the inactivity limit
+    for day in range(0, 3):
+        await add_usage(tenant, active, "login", days_ago=day, count=2)
+    now = utcnow()
+    await recompute.recompute_all(tenant.id, now=now)
+    before = {r.customer_id: r for r in await HealthScore.filter(organization_id=tenant.id)}  # type: ignore[attr-defined]
+    await recompute.recompute_all(tenant.id, now=now + timedelta(days=1))
+    after = {r.customer_id: r for r in await HealthScore.filter(organization_id=tenant.id)}  # type: ignore[attr-defined]
+    assert after[dormant.id].computed_at == before[dormant.id].computed_at
+    assert after[dormant.id].facts == before[dormant.id].facts
+    assert after[active.id].computed_at == now + timedelta(days=1)  # recency moved
+    was = rules.Facts.from_json(before[dormant.id].facts, as_of=now)
+    is_ = rules.Facts.from_json(after[dormant.id].facts, as_of=now + timedelta(days=1))
+    assert (is_.days_since_active, is_.days_since_signup) == (
+        was.days_since_active + 1,  # type: ignore[operator]
+        was.days_since_signup + 1,
+    )
+
+
 async def test_the_norm_of_a_large_organization_is_measured_on_the_lowest_ids(
     tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -236,6 +236,26 @@ def test_facts_round_trip_through_json() -> None:
     assert Facts.from_json(f.to_json()) == f
 
 
+def test_stored_moments_are_counted_in_whole_days_up_to_the_reading() -> None:
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
+    stored = {
+        "days_since_active": "2026-01-01T12:00:00.000001",  # 8 days, 23:59:59.999999
+        "days_since_signup": "2026-01-10T12:00:01",  # after the reading: 0
+        "stalled_days": "2025-12-31T12:00:00",
+        "events": 4,
+    }
+    f = Facts.from_json(stored, as_of=at)
+    assert (f.days_since_active, f.days_since_signup, f.stalled_days, f.events) == (8, 0, 10, 4)
+    assert Facts.from_json(stored, as_of=at.replace(day=11)).days_since_active == 9
+    # the stored list of the recompute, and older scores' day counts, read alike
+    listed = [0, 0, "2026-01-09T12:00:00+00:00", [], *[0] * 10, "2026-01-01T00:00:00", None, 3]
+    assert Facts.from_json(listed, as_of=at).days_since_active == 1
+    assert Facts.from_json(listed, as_of=at).days_since_signup == 9
+    assert Facts.from_json({"days_since_active": 5}, as_of=at).days_since_active == 5
+
+
 def test_recompute_id_ranges_cover_every_id_once() -> None:
     import random
     import uuid
