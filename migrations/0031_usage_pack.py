@@ -6,9 +6,11 @@ from tortoise.migrations import operations as ops
 # of 90 days (a thousand heap tuples per 30 customers, most of them buffer misses at 1M
 # customers). Statement triggers on `usage_daily` keep it in the transaction of every write,
 # whichever path writes (ingestion, import, demo, demo clone, retention, benchmarks): a written
-# rollup replaces the element of its (day, name), a deleted one removes it. The merge happens in
-# the upsert's DO UPDATE, which works on the newest committed pack row under its row lock, so
-# concurrent writers of one customer compose. Rollups never change customer, day or name.
+# rollup replaces the element of its (day, name), a deleted one removes it (and a customer left
+# with none loses its row). The merge happens in the upsert's DO UPDATE, which works on the
+# newest committed pack row under its row lock, so concurrent writers of one customer compose;
+# it re-sorts only the elements from the first written day on. Rollups never change customer,
+# day or name.
 PACK = [
     """CREATE TABLE usage_pack (
     customer_id UUID NOT NULL,
@@ -28,29 +30,28 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_OP = 'DELETE' THEN
-        WITH gone AS (
-            SELECT organization_id, customer_id, array_agg(day) AS days, array_agg(name) AS names
-            FROM old_rows GROUP BY 1, 2
-        ), kept AS (
-            UPDATE usage_pack p
-            SET (days, names, counts, last_ats) = (
-                SELECT coalesce(array_agg(o.d ORDER BY o.d, o.n), '{}'),
-                       coalesce(array_agg(o.n ORDER BY o.d, o.n), '{}'),
-                       coalesce(array_agg(o.c ORDER BY o.d, o.n), '{}'),
-                       coalesce(array_agg(o.l ORDER BY o.d, o.n), '{}')
-                FROM unnest(p.days, p.names, p.counts, p.last_ats) AS o(d, n, c, l)
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM unnest(g.days, g.names) AS x(d, n)
-                    WHERE x.d = o.d AND x.n = o.n
-                )
+        UPDATE usage_pack p
+        SET (days, names, counts, last_ats) = (
+            SELECT coalesce(array_agg(o.d ORDER BY o.d, o.n), '{}'),
+                   coalesce(array_agg(o.n ORDER BY o.d, o.n), '{}'),
+                   coalesce(array_agg(o.c ORDER BY o.d, o.n), '{}'),
+                   coalesce(array_agg(o.l ORDER BY o.d, o.n), '{}')
+            FROM unnest(p.days, p.names, p.counts, p.last_ats) AS o(d, n, c, l)
+            WHERE NOT EXISTS (
+                SELECT 1 FROM unnest(g.days, g.names) AS x(d, n)
+                WHERE x.d = o.d AND x.n = o.n
             )
-            FROM gone g
-            WHERE p.customer_id = g.customer_id AND p.organization_id = g.organization_id
-            RETURNING p.customer_id, p.organization_id, p.days
         )
-        DELETE FROM usage_pack p USING kept k
-        WHERE p.customer_id = k.customer_id AND p.organization_id = k.organization_id
-          AND cardinality(k.days) = 0;
+        FROM (
+            SELECT organization_id, customer_id, array_agg(day) AS days,
+                   array_agg(name::text) AS names
+            FROM old_rows GROUP BY 1, 2
+        ) g
+        WHERE p.customer_id = g.customer_id AND p.organization_id = g.organization_id;
+        DELETE FROM usage_pack p
+        WHERE cardinality(p.days) = 0 AND (p.customer_id, p.organization_id) IN (
+            SELECT customer_id, organization_id FROM old_rows
+        );
         RETURN NULL;
     END IF;
     INSERT INTO usage_pack AS p (customer_id, organization_id, days, names, counts, last_ats)
@@ -62,19 +63,29 @@ BEGIN
     ORDER BY customer_id, organization_id
     ON CONFLICT (customer_id, organization_id) DO UPDATE
     SET (days, names, counts, last_ats) = (
-        SELECT array_agg(m.d ORDER BY m.d, m.n), array_agg(m.n ORDER BY m.d, m.n),
-               array_agg(m.c ORDER BY m.d, m.n), array_agg(m.l ORDER BY m.d, m.n)
-        FROM (
-            SELECT o.d, o.n, o.c, o.l
-            FROM unnest(p.days, p.names, p.counts, p.last_ats) AS o(d, n, c, l)
-            WHERE NOT EXISTS (
-                SELECT 1 FROM unnest(EXCLUDED.days, EXCLUDED.names) AS x(d, n)
-                WHERE x.d = o.d AND x.n = o.n
-            )
-            UNION ALL
-            SELECT * FROM unnest(EXCLUDED.days, EXCLUDED.names, EXCLUDED.counts,
-                                 EXCLUDED.last_ats)
-        ) m(d, n, c, l)
+        -- the elements before the first written day stay as they are (a slice; width_bucket
+        -- finds it by binary search); only the tail, usually today's few, is merged
+        SELECT p.days[:b.k] || m.days, p.names[:b.k] || m.names,
+               p.counts[:b.k] || m.counts, p.last_ats[:b.k] || m.last_ats
+        FROM (SELECT width_bucket(EXCLUDED.days[1] - 1, p.days) AS k) b
+        CROSS JOIN LATERAL (
+            SELECT array_agg(x.d ORDER BY x.d, x.n) AS days,
+                   array_agg(x.n ORDER BY x.d, x.n) AS names,
+                   array_agg(x.c ORDER BY x.d, x.n) AS counts,
+                   array_agg(x.l ORDER BY x.d, x.n) AS last_ats
+            FROM (
+                SELECT o.d, o.n, o.c, o.l
+                FROM unnest(p.days[b.k + 1:], p.names[b.k + 1:], p.counts[b.k + 1:],
+                            p.last_ats[b.k + 1:]) AS o(d, n, c, l)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM unnest(EXCLUDED.days, EXCLUDED.names) AS e(d, n)
+                    WHERE e.d = o.d AND e.n = o.n
+                )
+                UNION ALL
+                SELECT * FROM unnest(EXCLUDED.days, EXCLUDED.names, EXCLUDED.counts,
+                                     EXCLUDED.last_ats)
+            ) x(d, n, c, l)
+        ) m
     );
     RETURN NULL;
 END
