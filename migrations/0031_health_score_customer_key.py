@@ -7,7 +7,7 @@ from tortoise.migrations.constraints import UniqueConstraint
 # was redundant, and every rewritten score paid an entry in it.
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0029_customer_list_order')]
+    dependencies = [('liftoff', '0030_customer_search_text')]
 
     initial = False
 

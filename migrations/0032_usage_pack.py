@@ -127,7 +127,7 @@ DROP_PACK = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0030_health_score_customer_key')]
+    dependencies = [('liftoff', '0031_health_score_customer_key')]
 
     initial = False
 
