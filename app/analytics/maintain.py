@@ -101,10 +101,15 @@ FROM customer c
 JOIN workflow w ON w.customer_id = c.id AND w.organization_id = c.organization_id
 JOIN workflow_template t ON t.id = w.template_id
 WHERE c.id = ANY($1::uuid[])"""
-_STAGES = """SELECT id, workflow_id, key, position, status, unlocked_at, completed_at
-FROM workflow_stage WHERE organization_id = ANY($2::uuid[]) AND workflow_id = ANY($1::uuid[])"""
-_TASKS = """SELECT workflow_id, stage_id, key, position, status, attempts, started_at, completed_at
+_STEPS = """SELECT true AS stage, id, workflow_id, NULL::uuid AS stage_id, key, position, status,
+  0 AS attempts, unlocked_at AS since, completed_at
+FROM workflow_stage WHERE organization_id = ANY($2::uuid[]) AND workflow_id = ANY($1::uuid[])
+UNION ALL
+SELECT false, NULL, workflow_id, stage_id, key, position, status, attempts, started_at,
+  completed_at
 FROM workflow_task WHERE organization_id = ANY($2::uuid[]) AND workflow_id = ANY($1::uuid[])"""
+"""The stages and tasks of some workflows in one statement (each branch in its index's order,
+as two statements read them)."""
 _OLD = """SELECT id, contribution, active, last_activity_at FROM analytics_customer
 WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE"""
 STALE_ACTIVITY = timedelta(hours=1)
@@ -126,7 +131,7 @@ def _conn() -> BaseDBAsyncClient:
 async def load_facts(
     customer_ids: Sequence[uuid.UUID],
 ) -> dict[uuid.UUID, tuple[uuid.UUID, CustomerFacts]]:
-    """The current facts of these customers (with their organization), read in three queries."""
+    """The current facts of these customers (with their organization), read in two queries."""
     conn = _conn()
     heads = await conn.execute_query_dict(_FACTS, [list(customer_ids)])
     workflows = [r["workflow_id"] for r in heads]
@@ -134,14 +139,17 @@ async def load_facts(
     stages: dict[uuid.UUID, list[rules.StageFacts]] = {w: [] for w in workflows}
     tasks: dict[uuid.UUID, list[rules.TaskFacts]] = {w: [] for w in workflows}
     stage_keys: dict[uuid.UUID, str] = {}
-    for r in await conn.execute_query_dict(_STAGES, [workflows, organizations]):
+    task_rows = []
+    _, steps = await conn.execute_query(_STEPS, [workflows, organizations])  # records, no dicts
+    for r in steps:
+        if not r["stage"]:
+            task_rows.append(r)
+            continue
         stage_keys[r["id"]] = r["key"]
         stages[r["workflow_id"]].append(
-            rules.StageFacts(
-                r["key"], r["position"], r["status"], r["unlocked_at"], r["completed_at"]
-            )
+            rules.StageFacts(r["key"], r["position"], r["status"], r["since"], r["completed_at"])
         )
-    for r in await conn.execute_query_dict(_TASKS, [workflows, organizations]):
+    for r in task_rows:
         tasks[r["workflow_id"]].append(
             rules.TaskFacts(
                 r["key"],
@@ -149,7 +157,7 @@ async def load_facts(
                 r["position"],
                 r["status"],
                 r["attempts"],
-                r["started_at"],
+                r["since"],
                 r["completed_at"],
             )
         )
@@ -194,11 +202,30 @@ async def apply(organization_id: uuid.UUID, delta: Delta) -> None:
         await conn.execute_query(UPSERT[kind], [organization_id, *columns])
 
 
-_OWNERS = """SELECT id, organization_id FROM customer WHERE id = ANY($1::uuid[])"""
-_CLAIM = """INSERT INTO analytics_customer
-  (id, organization_id, contribution, active, last_activity_at, updated_at)
-SELECT id, org, '{}'::jsonb, false, $3, $3 FROM unnest($1::uuid[], $2::uuid[]) AS u(id, org)
-ORDER BY id ON CONFLICT (id) DO NOTHING"""
+_OWNERS = """WITH owners AS MATERIALIZED (
+  SELECT id, organization_id FROM customer WHERE id = ANY($2::uuid[])
+), locked AS MATERIALIZED (
+  SELECT pg_advisory_xact_lock_shared($1, hashtext(o::text))
+  FROM (SELECT DISTINCT organization_id AS o FROM owners ORDER BY 1) AS d
+)
+SELECT id, organization_id FROM owners WHERE (SELECT count(*) FROM locked) >= 0"""
+"""The customers' organizations, each organization's shared lock taken (in organization order,
+as `lock_organizations`) before the statement returns: one round trip for both."""
+_CLAIM = """WITH claimed AS (
+  INSERT INTO analytics_customer
+    (id, organization_id, contribution, active, last_activity_at, updated_at)
+  SELECT id, org, '{}'::jsonb, false, $3, $3 FROM unnest($1::uuid[], $2::uuid[]) AS u(id, org)
+  ORDER BY id ON CONFLICT (id) DO NOTHING RETURNING id
+), old AS (
+  SELECT id, contribution, active, last_activity_at FROM analytics_customer
+  WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE
+)
+SELECT id, contribution, active, last_activity_at, false AS claimed FROM old
+UNION ALL SELECT id, NULL, false, $3, true FROM claimed"""
+"""Claim (create empty) the missing rows and lock the others, in one statement: a row it
+creates is its own (locked until the transaction ends), a row that existed is locked and
+returned. A row another transaction created meanwhile is in neither (the statement's snapshot
+predates it, its insert found it); `_OLD` locks and reads those."""
 
 
 async def refresh(
@@ -217,12 +244,15 @@ async def refresh(
     if not ids:
         return set()
     conn = _conn()
-    owners = {r["id"]: r["organization_id"] for r in await conn.execute_query_dict(_OWNERS, [ids])}
+    _, rows = await conn.execute_query(_OWNERS, [_LOCK_SPACE, ids])
+    owners = {r["id"]: r["organization_id"] for r in rows}
     ids = [cid for cid in ids if cid in owners]
     organizations = sorted(set(owners.values()))
-    await lock_organizations(organizations, exclusive=False)
-    await conn.execute_query(_CLAIM, [ids, [owners[cid] for cid in ids], now])
-    old = {r["id"]: r for r in await conn.execute_query_dict(_OLD, [ids])}
+    old: dict[uuid.UUID, dict[str, Any]] = {}
+    for r in await conn.execute_query_dict(_CLAIM, [ids, [owners[cid] for cid in ids], now]):
+        old[r["id"]] = {**r, "contribution": {}} if r["claimed"] else r
+    if missed := [cid for cid in ids if cid not in old]:
+        old.update({r["id"]: r for r in await conn.execute_query_dict(_OLD, [missed])})
     facts = await load_facts(ids)
     pairs: dict[uuid.UUID, list[tuple[dict[str, Any] | None, dict[str, Any]]]] = {}
     saves = []
