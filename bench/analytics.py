@@ -9,12 +9,11 @@ One run, on a throwaway database (DATABASE_URL, else the machine's PostgreSQL):
 2. `liftoff serve`; the full `analytics` query (every field, as a CSM) sent by one client,
    `--requests` times per organization per round, organizations in alternating order per
    round: p50 / p99 / max per size, and the p50 of each round (spread);
-3. `updateTask` throughput (bench.workflow's closed-loop clients, 64 customers) with the
-   `analytics-rollups` consumer running in the server's inline worker and with it paused
-   (LIFTOFF_PAUSED_CONSUMERS), alternating per round; the ratio of each round and its median;
-   before each measured run with the consumer on, its backlog is drained first; server +
-   PostgreSQL CPU per request on both sides, events per request, and from them the CPU
-   each event's rollup maintenance adds;
+3. what keeping the rollups costs `updateTask` (bench.analytics_update): closed-loop clients
+   on 64 customers, short windows with the `analytics-rollups` consumer (alone in a process
+   of its own) running and paused, alternating, in one run under one continuous load;
+   throughput and CPU per request of both, and the upkeep's share of the CPU per request;
+   with --upkeep-base, a third window per round runs another checkout's upkeep;
 4. the CUSTOMERS CSV export of the largest organization streamed over HTTP: rows, bytes,
    seconds and the server's resident memory before and at its peak.
 Figures, not verdicts; the machine's load average is printed with them.
@@ -23,7 +22,6 @@ Figures, not verdicts; the machine's load average is printed with them.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import secrets
@@ -33,14 +31,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
+from bench.analytics_update import measure_upkeep
+from bench.analytics_update import report as report_upkeep
 from bench.db import DEFAULT_SERVER, with_database
 from bench.metrics import percentile_ms, rss_kb
 from bench.procs import Child, Teardown, app_env, free_port, guarded_main, run, serve_argv
 from bench.report import table
 from bench.tenant import seed
-from bench.workflow_load import measure, update_requests
 
 QUERY = """query Full { analytics {
   generatedAt filter { from to userType acquisitionChannel signupCohort templateVersion }
@@ -223,104 +221,6 @@ def _headers(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}", "content-type": "application/json"}
 
 
-async def _caught_up(db_url: str, within: float = 120.0) -> float:
-    """Seconds until the analytics consumer has handled every committed event."""
-    import asyncpg
-
-    started = time.perf_counter()
-    conn = await asyncpg.connect(db_url)
-    try:
-        while time.perf_counter() - started < within:
-            pending = await conn.fetchval(
-                "SELECT count(*) FROM outbox_event e, consumer_checkpoint c"
-                " WHERE c.name = 'analytics-rollups' AND (e.tx, e.id) > (c.last_tx, c.last_id)"
-            )
-            if not pending:
-                return time.perf_counter() - started
-            await asyncio.sleep(0.2)
-    finally:
-        await conn.close()
-    raise RuntimeError("the analytics consumer did not catch up")
-
-
-async def _last_event(db_url: str) -> int:
-    import asyncpg
-
-    conn = await asyncpg.connect(db_url)
-    try:
-        return int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM outbox_event"))
-    finally:
-        await conn.close()
-
-
-@dataclass
-class UpdateRound:
-    on: float
-    off: float
-    catchup: float
-    cpu_on: float | None
-    """Server + PostgreSQL CPU ms per updateTask with the consumer running."""
-    cpu_off: float | None
-    events_per_request: float
-
-
-def _update_rounds(
-    args: argparse.Namespace, db_url: str, secret: str, db_name: str, teardown: Teardown
-) -> list[UpdateRound]:
-    seeded = run(seed(db_url, secret, 64, label="update"))
-    make = update_requests(seeded.customers, args.concurrency)
-    results: dict[str, list[Any]] = {"on": [], "off": []}
-    catchup: list[float] = []
-    events: list[float] = []
-    for n in range(args.rounds):
-        for mode in ("on", "off") if n % 2 == 0 else ("off", "on"):
-            extra = {"LIFTOFF_PAUSED_CONSUMERS": "analytics-rollups"} if mode == "off" else {}
-            port = free_port()
-            server = Child(
-                f"serve-{mode}", serve_argv(port), app_env(db_url, secret, **extra), port
-            )
-            teardown.add(server.stop)
-            server.start()
-            try:
-                run(server.wait_ready(within=120))
-                if mode == "on":
-                    run(_caught_up(db_url))
-                log(f"updateTask, analytics consumer {mode} (round {n + 1}/{args.rounds})")
-                first = run(_last_event(db_url))
-                result = run(
-                    measure(
-                        server,
-                        "updateTask",
-                        make,
-                        concurrency=args.concurrency,
-                        seconds=args.update_seconds,
-                        requests=None,
-                        warmup=2.0,
-                        database=db_name,
-                    )
-                )
-                if result.errors:
-                    raise RuntimeError(f"updateTask errors: {result.first_error}")
-                results[mode].append(result)
-                if mode == "on":
-                    # events of the warm-up and the measured run, per request answered
-                    made = run(_last_event(db_url)) - first
-                    events.append(made / max(1, result.ok))
-                    catchup.append(run(_caught_up(db_url)))
-            finally:
-                server.stop()
-    rounds = []
-    for on, off, lag, per in zip(results["on"], results["off"], catchup, events, strict=True):
-        cpu = [
-            None
-            if r.server_cpu is None or r.pg_cpu is None
-            else r.per_request_ms(r.server_cpu + r.pg_cpu)
-            for r in (on, off)
-        ]
-        rounds.append(UpdateRound(on.rps, off.rps, lag, cpu[0], cpu[1], per))
-    return rounds
-
-
 async def _stream(server: Child, org: Org) -> tuple[int, int, float, int, int]:
     import httpx
 
@@ -346,18 +246,10 @@ async def _stream(server: Child, org: Org) -> tuple[int, int, float, int, int]:
     return rows - 1, size, seconds, before, peak
 
 
-def bench(args: argparse.Namespace, teardown: Teardown) -> int:
-    sizes = [int(s) for s in args.customers.split(",")]
-    load0 = os.getloadavg()
-    if args.reuse_database:
-        teardown.db_name = args.reuse_database
-        db_url = with_database(args.database_url, args.reuse_database)
-        pg_version = "(reused database)"
-    else:
-        log(f"creating database {teardown.db_name}")
-        db_url, pg_version = run(teardown.create_database())
-    secret = secrets.token_urlsafe(32)
-    orgs = run(_prepare(db_url, secret, sizes))
+def _queries(
+    args: argparse.Namespace, orgs: list[Org], db_url: str, secret: str, teardown: Teardown
+) -> tuple[int, int, float, int, int] | None:
+    """The query rounds on two servers, then the CSV stream (when not skipped)."""
     servers = {}
     for mode in MODES:
         port = free_port()
@@ -375,16 +267,48 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         run(server.wait_ready(within=120))
     log("analytics query rounds")
     run(_query_rounds(servers, orgs, args.rounds, args.requests, teardown.db_name))
-    load1 = os.getloadavg()
     stream = None
     if not args.skip_stream:
         log(f"streaming the customer CSV of {orgs[-1].size:,} customers")
         stream = run(_stream(servers["fresh"], orgs[-1]))
     for server in servers.values():
         server.stop()
-    updates = (
-        [] if args.skip_update else _update_rounds(args, db_url, secret, teardown.db_name, teardown)
-    )
+    return stream
+
+
+def bench(args: argparse.Namespace, teardown: Teardown) -> int:
+    sizes = [int(s) for s in args.customers.split(",")]
+    load0 = os.getloadavg()
+    if args.reuse_database:
+        teardown.db_name = args.reuse_database
+        db_url = with_database(args.database_url, args.reuse_database)
+        pg_version = "(reused database)"
+    else:
+        log(f"creating database {teardown.db_name}")
+        db_url, pg_version = run(teardown.create_database())
+    secret = secrets.token_urlsafe(32)
+    orgs: list[Org] = []
+    stream = None
+    if not args.skip_queries:
+        orgs = run(_prepare(db_url, secret, sizes))
+        stream = _queries(args, orgs, db_url, secret, teardown)
+    load1 = os.getloadavg()
+    updates = None
+    if not args.skip_update:
+        seeded = run(seed(db_url, secret, args.update_customers, label="update"))
+        updates = run(
+            measure_upkeep(
+                db_url=db_url,
+                database=teardown.db_name,
+                secret=secret,
+                teardown=teardown,
+                customers=seeded.customers,
+                concurrency=args.concurrency,
+                rounds=args.update_rounds,
+                seconds=args.update_seconds,
+                base=args.upkeep_base,
+            )
+        )
     load2 = os.getloadavg()
 
     print()
@@ -396,96 +320,58 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         "Load average (1/5/15 min) at start / after the queries / at the end: "
         + " / ".join(", ".join(f"{x:.1f}" for x in load) for load in (load0, load1, load2))
     )
-    print()
-    heads = [["customers", "generate", "rebuild", "cohort", "step", "completion"],
-             ["", "s", "s", "rows", "rows", "rows"]]  # fmt: skip
-    rows = []
-    for org in orgs:
-        rows.append(
-            [
-                f"{org.size:,}",
-                f"{org.seconds_generate:.0f}",
-                f"{org.seconds_rebuild:.0f}",
-                f"{org.rollup_rows['analytics_cohort']:,}",
-                f"{org.rollup_rows['analytics_step']:,}",
-                f"{org.rollup_rows['analytics_completion']:,}",
-            ]
-        )
-    for line in table(heads, rows, rule=True):
-        print(line)
-    print()
-    heads = [["customers", "server", "p50", "p99", "max", "p50 per round", "CPU/query",
-              "CPU per round"],
-             ["", "", "ms", "ms", "ms", "ms", "ms", "ms"]]  # fmt: skip
-    rows = []
-    for org in orgs:
-        for mode in MODES:
-            rounds_ = org.latencies.get(mode, [])
-            every = [t for r in rounds_ for t in r]
-            cpu = org.cpu.get(mode, [])
+    if orgs:
+        print()
+        heads = [["customers", "generate", "rebuild", "cohort", "step", "completion"],
+                 ["", "s", "s", "rows", "rows", "rows"]]  # fmt: skip
+        rows = []
+        for org in orgs:
             rows.append(
                 [
                     f"{org.size:,}",
-                    mode,
-                    f"{percentile_ms(every, 0.5):.1f}",
-                    f"{percentile_ms(every, 0.99):.1f}",
-                    f"{max(every) * 1000:.1f}",
-                    " ".join(f"{percentile_ms(r, 0.5):.0f}" for r in rounds_),
-                    f"{statistics.median(cpu):.1f}" if cpu else "-",
-                    " ".join(f"{c:.0f}" for c in cpu),
+                    f"{org.seconds_generate:.0f}",
+                    f"{org.seconds_rebuild:.0f}",
+                    f"{org.rollup_rows['analytics_cohort']:,}",
+                    f"{org.rollup_rows['analytics_step']:,}",
+                    f"{org.rollup_rows['analytics_completion']:,}",
                 ]
             )
-    for line in table(heads, rows, rule=True):
-        print(line)
-    print("The query: every field of `analytics` (both trend granularities), default period")
-    print("(the last 90 days of signups), over HTTP, one client, to two `liftoff serve`")
-    print("processes: `fresh` computes every report (LIFTOFF_ANALYTICS_CACHE_SECONDS=0, what")
-    print("an organization whose rollups change between requests costs), `kept` answers from")
-    print("the report kept since the organization's rollups last changed. CPU/query: server +")
-    print("PostgreSQL backends of the bench database, median of rounds (both servers' idle")
-    print("loops included).")
-    if updates:
+        for line in table(heads, rows, rule=True):
+            print(line)
         print()
-        print(
-            f"updateTask throughput, {args.concurrency} clients, {args.update_seconds:g} s per run,"
-            " analytics consumer running (on) or paused (off), alternating per round:"
-        )
-        for i, u in enumerate(updates, 1):
-            cpu = (
-                f"; server+PostgreSQL CPU {u.cpu_on:.2f} / {u.cpu_off:.2f} ms per request"
-                if u.cpu_on is not None and u.cpu_off is not None
-                else ""
-            )
-            print(
-                f"  round {i}: on {u.on:.1f} req/s, off {u.off:.1f} req/s, on/off"
-                f" {u.on / u.off:.3f}{cpu}; {u.events_per_request:.2f} events per request;"
-                f" consumer caught up {u.catchup:.1f} s after the run"
-            )
-        ratios = [u.on / u.off for u in updates]
-        print(
-            f"  median on/off {statistics.median(ratios):.3f} (range {min(ratios):.3f}-"
-            f"{max(ratios):.3f}): keeping the rollups costs"
-            f" {100 * (1 - statistics.median(ratios)):.1f} % of updateTask throughput"
-        )
-        cpu_ratios = [u.cpu_on / u.cpu_off for u in updates if u.cpu_on is not None and u.cpu_off]
-        if cpu_ratios:
-            print(
-                f"  server + PostgreSQL CPU per request on/off {statistics.median(cpu_ratios):.3f}"
-                f" (range {min(cpu_ratios):.3f}-{max(cpu_ratios):.3f}): the steadier figure on a"
-                " shared machine, where throughput mostly follows the other tenants"
-            )
-        per_event = [
-            (u.cpu_on - u.cpu_off) / u.events_per_request
-            for u in updates
-            if u.cpu_on is not None and u.cpu_off is not None and u.events_per_request
-        ]
-        if per_event:
-            print(
-                f"  rollup maintenance per event: {statistics.median(per_event):.3f} ms of"
-                f" server + PostgreSQL CPU (median of rounds, range {min(per_event):.3f}-"
-                f"{max(per_event):.3f});"
-                " the consumer's work after a run (catch-up) is not in it"
-            )
+        heads = [["customers", "server", "p50", "p99", "max", "p50 per round", "CPU/query",
+                  "CPU per round"],
+                 ["", "", "ms", "ms", "ms", "ms", "ms", "ms"]]  # fmt: skip
+        rows = []
+        for org in orgs:
+            for mode in MODES:
+                rounds_ = org.latencies.get(mode, [])
+                every = [t for r in rounds_ for t in r]
+                cpu = org.cpu.get(mode, [])
+                rows.append(
+                    [
+                        f"{org.size:,}",
+                        mode,
+                        f"{percentile_ms(every, 0.5):.1f}",
+                        f"{percentile_ms(every, 0.99):.1f}",
+                        f"{max(every) * 1000:.1f}",
+                        " ".join(f"{percentile_ms(r, 0.5):.0f}" for r in rounds_),
+                        f"{statistics.median(cpu):.1f}" if cpu else "-",
+                        " ".join(f"{c:.0f}" for c in cpu),
+                    ]
+                )
+        for line in table(heads, rows, rule=True):
+            print(line)
+        print("The query: every field of `analytics` (both trend granularities), default period")
+        print("(the last 90 days of signups), over HTTP, one client, to two `liftoff serve`")
+        print("processes: `fresh` computes every report (LIFTOFF_ANALYTICS_CACHE_SECONDS=0, what")
+        print("an organization whose rollups change between requests costs), `kept` answers from")
+        print("the report kept since the organization's rollups last changed. CPU/query: server +")
+        print("PostgreSQL backends of the bench database, median of rounds (both servers' idle")
+        print("loops included).")
+    if updates is not None:
+        print()
+        report_upkeep(updates)
     if stream:
         rows_, size, seconds, before, peak = stream
         print()
@@ -509,7 +395,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="Rounds (3).")
     p.add_argument("--requests", type=int, default=20, help="Queries per size per round (20).")
     p.add_argument("--concurrency", type=int, default=16, help="updateTask clients (16).")
-    p.add_argument("--update-seconds", type=float, default=10.0, help="Per updateTask run (10).")
+    p.add_argument("--update-seconds", type=float, default=4.0, help="Per updateTask window (4).")
+    p.add_argument("--update-rounds", type=int, default=12, help="updateTask rounds (12).")
+    p.add_argument("--update-customers", type=int, default=64, help="updateTask customers (64).")
+    p.add_argument(
+        "--upkeep-base",
+        metavar="CHECKOUT",
+        help="Also run the rollup upkeep of another checkout (with its own .venv, e.g. a "
+        "worktree of main) in `base` windows of the same rounds.",
+    )
+    p.add_argument(
+        "--skip-queries", action="store_true", help="No analytics query rounds (nor stream)."
+    )
     p.add_argument("--skip-update", action="store_true", help="No updateTask ratio.")
     p.add_argument("--skip-stream", action="store_true", help="No customer CSV stream.")
     p.add_argument(
