@@ -142,3 +142,33 @@ async def test_the_set_based_rebuild_saves_the_consumers_contributions(
     kept = await dump(tenant)
     await maintain.rebuild(tenant.id, now=utcnow())
     assert await dump(tenant) == kept
+
+
+async def test_a_contribution_kept_in_memory_is_used_only_while_its_row_is_unchanged(
+    tenant: Tenant,
+) -> None:
+    """A refresh reuses the contributions it read before (not sent again) while their rows
+    are the versions it read; a row another writer rewrote meanwhile is read again."""
+    await random_history(
+        tenant, random.Random(11), customers=3, moves=12, start=utcnow() - timedelta(days=60)
+    )
+    await drain(tenant)
+    ids = sorted(await Customer.filter(organization_id=tenant.id).values_list("id", flat=True))
+    async with transaction():
+        await maintain.refresh(ids, now=utcnow())  # reads every saved contribution
+    assert all(cid in maintain._KNOWN for cid in ids)
+    conn = get_connection("default")
+    counted = "SELECT sum(customers) AS n FROM analytics_cohort WHERE organization_id = $1"
+    [before] = await conn.execute_query_dict(counted, [tenant.id])
+    kept = await dump(tenant)
+    async with transaction():
+        await maintain.refresh(ids, now=utcnow())  # from memory: nothing changed
+    assert await dump(tenant) == kept
+    # another writer leaves a row saying that its customer is not counted yet
+    await conn.execute_query(
+        "UPDATE analytics_customer SET contribution = '{}' WHERE id = $1", [ids[0]]
+    )
+    async with transaction():
+        await maintain.refresh(ids, now=utcnow())
+    [after] = await conn.execute_query_dict(counted, [tenant.id])
+    assert after["n"] == before["n"] + 1  # the row was read, not the contribution kept
