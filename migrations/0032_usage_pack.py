@@ -10,7 +10,11 @@ from tortoise.migrations import operations as ops
 # with none loses its row). The merge happens in the upsert's DO UPDATE, which works on the
 # newest committed pack row under its row lock, so concurrent writers of one customer compose;
 # it re-sorts only the elements from the first written day on. Rollups never change customer,
-# day or name.
+# day or name. An upsert of rollups fires the insert trigger and then the update trigger, each
+# locking its customers' pack rows in order; two such statements (concurrent ingest calls over
+# overlapping customers) could each hold rows the other's second trigger wants, so the triggers
+# first take a transaction-scoped advisory lock per organization (as the health summary's do):
+# the rollup upserts still run side by side, only the pack merges and the commits queue.
 PACK = [
     """CREATE TABLE usage_pack (
     customer_id UUID NOT NULL,
@@ -30,6 +34,8 @@ BEGIN
         RETURN NULL;
     END IF;
     IF TG_OP = 'DELETE' THEN
+        PERFORM pg_advisory_xact_lock(7403, hashtext(o::text))
+        FROM (SELECT DISTINCT organization_id AS o FROM old_rows ORDER BY 1) orgs;
         UPDATE usage_pack p
         SET (days, names, counts, last_ats) = (
             SELECT coalesce(array_agg(o.d ORDER BY o.d, o.n), '{}'),
@@ -54,6 +60,8 @@ BEGIN
         );
         RETURN NULL;
     END IF;
+    PERFORM pg_advisory_xact_lock(7403, hashtext(o::text))
+    FROM (SELECT DISTINCT organization_id AS o FROM new_rows ORDER BY 1) orgs;
     INSERT INTO usage_pack AS p (customer_id, organization_id, days, names, counts, last_ats)
     SELECT customer_id, organization_id,
            array_agg(day ORDER BY day, name), array_agg(name::text ORDER BY day, name),

@@ -144,6 +144,33 @@ async def test_twenty_concurrent_copies_of_one_batch_store_each_event_once(
     await assert_pack_matches(tenant.id)
 
 
+async def test_concurrent_calls_over_overlapping_customers_all_land(tenant: Tenant) -> None:
+    """Each call adds new rollups for some customers and to existing ones of others, in an
+    order of its own: the pack triggers of concurrent calls must not deadlock."""
+    import random
+
+    customers = [(await tenant.customer()).id for _ in range(12)]
+    now = utcnow()
+    rng = random.Random(7)
+
+    def call(n: int) -> list[EventIn]:
+        return [
+            EventIn(
+                customer_id=str(rng.choice(customers)),
+                name=rng.choice(["login", "report_shared", "project_created"]),
+                occurred_at=now - timedelta(days=rng.randint(0, 3), minutes=i),
+                idempotency_key=f"c{n}-{i}-{uuid.uuid4().hex}",
+            )
+            for i in range(60)
+        ]
+
+    for _ in range(2):
+        answers = await asyncio.gather(*(ingest(tenant, call(n)) for n in range(8)))
+        assert all(i.status is ItemStatus.ACCEPTED for a in answers for i in a.items)
+    assert await UsageEvent.filter(organization_id=tenant.id).count() == 2 * 8 * 60
+    await assert_pack_matches(tenant.id)
+
+
 async def test_another_organizations_customer_is_not_found_and_nothing_changes(
     tenant: Tenant, other_tenant: Tenant
 ) -> None:
