@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import structlog
 from tortoise.connection import get_connection
 
 from app.kit.clock import utcnow
@@ -17,6 +19,8 @@ from app.kit.context import request_id
 from app.ops import tracing
 
 NOTIFY_CHANNEL = "liftoff_outbox"
+
+log = structlog.get_logger(__name__)
 
 _RECORDING = """seq AS (
   INSERT INTO event_stream (id, organization_id, last_sequence) VALUES ($1, $2, $3)
@@ -26,10 +30,13 @@ _RECORDING = """seq AS (
 ), ins AS (
   INSERT INTO outbox_event (organization_id, customer_id, stream, sequence, type, payload, actor,
                             created_at, trace)
-  SELECT $2, $4, $1, seq.last_sequence - $3 + e.n, e.type, e.payload::jsonb, $5, $6, $11::jsonb
+  SELECT $2, $4, $1, seq.last_sequence - $3 + e.n, e.type, e.payload::jsonb, $5, $6, $9::jsonb
   FROM seq, unnest($7::text[], $8::text[]) WITH ORDINALITY AS e(type, payload, n)
 )"""
-_RECORDED = "SELECT seq.last_sequence, pg_notify($9, $10) FROM seq"
+_RECORDED = "SELECT seq.last_sequence, pg_notify($10, $11) FROM seq"
+_RECORDED_QUIET = "SELECT seq.last_sequence, true FROM seq"
+"""Without the NOTIFY, for a statement committed on its own: the caller wakes the relay after
+it with `wake_relay` (see there why)."""
 _PARAMETER = re.compile(r"\$(\d+)")
 
 
@@ -53,7 +60,7 @@ class Recording:
 
 
 @lru_cache(maxsize=8)
-def _numbered(first: int, guard: str | None) -> tuple[str, str]:
+def _numbered(first: int, guard: str | None, notify: bool = True) -> tuple[str, str]:
     def shifted(sql: str) -> str:
         return _PARAMETER.sub(lambda m: f"${int(m.group(1)) + first - 1}", sql)
 
@@ -62,7 +69,7 @@ def _numbered(first: int, guard: str | None) -> tuple[str, str]:
         ctes = ctes.replace(
             "VALUES ($1, $2, $3)", f"SELECT $1::uuid, $2::uuid, $3::bigint FROM {guard}"
         )
-    return shifted(ctes), shifted(_RECORDED)
+    return shifted(ctes), shifted(_RECORDED if notify else _RECORDED_QUIET)
 
 
 def recording(
@@ -73,30 +80,79 @@ def recording(
     actor: str | None = None,
     first: int = 1,
     guard: str | None = None,
+    notify: bool = True,
 ) -> Recording:
     """What `record` runs, with parameters numbered from `first` (for a combined statement);
-    with `guard`, the name of an earlier CTE, nothing is recorded when it has no row."""
+    with `guard`, the name of an earlier CTE, nothing is recorded when it has no row. Without
+    `notify` the statement sends no NOTIFY: only for a statement that commits on its own,
+    whose caller then calls `wake_relay`."""
 
     trace = current_trace()
-    ctes, select = _numbered(first, guard)
-    return Recording(
-        ctes=ctes,
-        select=select,
-        parameters=[
-            customer_id or organization_id,
-            organization_id,
-            len(events),
-            customer_id,
-            actor,
-            utcnow(),
-            [kind for kind, _ in events],
-            [json.dumps(payload, separators=(",", ":")) for _, payload in events],
-            NOTIFY_CHANNEL,
-            str(organization_id),
-            None if trace is None else json.dumps(trace, separators=(",", ":")),
-        ],
-        count=len(events),
-    )
+    ctes, select = _numbered(first, guard, notify)
+    parameters = [
+        customer_id or organization_id,
+        organization_id,
+        len(events),
+        customer_id,
+        actor,
+        utcnow(),
+        [kind for kind, _ in events],
+        [json.dumps(payload, separators=(",", ":")) for _, payload in events],
+        None if trace is None else json.dumps(trace, separators=(",", ":")),
+    ]
+    if notify:
+        parameters += [NOTIFY_CHANNEL, str(organization_id)]
+    return Recording(ctes=ctes, select=select, parameters=parameters, count=len(events))
+
+
+class _Waker:
+    """This process's NOTIFYs for events committed without one: one in flight at a time, and
+    one more after it when events were committed meanwhile.
+
+    A NOTIFY inside a transaction takes, at commit, a lock every notifying transaction of the
+    server waits for, held until the commit is flushed: one per `updateTask` serialized
+    the commits of all of them (measured: twice the statements per second without it, and
+    less CPU per call in PostgreSQL and in the api). Sent after the commit instead, as its own
+    statement, one NOTIFY covers every event committed before it was sent; under load most
+    calls add none. If the process dies between the commit and the NOTIFY, the relay's poll
+    (`LIFTOFF_OUTBOX_POLL_SECONDS`, 1 s) finds the events.
+    """
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+        self._payload = ""
+
+    def wake(self, payload: str) -> None:
+        loop = asyncio.get_running_loop()
+        task = self._task
+        if task is not None and not task.done() and task.get_loop() is loop:
+            self._again = True  # the NOTIFY in flight may predate the commit: one more after
+            return
+        self._payload = payload
+        self._task = loop.create_task(self._run(), name="outbox-wake")
+
+    async def _run(self) -> None:
+        while True:
+            self._again = False
+            try:
+                client = get_connection("default")
+                async with client.acquire_connection() as conn:
+                    await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, self._payload)
+            except Exception as exc:  # the relay's poll finds the events
+                log.warning("outbox NOTIFY failed (%s); the relay's poll will find the events", exc)
+                return
+            if not self._again:
+                return
+
+
+_waker = _Waker()
+
+
+def wake_relay(organization_id: uuid.UUID) -> None:
+    """Wake the relay (NOTIFY) for events recorded without `notify` by a statement that has
+    committed; coalesced per process, sent from a task of its own."""
+    _waker.wake(str(organization_id))
 
 
 async def record(

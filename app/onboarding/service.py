@@ -122,8 +122,10 @@ async def load(tenant: Tenant, customer_id: uuid.UUID, *, lock: bool = True) -> 
     return build_state(workflow, stages)
 
 
-async def _persist(viewer: Viewer, loaded: Loaded, out: Outcome, now: datetime) -> None:
-    if not await persist(loaded, out, now, actor=viewer.label):
+async def _persist(
+    viewer: Viewer, loaded: Loaded, out: Outcome, now: datetime, *, alone: bool = False
+) -> None:
+    if not await persist(loaded, out, now, actor=viewer.label, alone=alone):
         raise Stale(f"workflow {loaded.workflow.id} changed meanwhile")
 
 
@@ -134,10 +136,12 @@ async def persist(
     *,
     actor: str,
     before: Sequence[tuple[str, dict[str, Any]]] = (),
+    alone: bool = False,
 ) -> bool:
     """Store an engine step and record its events (after `before`), with fresh figures, in
     one statement; False (nothing stored) when the workflow changed since it was loaded,
-    which only an unlocked `load` allows."""
+    which only an unlocked `load` allows. With `alone` (outside any transaction: the statement
+    commits on its own) the relay is woken after it instead of by a NOTIFY inside it."""
     tasks, stages = copy_back(loaded, out.changed_tasks, out.changed_stages, now)
     snapshot = figures(loaded.state, loaded.workflow.id)
     events = (
@@ -145,7 +149,7 @@ async def persist(
         + [(kind, {**payload, "workflow": snapshot}) for kind, payload in out.events]
         + [("celebration", {**vars(c), "workflow": snapshot}) for c in out.celebrations]
     )
-    return await write(
+    stored = await write(
         loaded,
         tasks,
         stages,
@@ -156,8 +160,12 @@ async def persist(
             actor=actor,
             first=first,
             guard=guard,
+            notify=not alone,
         ),
     )
+    if stored and alone and events:
+        outbox.wake_relay(loaded.workflow.organization_id)
+    return stored
 
 
 async def _customer_of_task(viewer: Viewer, task_id: str) -> tuple[uuid.UUID, str]:
@@ -211,7 +219,7 @@ async def update_task(
             loaded.state, key, action, now=now, progress=progress, reason=reason
         )
     )
-    await _persist(viewer, loaded, out, now)
+    await _persist(viewer, loaded, out, now, alone=optimistic)
     return Change(loaded, out), loaded.tasks[key]
 
 
