@@ -346,6 +346,42 @@ async def test_notify_is_sent_on_commit_only(tenant: Tenant, db: str) -> None:
         await listener.close()
 
 
+async def test_an_unlocked_step_notifies_after_its_commit_once_per_burst(
+    tenant: Tenant, db: str
+) -> None:
+    """The optimistic `updateTask` step commits on its own without a NOTIFY in its statement;
+    the process sends one after it, one in flight at a time, so a burst of steps sends at
+    least one and at most one per step, the last after every commit."""
+    customers = [await tenant.customer() for _ in range(6)]
+    listener = await asyncpg.connect(db)
+    received: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(outbox.NOTIFY_CHANNEL, lambda *args: received.put_nowait(args[3]))
+
+    async def start(customer: Customer) -> None:
+        await service.update_task(
+            tenant.csm,
+            customer_id=str(customer.id),
+            task_key="verify_email",
+            action=TaskAction.START,
+            optimistic=True,
+        )
+
+    try:
+        await start(customers[0])
+        assert await asyncio.wait_for(received.get(), 5) == str(tenant.id)
+        await asyncio.sleep(0.2)
+        assert received.empty()  # one step, one NOTIFY
+
+        await asyncio.gather(*(start(c) for c in customers[1:]))
+        await asyncio.wait_for(received.get(), 5)
+        await asyncio.sleep(0.3)
+        assert received.qsize() <= len(customers) - 2
+        for customer in customers:
+            assert types(await events_of(customer.id))[-1:] == ["task.started"]
+    finally:
+        await listener.close()
+
+
 async def test_concurrent_changes_get_gap_free_sequences(tenant: Tenant) -> None:
     customer = await tenant.customer()
     await tenant.act(customer.id, "verify_email", TaskAction.START)
