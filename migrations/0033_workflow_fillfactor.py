@@ -25,7 +25,7 @@ RESET_FILLFACTOR = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [('liftoff', '0029_customer_list_order')]
+    dependencies = [('liftoff', '0032_usage_pack')]
 
     initial = False
 
