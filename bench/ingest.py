@@ -4,7 +4,7 @@ call, and how both hold as the event table grows.
 
     python -m bench.ingest [--rows 0,1000000] [--clients 4] [--calls 15] [--lines 200000]
                            [--rounds 3] [--customers 2000] [--python-reader-too]
-                           [--database-url URL]
+                           [--beside-empty] [--database-url URL]
 
 One run: a throwaway database (migrated), one organization with `--customers` customers known
 by external ids and an API key. For each table size of `--rows` (ascending), the table is
@@ -13,6 +13,12 @@ the last 90 days), then `--rounds` rounds alternate the API measurement and the 
 measurement (which goes first alternates too). API: `--clients` closed-loop clients, each
 sending `--calls` calls of 1,000 new events (bodies built before the clock starts). Import: a
 CSV of `--lines` new events through the real command. Figures, not verdicts.
+
+With `--beside-empty`, a second database set up the same way, with its own `liftoff serve`,
+has its event tables emptied before every round and takes the same steps in the same round
+(which database goes first alternates): each size is then compared with an empty table
+measured in the same minutes, round by round, so a machine whose load changes while the
+table fills does not pass for the table's growth.
 """
 
 from __future__ import annotations
@@ -86,6 +92,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--python-reader-too",
         action="store_true",
         help="each round also imports a file with --python-reader (order alternating)",
+    )
+    p.add_argument(
+        "--beside-empty",
+        action="store_true",
+        help="each round also runs against a database whose event tables are emptied first",
     )
     p.add_argument("--customers", type=int, default=2000)
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_SERVER))
@@ -360,27 +371,104 @@ def report(sizes: list[Size], args: argparse.Namespace) -> None:
             print(line)
 
 
+@dataclass
+class Target:
+    """A database under measurement: its URL and name, its server and API key."""
+
+    url: str
+    database: str
+    server: Child
+    key: str
+
+
+EMPTY = (
+    "TRUNCATE usage_event, usage_event_key, usage_daily; "
+    "ANALYZE usage_event; ANALYZE usage_event_key; ANALYZE usage_daily"
+)
+
+
+async def serve(url: str, secret_key: str, teardown: Teardown) -> Child:
+    port = free_port()
+    env = app_env(url, secret_key, LIFTOFF_INLINE_WORKER="false",
+                  LIFTOFF_RATE_INGEST="1000000/minute")  # fmt: skip
+    server = Child("serve", serve_argv(port), env, port)
+    teardown.add(server.stop)
+    server.start()
+    await server.wait_ready()
+    return server
+
+
+async def empty(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(EMPTY)
+    finally:
+        await conn.close()
+
+
+async def steps(target: Target, size: Size, tag: str, order: list[str], externals: list[str],
+                secret_key: str, args: argparse.Namespace) -> None:  # fmt: skip
+    for step in order:
+        if step == "api":
+            await api_round(target.server, target.key, externals, size, tag, args.clients,
+                            args.calls, target.database)  # fmt: skip
+        else:
+            await import_round(target.url, secret_key, externals, size, f"{tag}-{step}",
+                               args.lines, target.database, python=step == "python")  # fmt: skip
+
+
+def report_beside(sizes: list[Size], empties: list[Size]) -> None:
+    """Each size against the empty table of the same rounds: medians of per-round ratios."""
+    print(
+        "\nAgainst an empty table measured in the same rounds (median of the per-round "
+        "ratios, range);\nµs/event above 1 means more CPU per event than on the empty table"
+    )
+
+    def ratio(a: list[float], b: list[float]) -> str:
+        pairs = [x / y for x, y in zip(a, b, strict=True)]
+        return f"{statistics.median(pairs):.2f} ({min(pairs):.2f}-{max(pairs):.2f})"
+
+    rows = [
+        [f"{s.rows:,}", ratio(s.api_rate, e.api_rate), ratio(s.api_cpu_us, e.api_cpu_us),
+         ratio(s.import_rate, e.import_rate), ratio(s.import_cpu_us, e.import_cpu_us),
+         f"{statistics.median(e.api_rate):,.0f}", f"{statistics.median(e.import_rate):,.0f}"]
+        for s, e in zip(sizes, empties, strict=True)
+    ]  # fmt: skip
+    for line in table(
+        [["events in table", "API ev/s vs empty", "API µs/event vs empty", "import ev/s vs empty",
+          "import µs/event vs empty", "empty: API ev/s", "empty: import ev/s"]],
+        rows, rule=True,
+    ):  # fmt: skip
+        print(line)
+
+
 def bench(args: argparse.Namespace, teardown: Teardown) -> int:
     sizes = [Size(int(n)) for n in args.rows.split(",")]
+    empties = [Size(0) for _ in sizes]
     secret_key = secrets.token_hex(32)
     print(f"bench.ingest: table sizes {[s.rows for s in sizes]}; {os.cpu_count()} cpus; {load()}")
 
     async def body() -> None:
         from app.db import close_db
 
+        beside: Target | None = None
+        if args.beside_empty:
+            other = Teardown(teardown.server_url)
+            teardown.add(other.close)
+            url, _ = await other.create_database()
+            _, key, _ = await prepare(url, args.customers)
+            await close_db()
+            beside = Target(url, other.db_name, await serve(url, secret_key, teardown), key)
+            print(f"beside it: database {other.db_name}, its event tables emptied every round")
         url, version = await teardown.create_database()
         print(f"PostgreSQL {version}, database {teardown.db_name}")
         org, key, externals = await prepare(url, args.customers)
-        port = free_port()
-        env = app_env(url, secret_key, LIFTOFF_INLINE_WORKER="false",
-                      LIFTOFF_RATE_INGEST="1000000/minute")  # fmt: skip
-        server = Child("serve", serve_argv(port), env, port)
-        teardown.add(server.stop)
-        server.start()
-        await server.wait_ready()
+        target = Target(url, teardown.db_name, await serve(url, secret_key, teardown), key)
         have = 0
         try:
-            for size in sizes:
+            for size, empty_size in zip(sizes, empties, strict=True):
                 started = time.perf_counter()
                 await fill(org, have, size.rows)
                 size.fill_s = time.perf_counter() - started
@@ -389,27 +477,31 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
                       f"{load()}", flush=True)  # fmt: skip
                 for r in range(args.rounds):
                     tag = f"r{size.rows}-{r}"
-                    steps = ["api", "import"] if r % 2 == 0 else ["import", "api"]
+                    order = ["api", "import"] if r % 2 == 0 else ["import", "api"]
                     if args.python_reader_too:
-                        steps = (["api", "import", "python"] if r % 2 == 0
+                        order = (["api", "import", "python"] if r % 2 == 0
                                  else ["python", "import", "api"])  # fmt: skip
-                    for step in steps:
-                        if step == "api":
-                            await api_round(server, key, externals, size, tag, args.clients,
-                                            args.calls, teardown.db_name)  # fmt: skip
-                        else:
-                            await import_round(url, secret_key, externals, size,
-                                               f"{tag}-{step}", args.lines, teardown.db_name,
-                                               python=step == "python")  # fmt: skip
+                    both = [(target, size)]
+                    if beside is not None:
+                        await empty(beside.url)
+                        both.append((beside, empty_size))
+                        if r % 2:
+                            both.reverse()
+                    for where, figures in both:
+                        await steps(where, figures, tag, order, externals, secret_key, args)
                     python = f", python reader {size.py_rate[-1]:,.0f}" if size.py_rate else ""
+                    side = (f" (empty table beside: API {empty_size.api_rate[-1]:,.0f}, import "
+                            f"{empty_size.import_rate[-1]:,.0f})" if beside else "")  # fmt: skip
                     print(f"   round {r + 1}: API {size.api_rate[-1]:,.0f} ev/s, import "
-                          f"{size.import_rate[-1]:,.0f}{python} ev/s; {load()}",
+                          f"{size.import_rate[-1]:,.0f}{python} ev/s{side}; {load()}",
                           flush=True)  # fmt: skip
                 have += len(size.api_rate) * args.clients * args.calls * BATCH
                 have += (len(size.import_rate) + len(size.py_rate)) * args.lines
         finally:
             await close_db()
         report(sizes, args)
+        if beside is not None:
+            report_beside(sizes, empties)
         print(f"\n{load()} at the end")
 
     run(body())
