@@ -174,22 +174,13 @@ ids AS MATERIALIZED (
       coalesce(sum(count) FILTER (WHERE day >= $7 AND m & 256 <> 0), 0) AS downgrades,
       coalesce(sum(count) FILTER (WHERE day >= $7 AND m & 512 <> 0), 0) AS billing
     FROM (
-        -- each rollup's classes once (OFFSET 0 keeps the subquery from being inlined); the
-        -- rollups of a customer come packed in one row of `usage_pack` (kept by triggers on
-        -- `usage_daily`), one index entry and one tuple per customer instead of one per
-        -- (day, name)
+        -- each row's classes once (OFFSET 0 keeps the subquery from being inlined)
         SELECT customer_id, day, name, count, last_at,
-               coalesce(($11::int8[])[array_position($10::text[], name)], 0) AS m,
+               coalesce(($11::int8[])[array_position($10::text[], name::text)], 0) AS m,
                $9::date - day AS ago
-        FROM (
-            -- set-returning functions in the select list step through the arrays side by
-            -- side (a function scan would copy each customer's elements into a tuplestore)
-            SELECT p.customer_id, unnest(p.days) AS day, unnest(p.names) AS name,
-                   unnest(p.counts) AS count, unnest(p.last_ats) AS last_at
-            FROM usage_pack p
-            WHERE p.organization_id = $1 AND {bound_u}
-        ) r
-        WHERE day >= $8 AND day <= $9
+        FROM usage_daily
+        WHERE organization_id = $1 AND {bound_u}
+          AND day >= $8 AND day <= $9
         OFFSET 0
     ) classed
     GROUP BY customer_id
@@ -272,7 +263,7 @@ class Batch:
                 if "h." in where
                 else ""
             ),
-            bound_u=self.bound.format(col="p.customer_id"),
+            bound_u=self.bound.format(col="customer_id"),
             **more,
         )
 
