@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.metrics import postgres_processes
 from bench.procs import Child, Teardown, free_port, liftoff_argv, production_env, serve_argv
 from bench.tenant import bearer_headers, progress_variables
 from bench.workflow_load import UPDATE_TASK
@@ -98,23 +99,12 @@ def run_seconds(pid: int | str | None) -> float | None:
 def backends(database: str) -> dict[int, tuple[float, int | None]]:
     """pid -> (CPU seconds, client port) of the local PostgreSQL backends serving `database`."""
     out: dict[int, tuple[float, int | None]] = {}
-    needle = f" {database} ".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "comm").read_text().strip() != "postgres":
-                continue
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if needle not in title:
-            continue
-        cpu = run_seconds(entry.name)
+    for pid, title in postgres_processes(database):
+        cpu = run_seconds(pid)
         if cpu is None:
             continue
         port = _PORT.search(title)
-        out[int(entry.name)] = (cpu, int(port.group(1)) if port else None)
+        out[int(pid)] = (cpu, int(port.group(1)) if port else None)
     return out
 
 

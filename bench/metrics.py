@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -25,25 +26,31 @@ def cpu_or_zero(pid: int | str | None, *, system_only: bool = False) -> float:
     return proc_cpu(pid, system_only=system_only) or 0.0
 
 
-def postgres_cpu(database: str | None = None) -> dict[str, float]:
-    """CPU seconds per pid of the local processes named `postgres`, only the backends serving
-    `database` when given (empty for a remote server)."""
-    out: dict[str, float] = {}
+def postgres_processes(database: str | None = None) -> Iterator[tuple[str, bytes]]:
+    """(pid, command line with spaces for NULs) of the local processes named `postgres`, only
+    the backends serving `database` when given (its command line is read only then)."""
+    needle = None if database is None else f" {database} ".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             if (entry / "comm").read_text().strip() != "postgres":
                 continue
-            if database is not None:
-                title = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-                if f" {database} " not in title.decode(errors="replace"):
-                    continue
+            title = b"" if needle is None else (entry / "cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        cpu = proc_cpu(entry.name)
+        if needle is None or needle in title:
+            yield entry.name, title
+
+
+def postgres_cpu(database: str | None = None) -> dict[str, float]:
+    """CPU seconds per pid of the local processes named `postgres`, only the backends serving
+    `database` when given (empty for a remote server)."""
+    out: dict[str, float] = {}
+    for pid, _ in postgres_processes(database):
+        cpu = proc_cpu(pid)
         if cpu is not None:
-            out[entry.name] = cpu
+            out[pid] = cpu
     return out
 
 
