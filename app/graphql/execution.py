@@ -16,6 +16,7 @@ from typing import Any
 
 from graphql import GraphQLField, GraphQLNonNull, is_leaf_type
 from graphql.pyutils import Undefined
+from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
@@ -46,6 +47,18 @@ def _plain_leaf(field: GraphQLField) -> tuple[str | None, Any]:
 
 class PlainLeaves(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's execution context with the plain-leaf shortcut."""
+
+    @property
+    def async_helpers(self) -> GraphQLResolveInfoHelpers:
+        """graphql-core keeps these helpers (two methods of the executor) on the executor,
+        which makes every executor a reference cycle: the executor, the request's context
+        and everything it holds then wait for the cycle collector instead of being freed
+        when the request ends. Built when a resolver's info asks for them instead."""
+        return GraphQLResolveInfoHelpers(gather=self.gather_async_work, track=self.track_async_work)
+
+    @async_helpers.setter
+    def async_helpers(self, _: GraphQLResolveInfoHelpers) -> None:
+        pass
 
     def execute_field(
         self,
