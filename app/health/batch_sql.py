@@ -163,7 +163,7 @@ ids AS MATERIALIZED (
     SELECT customer_id,
       coalesce(sum(count) FILTER (WHERE day >= $3 AND m & 1 = 0), 0) AS events,
       {active_days} AS active_days,
-      max(last_at) FILTER (WHERE m & 1 = 0) AS last_active,
+      max(last_at) FILTER (WHERE day >= $3 AND m & 1 = 0) AS last_active,
       ARRAY[{feature_words}] AS fmask, {n_used} AS n_used,
       coalesce(sum(count) FILTER (WHERE day >= $5 AND m & 4 <> 0), 0) AS tickets,
       coalesce(sum(count) FILTER (WHERE day >= $5 AND m & 8 <> 0), 0) AS escalations,
@@ -174,20 +174,30 @@ ids AS MATERIALIZED (
       coalesce(sum(count) FILTER (WHERE day >= $7 AND m & 256 <> 0), 0) AS downgrades,
       coalesce(sum(count) FILTER (WHERE day >= $7 AND m & 512 <> 0), 0) AS billing
     FROM (
-        -- each row's classes once (OFFSET 0 keeps the subquery from being inlined)
-        SELECT customer_id, day, name, count, last_at,
-               coalesce(($11::int8[])[array_position($10::text[], name::text)], 0) AS m,
-               $9::date - day AS ago
-        FROM usage_daily
-        WHERE organization_id = $1 AND {bound_u}
-          AND day >= $8 AND day <= $9
+        -- each row's classes once, found in a hash of the event names (a search of the
+        -- array per row cost twice the reading of the row); OFFSET 0 keeps the subquery from
+        -- being inlined
+        SELECT r.customer_id, r.day, r.count, r.last_at, coalesce(k.m, 0) AS m,
+               $9::date - r.day AS ago
+        FROM (
+            -- every row of the engagement window, and before it (the lookback) only the rows
+            -- of event names with a class: the ordinary events of those days (most of them)
+            -- count only for the last activity, which is found from them only for a customer
+            -- with no ordinary event in the window (`f`)
+            SELECT customer_id, day, name, count, last_at FROM usage_daily
+            WHERE organization_id = $1 AND {bound_u} AND day >= $3 AND day <= $9
+            UNION ALL
+            SELECT customer_id, day, name, count, last_at FROM usage_daily
+            WHERE organization_id = $1 AND {bound_u} AND day >= $8 AND day < $3
+              AND name = ANY($10::text[])
+        ) r LEFT JOIN unnest($10::text[], $11::int8[]) AS k(n, m) ON k.n = r.name::text
         OFFSET 0
     ) classed
     GROUP BY customer_id
 ), f AS (
     SELECT cust.*, coalesce(u.events, 0) AS events, coalesce(u.active_days, 0) AS active_days,
-           CASE WHEN u.last_active IS NULL THEN NULL ELSE greatest(0,
-               floor(extract(epoch FROM ($2 - u.last_active)) / 86400))::int END AS dsa,
+           CASE WHEN la.last_active IS NULL THEN NULL ELSE greatest(0,
+               floor(extract(epoch FROM ($2 - la.last_active)) / 86400))::int END AS dsa,
            CASE WHEN u.n_used > 0 THEN ARRAY(
                SELECT t.n FROM unnest($10::text[], $11::int8[]) AS t(n, m)
                WHERE t.m >> 16 > 0
@@ -208,9 +218,22 @@ ids AS MATERIALIZED (
            CASE WHEN cust.wf_status = 'ACTIVE' AND cust.last_activity_at IS NOT NULL
                 THEN greatest(0, floor(extract(epoch FROM ($2 - cust.last_activity_at))
                     / 86400))::int END AS stalled,
-           u.last_active,
+           la.last_active,
            CASE WHEN cust.wf_status = 'ACTIVE' THEN cust.last_activity_at END AS stalled_since
     FROM cust LEFT JOIN usage u ON u.customer_id = cust.id
+    CROSS JOIN LATERAL (
+        -- a rollup's last moment is on its (UTC) day, so the last ordinary event inside the
+        -- engagement window is the last of the lookback; without one, the customer's
+        -- ordinary rollups before the window are read (by index, for this customer only)
+        SELECT coalesce(u.last_active, (
+            SELECT max(d.last_at) FROM usage_daily d
+            WHERE d.organization_id = $1 AND d.customer_id = cust.id
+              AND d.day >= $8 AND d.day < $3
+              AND d.name::text <> ALL(ARRAY(
+                  SELECT k.n FROM unnest($10::text[], $11::int8[]) AS k(n, m) WHERE k.m & 1 <> 0))
+        )) AS last_active
+        OFFSET 0
+    ) la
 ), p AS (
     SELECT * FROM unnest({param_arrays}) AS p(segment, {param_names})
 )"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from tortoise.connection import get_connection
@@ -24,10 +24,16 @@ from tests.support.factories import Tenant
 
 
 async def add_usage(
-    tenant: Tenant, customer: Customer, name: str, *, days_ago: int, count: int = 1
+    tenant: Tenant,
+    customer: Customer,
+    name: str,
+    *,
+    days_ago: int,
+    count: int = 1,
+    now: datetime | None = None,
 ) -> None:
-    """One rollup row, as the usage domain keeps them."""
-    at = utcnow() - timedelta(days=days_ago)
+    """One rollup row, as the usage domain keeps them (its day that of its moment, UTC)."""
+    at = (now or utcnow()) - timedelta(days=days_ago)
     await get_connection("default").execute_query(
         "INSERT INTO usage_daily (organization_id, customer_id, day, name, count, first_at, "
         "last_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (organization_id, "
@@ -251,3 +257,71 @@ async def test_the_norm_of_a_large_organization_is_measured_on_the_lowest_ids(
     monkeypatch.setattr(compute, "NORM_SAMPLE", 2)
     sample = await compute.measure_norm(tenant.id, spec, today)
     assert (sample.median_events, sample.median_active_days) == (4.5, 3.0)
+
+
+async def test_the_usage_facts_match_the_rollups_they_come_from(tenant: Tenant) -> None:
+    """The facts read from the rollups are those of every rollup in the lookback, although
+    the recompute reads the ordinary events before the engagement window only for a customer
+    with none inside it: the last activity, counts, active days and features agree with a
+    count of the rows written here, for customers active only before the window, only
+    inside it, both, only with classed events, or not at all."""
+    import random
+
+    from app.health import compute
+
+    rng = random.Random(7)
+    names = [
+        "login", "login", "login", "project_created", "report_shared",
+        "support_ticket_opened", "nps_promoter", "nps_detractor", "payment_failed",
+    ]  # fmt: skip
+    patterns = [
+        [("login", 40), ("project_created", 35)],  # ordinary events before the window only
+        [("login", 50), ("nps_promoter", 20), ("support_ticket_opened", 3)],
+        [("login", 2), ("login", 60), ("report_shared", 70)],
+        [("login", 95)],  # before the lookback
+        [("support_ticket_opened", 40), ("payment_failed", 45)],  # classed events only
+        [],
+    ]
+    for _ in range(14):
+        days = rng.sample(range(0, 100), rng.randint(1, 10))
+        patterns.append([(rng.choice(names), d) for d in days])
+    customers = [await tenant.customer() for _ in patterns]
+    now = utcnow()
+    rows: dict[uuid.UUID, list[tuple[str, int, int]]] = {}
+    for c, pattern in zip(customers, patterns, strict=True):
+        rows[c.id] = []
+        for name, days_ago in dict.fromkeys(pattern):
+            count = rng.randint(1, 4)
+            await add_usage(tenant, c, name, days_ago=days_ago, count=count, now=now)
+            rows[c.id].append((name, days_ago, count))
+    await recompute.recompute_all(tenant.id, now=now)
+    spec = compute.Spec.of(bundled_default())
+    today = now.date()
+
+    def since(key: str, day: object) -> bool:
+        return day >= spec.since(today, key)  # type: ignore[operator]
+
+    stored = {r.customer_id: r.facts for r in await HealthScore.filter(organization_id=tenant.id)}  # type: ignore[attr-defined]
+    for cid, written in rows.items():
+        moments = [(n, now - timedelta(days=d), k) for n, d, k in written]
+        kept = [(n, at, k) for n, at, k in moments if at.date() >= spec.lookback(today)]
+        ordinary = [(n, at, k) for n, at, k in kept if n not in spec.special]
+        last = max((at for _, at, _ in ordinary), default=None)
+        facts = rules.Facts.from_json(stored[cid], as_of=now)
+        raw = stored[cid][rules.FACT_FIELDS.index("days_since_active")]
+        assert (raw is None) == (last is None), (written, raw)
+        if last is not None:
+            assert rules.days_since(raw, now) == max(0, (now - last).days), (written, raw)
+            assert datetime.fromisoformat(raw) == last.replace(tzinfo=None), (written, raw)
+        recent = [(n, at, k) for n, at, k in ordinary if since("engagement", at.date())]
+        assert facts.events == sum(k for _, _, k in recent), written
+        assert facts.active_days == len({at.date() for _, at, _ in recent}), written
+        assert facts.features_used == tuple(
+            sorted({n for n, at, _ in kept if n in spec.features and since("adoption", at.date())})
+        ), written
+        assert facts.tickets == sum(
+            k for n, at, k in kept if n in spec.tickets and since("support", at.date())
+        ), written
+        assert facts.payment_failures == sum(
+            k for n, at, k in kept if n in spec.failures and since("billing", at.date())
+        ), written
