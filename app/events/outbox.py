@@ -19,6 +19,9 @@ from app.kit.context import request_id
 from app.ops import tracing
 
 NOTIFY_CHANNEL = "liftoff_outbox"
+NOTIFY_INTERVAL = 0.05
+"""Seconds between two NOTIFYs of `wake_relay` in one process at least: how much later than
+its commit a step of a steady stream may reach the relay (a step alone: at once)."""
 
 log = structlog.get_logger(__name__)
 
@@ -116,12 +119,19 @@ class _Waker:
     statement, one NOTIFY covers every event committed before it was sent; under load most
     calls add none. If the process dies between the commit and the NOTIFY, the relay's poll
     (`LIFTOFF_OUTBOX_POLL_SECONDS`, 1 s) finds the events.
+
+    NOTIFYs are also at least `interval` apart: a step alone is announced at once, a steady
+    stream of steps once per interval (each NOTIFY is a statement, a write on the socket and a
+    transaction in PostgreSQL; without the interval a quiet server under a steady load sent
+    one for nearly every step, as the one in flight was done before the next commit).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float = NOTIFY_INTERVAL) -> None:
+        self.interval = interval
         self._task: asyncio.Task[None] | None = None
         self._again = False
         self._payload = ""
+        self._last = -interval
 
     def wake(self, payload: str) -> None:
         loop = asyncio.get_running_loop()
@@ -133,8 +143,13 @@ class _Waker:
         self._task = loop.create_task(self._run(), name="outbox-wake")
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            wait = self._last + self.interval - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)  # steps committed meanwhile ride on the next NOTIFY
             self._again = False
+            self._last = loop.time()
             try:
                 client = get_connection("default")
                 async with client.acquire_connection() as conn:

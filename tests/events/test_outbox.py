@@ -346,6 +346,17 @@ async def test_notify_is_sent_on_commit_only(tenant: Tenant, db: str) -> None:
         await listener.close()
 
 
+async def _start_unlocked(tenant: Tenant, customer: Customer) -> None:
+    """START on the customer's first task as an unlocked (optimistic) step."""
+    await service.update_task(
+        tenant.csm,
+        customer_id=str(customer.id),
+        task_key="verify_email",
+        action=TaskAction.START,
+        optimistic=True,
+    )
+
+
 async def test_an_unlocked_step_notifies_after_its_commit_once_per_burst(
     tenant: Tenant, db: str
 ) -> None:
@@ -357,25 +368,47 @@ async def test_an_unlocked_step_notifies_after_its_commit_once_per_burst(
     received: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener(outbox.NOTIFY_CHANNEL, lambda *args: received.put_nowait(args[3]))
 
-    async def start(customer: Customer) -> None:
-        await service.update_task(
-            tenant.csm,
-            customer_id=str(customer.id),
-            task_key="verify_email",
-            action=TaskAction.START,
-            optimistic=True,
-        )
-
     try:
-        await start(customers[0])
+        await _start_unlocked(tenant, customers[0])
         assert await asyncio.wait_for(received.get(), 5) == str(tenant.id)
         await asyncio.sleep(0.2)
         assert received.empty()  # one step, one NOTIFY
 
-        await asyncio.gather(*(start(c) for c in customers[1:]))
+        await asyncio.gather(*(_start_unlocked(tenant, c) for c in customers[1:]))
         await asyncio.wait_for(received.get(), 5)
         await asyncio.sleep(0.3)
         assert received.qsize() <= len(customers) - 2
+        for customer in customers:
+            assert types(await events_of(customer.id))[-1:] == ["task.started"]
+    finally:
+        await listener.close()
+
+
+async def test_unlocked_steps_in_a_stream_share_notifies_at_least_an_interval_apart(
+    tenant: Tenant, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A steady stream of steps is announced once per interval, never left unannounced: the
+    step after an immediate NOTIFY waits for the next interval, then rides on its NOTIFY."""
+    monkeypatch.setattr(outbox._waker, "interval", 0.5)
+    customers = [await tenant.customer() for _ in range(4)]
+    listener = await asyncpg.connect(db)
+    received: asyncio.Queue[float] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    await listener.add_listener(outbox.NOTIFY_CHANNEL, lambda *_: received.put_nowait(loop.time()))
+
+    try:
+        await asyncio.sleep(0.6)  # past any interval an earlier test started
+        await _start_unlocked(tenant, customers[0])
+        first = await asyncio.wait_for(received.get(), 5)
+        for customer in customers[1:]:
+            await _start_unlocked(tenant, customer)
+        last_commit = loop.time()
+        second = await asyncio.wait_for(received.get(), 5)
+        assert second - first >= 0.45  # held for the interval, not one per step
+        if last_commit < first + 0.45:  # the three steps within one interval (not too slow)
+            assert second >= last_commit  # the held NOTIFY came after every commit
+            await asyncio.sleep(0.7)
+            assert received.empty()  # and it was the only one for them
         for customer in customers:
             assert types(await events_of(customer.id))[-1:] == ["task.started"]
     finally:
