@@ -4,7 +4,7 @@ call, and how both hold as the event table grows.
 
     python -m bench.ingest [--rows 0,1000000] [--clients 4] [--calls 15] [--lines 200000]
                            [--rounds 3] [--customers 2000] [--python-reader-too]
-                           [--beside-empty] [--database-url URL]
+                           [--beside-empty] [--no-ceiling] [--database-url URL]
 
 One run: a throwaway database (migrated), one organization with `--customers` customers known
 by external ids and an API key. For each table size of `--rows` (ascending), the table is
@@ -12,7 +12,11 @@ first filled to that many events (set-based SQL: events, their keys and rollups,
 the last 90 days), then `--rounds` rounds alternate the API measurement and the import
 measurement (which goes first alternates too). API: `--clients` closed-loop clients, each
 sending `--calls` calls of 1,000 new events (bodies built before the clock starts). Import: a
-CSV of `--lines` new events through the real command. Figures, not verdicts.
+CSV of `--lines` new events through the real command. Ceiling (unless `--no-ceiling`), right
+after the import: the same number of rows of the same shapes `COPY`d by PostgreSQL alone
+into the event table and the key table (`bench/ingest_ceiling.py`), the least the issue
+requires, to say how far the import is from what this server can take at all. Figures, not
+verdicts.
 
 With `--beside-empty`, a second database set up the same way, with its own `liftoff serve`,
 has its event tables emptied before every round and takes the same steps in the same round
@@ -41,6 +45,7 @@ from pathlib import Path
 
 from bench.db import DEFAULT_SERVER
 from bench.health import load
+from bench.ingest_ceiling import Ceiling, ceiling_round, report_ceiling
 from bench.metrics import cpu_or_zero, postgres_cpu
 from bench.procs import (
     Child,
@@ -79,6 +84,7 @@ class Size:
     py_rate: list[float] = field(default_factory=list)
     py_cpu_us: list[float] = field(default_factory=list)
     py_pg_us: list[float] = field(default_factory=list)
+    ceiling: Ceiling = field(default_factory=Ceiling)  # bare COPY of the same rows
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -97,6 +103,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--beside-empty",
         action="store_true",
         help="each round also runs against a database whose event tables are emptied first",
+    )
+    p.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the bare COPY of the same rows into the event and key tables",
     )
     p.add_argument("--customers", type=int, default=2000)
     p.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_SERVER))
@@ -134,6 +145,15 @@ async def prepare(url: str, customers: int) -> tuple[uuid.UUID, str, list[str]]:
         [new.organization.id, externals],
     )
     return new.organization.id, secret, externals
+
+
+async def customer_ids(org: uuid.UUID) -> list[uuid.UUID]:
+    from tortoise.connection import get_connection
+
+    rows = await get_connection("default").execute_query_dict(
+        "SELECT id FROM customer WHERE organization_id = $1 ORDER BY id", [org]
+    )
+    return [r["id"] for r in rows]
 
 
 async def fill(org: uuid.UUID, have: int, want: int) -> None:
@@ -379,6 +399,8 @@ class Target:
     database: str
     server: Child
     key: str
+    org: uuid.UUID
+    customers: list[uuid.UUID]
 
 
 EMPTY = (
@@ -414,6 +436,9 @@ async def steps(target: Target, size: Size, tag: str, order: list[str], external
         if step == "api":
             await api_round(target.server, target.key, externals, size, tag, args.clients,
                             args.calls, target.database)  # fmt: skip
+        elif step == "ceiling":
+            await ceiling_round(target.url, target.org, target.customers, size.ceiling,
+                                f"{tag}-bare", args.lines)  # fmt: skip
         else:
             await import_round(target.url, secret_key, externals, size, f"{tag}-{step}",
                                args.lines, target.database, python=step == "python")  # fmt: skip
@@ -458,14 +483,17 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
             other = Teardown(teardown.server_url)
             teardown.add(other.close)
             url, _ = await other.create_database()
-            _, key, _ = await prepare(url, args.customers)
+            other_org, key, _ = await prepare(url, args.customers)
+            ids = await customer_ids(other_org)
             await close_db()
-            beside = Target(url, other.db_name, await serve(url, secret_key, teardown), key)
+            beside = Target(url, other.db_name, await serve(url, secret_key, teardown), key,
+                            other_org, ids)  # fmt: skip
             print(f"beside it: database {other.db_name}, its event tables emptied every round")
         url, version = await teardown.create_database()
         print(f"PostgreSQL {version}, database {teardown.db_name}")
         org, key, externals = await prepare(url, args.customers)
-        target = Target(url, teardown.db_name, await serve(url, secret_key, teardown), key)
+        target = Target(url, teardown.db_name, await serve(url, secret_key, teardown), key, org,
+                        await customer_ids(org))  # fmt: skip
         have = 0
         try:
             for size, empty_size in zip(sizes, empties, strict=True):
@@ -481,6 +509,8 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
                     if args.python_reader_too:
                         order = (["api", "import", "python"] if r % 2 == 0
                                  else ["python", "import", "api"])  # fmt: skip
+                    if not args.no_ceiling:
+                        order.insert(order.index("import") + 1, "ceiling")
                     both = [(target, size)]
                     if beside is not None:
                         await empty(beside.url)
@@ -492,14 +522,19 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
                     python = f", python reader {size.py_rate[-1]:,.0f}" if size.py_rate else ""
                     side = (f" (empty table beside: API {empty_size.api_rate[-1]:,.0f}, import "
                             f"{empty_size.import_rate[-1]:,.0f})" if beside else "")  # fmt: skip
+                    bare = (f", bare COPY {size.ceiling.rate[-1]:,.0f}" if size.ceiling.rate
+                            else "")  # fmt: skip
                     print(f"   round {r + 1}: API {size.api_rate[-1]:,.0f} ev/s, import "
-                          f"{size.import_rate[-1]:,.0f}{python} ev/s{side}; {load()}",
+                          f"{size.import_rate[-1]:,.0f}{python}{bare} ev/s{side}; {load()}",
                           flush=True)  # fmt: skip
                 have += len(size.api_rate) * args.clients * args.calls * BATCH
                 have += (len(size.import_rate) + len(size.py_rate)) * args.lines
+                have += len(size.ceiling.rate) * args.lines
         finally:
             await close_db()
         report(sizes, args)
+        if not args.no_ceiling:
+            report_ceiling(sizes, empties if beside is not None else None)
         if beside is not None:
             report_beside(sizes, empties)
         print(f"\n{load()} at the end")
