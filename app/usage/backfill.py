@@ -19,7 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 
 from app.kit.clock import utcnow
@@ -97,7 +97,7 @@ async def import_file(
         elif isinstance(plan, Refused):
             source = iter([Chunk(refused=[plan], read=1, position=size)])
         else:
-            # every month of the window has its partition before chunks store in parallel
+            # every week of the window has its partition before chunks store in parallel
             await storage.ensure_window(window.earliest, window.latest)
             source = copyload.blocks(stream, plan, size=chunk_lines)
         try:
@@ -115,8 +115,8 @@ async def import_file(
                     continue
                 report.lines = item.read or report.lines
                 # missing partitions are created here, one chunk at a time, not by two
-                # chunks' transactions racing to create the same month
-                await storage.ensure_months({_month(x.occurred_at) for x in item.lines})
+                # chunks' transactions racing to create the same week
+                await storage.ensure_weeks({storage.week_of(x.occurred_at) for x in item.lines})
                 task = asyncio.create_task(
                     bulk.store_chunk(organization_id, item.lines, actor=actor)
                 )
@@ -137,14 +137,10 @@ async def _store_block(
         return await copyload.store_block(plan, organization_id, block, actor=actor)
     except copyload.Fallback:
         chunk = await asyncio.to_thread(copyload.parse_block, plan, block)
-        await storage.ensure_months({_month(x.occurred_at) for x in chunk.lines})
+        await storage.ensure_weeks({storage.week_of(x.occurred_at) for x in chunk.lines})
         stored = await bulk.store_chunk(organization_id, chunk.lines, actor=actor)
         stored.refused.extend(chunk.refused)
         return stored
-
-
-def _month(at: datetime) -> date:
-    return date(at.year, at.month, 1)
 
 
 def _line(refused: Refused) -> int:

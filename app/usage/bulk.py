@@ -3,7 +3,7 @@
 1. the chunk's customers, by our id and by the organization's own id, in one query;
 2. its rows COPYed into a temporary staging table (dropped at commit);
 3. one statement claims the idempotency keys, inserts the events whose keys were new into
-   their monthly partitions and adds them to the daily rollups;
+   their partitions and adds them to the daily rollups;
 4. one `usage.event_ingested` summary on the outbox.
 
 A rerun of the same file finds every key taken: its lines count as duplicates.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from app.db import transaction
@@ -68,7 +68,7 @@ async def store_chunk(organization_id: uuid.UUID, lines: list[Line], *, actor: s
         records.append((cid, x.name, x.occurred_at, x.idempotency_key, x.properties, x.line))
     if not records:
         return out
-    await storage.ensure_months({date(x.occurred_at.year, x.occurred_at.month, 1) for x in lines})
+    await storage.ensure_weeks({storage.week_of(x.occurred_at) for x in lines})
     async with transaction() as tx:
         raw: Any = tx._connection  # type: ignore[attr-defined]
         await raw.execute(_STAGE)

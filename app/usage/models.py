@@ -1,6 +1,7 @@
 """Usage events and their per-customer daily rollups.
 
-`usage_event` is range-partitioned by `occurred_at` (one partition per month). Tortoise
+`usage_event` is range-partitioned by `occurred_at` (one partition per week; older ones per
+month, migration 0036). Tortoise
 cannot declare partitions, so the migration creates the table with raw SQL; this model
 maps it for reads. Ingestion writes it with set-based SQL (`app/usage/storage.py`).
 Idempotency keys live in the unpartitioned `usage_event_key` table (raw SQL only),
@@ -16,7 +17,7 @@ from tortoise.models import Model
 
 
 class UsageEvent(Model):
-    """One raw event a product reported for one customer (partitioned by month)."""
+    """One raw event a product reported for one customer (partitioned by week)."""
 
     id = fields.BigIntField(primary_key=True)
     organization_id = fields.UUIDField()

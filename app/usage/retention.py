@@ -1,6 +1,7 @@
 """How long usage events are kept, per organization, and the worker's pruning.
 
-Plan (README, "Usage events"): `usage_event` is partitioned by month of `occurred_at`.
+Plan (README, "Usage events"): `usage_event` is partitioned by week of `occurred_at` (months
+before migration 0036).
 The worker drops whole partitions older than the longest retention of any organization
 (the default, LIFTOFF_EVENT_RETENTION_DAYS, or a longer one an organization chose); the few
 organizations with a shorter retention have their older rows deleted, which partition
@@ -14,7 +15,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from tortoise.connection import get_connection
 
@@ -26,7 +27,6 @@ from app.usage.rules import FUTURE_TOLERANCE, retention_start
 MIN_DAYS = 1
 MAX_DAYS = 3650
 CACHE_SECONDS = 60.0
-PARTITION = "usage_event_p"
 _cache: dict[uuid.UUID, tuple[float, int | None]] = {}
 
 
@@ -71,29 +71,9 @@ class Pruned:
         return len(self.partitions) + self.events + self.keys + self.rollups
 
 
-def partition_month(name: str) -> date | None:
-    """The first day of the month a partition `usage_event_pYYYYMM` holds."""
-    if not name.startswith(PARTITION) or len(name) != len(PARTITION) + 6:
-        return None
-    digits = name[len(PARTITION) :]
-    if not digits.isdigit():
-        return None
-    year, month = int(digits[:4]), int(digits[4:])
-    return date(year, month, 1) if 1 <= month <= 12 else None
-
-
-def next_month(month: date) -> date:
-    return date(month.year + month.month // 12, month.month % 12 + 1, 1)
-
-
-def droppable(names: list[str], *, oldest_kept: datetime) -> list[str]:
-    """Partitions whose whole month ends at or before `oldest_kept`."""
-    out = []
-    for name in names:
-        month = partition_month(name)
-        if month is not None and next_month(month) <= oldest_kept.date():
-            out.append(name)
-    return sorted(out)
+def droppable(bounds: list[tuple[str, datetime]], *, oldest_kept: datetime) -> list[str]:
+    """Partitions (name, upper bound) whose whole range ends at or before `oldest_kept`."""
+    return sorted(name for name, upper in bounds if upper <= oldest_kept)
 
 
 async def _retentions() -> dict[uuid.UUID, int]:
@@ -112,11 +92,9 @@ async def prune(
     own = await _retentions()
     longest = max([default_days, *own.values()])
     conn = get_connection("default")
-    parts = await conn.execute_query_dict(
-        "SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = 'usage_event'::regclass"
-    )
-    out = Pruned(droppable([p["name"] for p in parts], oldest_kept=now - timedelta(longest)))
+    parts = await conn.execute_query_dict("SELECT name, upper_at FROM usage_event_bounds()")
+    bounds = [(p["name"], p["upper_at"]) for p in parts]
+    out = Pruned(droppable(bounds, oldest_kept=now - timedelta(longest)))
     for name in out.partitions:
         async with transaction():
             await conn.execute_script("SET LOCAL lock_timeout = '5s'")
@@ -173,7 +151,7 @@ async def _delete(sql: str, *params: object) -> int:
 
 
 async def ensure_ahead(*, now: datetime | None = None, months: int = 2) -> int:
-    """Create the partitions of the coming months before events need them."""
+    """Create the partitions of the coming two months (weeks) before events need them."""
     from app.usage.storage import ensure_partitions
 
     now = now or utcnow()

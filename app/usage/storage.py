@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from tortoise.connection import get_connection
 
-_ensured_months: set[date] = set()
+_ensured_weeks: set[date] = set()
 
 
 class EventRow(NamedTuple):
@@ -26,33 +26,37 @@ class EventRow(NamedTuple):
     properties: str  # JSON text
 
 
-def _month(at: datetime | date) -> date:
-    return date(at.year, at.month, 1)
+def week_of(at: datetime | date) -> date:
+    """The Monday of the UTC week `at` falls in: new partitions hold a week each."""
+    day = at.astimezone(UTC).date() if isinstance(at, datetime) else at
+    return day - timedelta(days=day.weekday())
 
 
 async def ensure_partitions(first: date, last: date) -> int:
-    """Create the monthly partitions covering `first`..`last` that do not exist yet."""
+    """Create the partitions that make every day from `first` to `last` storable: a week
+    each (Monday to Monday, UTC), cut short where an existing partition (an older month) starts
+    or ends; the number created."""
     rows = await get_connection("default").execute_query_dict(
         "SELECT usage_event_ensure_partitions($1, $2) AS created", [first, last]
     )
     return int(rows[0]["created"])
 
 
-async def ensure_months(months: set[date]) -> None:
-    """`ensure_partitions` for these months, unless this process already did."""
-    if months and not months <= _ensured_months:
-        await ensure_partitions(min(months), max(months))
-        _ensured_months.update(months)
+async def ensure_weeks(weeks: set[date]) -> None:
+    """`ensure_partitions` for these weeks (their Mondays), unless this process already did."""
+    if weeks and not weeks <= _ensured_weeks:
+        await ensure_partitions(min(weeks), max(weeks) + timedelta(days=6))
+        _ensured_weeks.update(weeks)
 
 
 async def ensure_window(earliest: datetime, latest: datetime) -> None:
-    """`ensure_months` for every month from `earliest` to `latest` (UTC)."""
-    first, last = _month(earliest.astimezone(UTC)), _month(latest.astimezone(UTC))
-    months = {first, last}
+    """`ensure_weeks` for every week from `earliest` to `latest` (UTC)."""
+    first, last = week_of(earliest), week_of(latest)
+    weeks = {last}
     while first < last:
-        first = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-        months.add(first)
-    await ensure_months(months)
+        weeks.add(first)
+        first += timedelta(days=7)
+    await ensure_weeks(weeks)
 
 
 def store_sql(source: str) -> str:
@@ -98,7 +102,7 @@ async def store_rows(organization_id: uuid.UUID, rows: Sequence[EventRow]) -> li
     were new and add them to the daily rollups, in one statement; the keys stored."""
     if not rows:
         return []
-    await ensure_months({_month(r.occurred_at) for r in rows})
+    await ensure_weeks({week_of(r.occurred_at) for r in rows})
     _, found = await get_connection("default").execute_query(
         _STORE_ROWS,
         [

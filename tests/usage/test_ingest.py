@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 from tortoise.connection import get_connection
 
 from app.db import transaction
 from app.events.models import OutboxEvent
 from app.kit.clock import utcnow
+from app.usage import storage
 from app.usage.models import UsageDaily, UsageEvent
 from app.usage.rules import EventIn, ItemStatus
 from app.usage.service import INGESTED, Ingested, ingest_events
@@ -37,16 +39,69 @@ def batch(customer: object, n: int, *, name: str = "project_created") -> list[Ev
     ]
 
 
-async def test_the_usage_event_table_is_partitioned_by_month(db: str) -> None:
+async def bounds() -> list[tuple[str, datetime, datetime]]:
+    rows = await get_connection("default").execute_query_dict(
+        "SELECT name, lower_at, upper_at FROM usage_event_bounds() ORDER BY lower_at"
+    )
+    return [(r["name"], r["lower_at"], r["upper_at"]) for r in rows]
+
+
+async def test_the_usage_event_table_is_partitioned_by_week(db: str) -> None:
     conn = get_connection("default")
     kind = await conn.execute_query_dict(
         "SELECT relkind::text AS relkind FROM pg_class WHERE relname = 'usage_event'"
     )
     assert kind[0]["relkind"] == "p"
-    parts = await conn.execute_query_dict(
-        "SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'usage_event'::regclass"
+    now = utcnow()
+    parts = [b for b in await bounds() if b[2] > now - timedelta(days=400)]
+    assert len(parts) >= 60
+    for (_, _, upper), (_, lower, _) in itertools.pairwise(parts):
+        assert upper == lower  # no gap, no overlap
+    for name, lower, upper in parts:
+        assert name == f"usage_event_w{lower:%Y%m%d}"
+        assert lower.weekday() == 0 and upper - lower == timedelta(days=7)
+    assert parts[0][1] <= now - timedelta(days=400) and parts[-1][2] >= now + timedelta(days=62)
+
+
+async def test_weeks_meet_an_existing_month_without_overlapping_it(db: str) -> None:
+    conn = get_connection("default")
+    month = "usage_event_p209003"  # a month partition as the months before migration 0036
+    await conn.execute_script(
+        f"CREATE TABLE {month} PARTITION OF usage_event"
+        " FOR VALUES FROM ('2090-03-01 00:00+00') TO ('2090-04-01 00:00+00')"
     )
-    assert parts[0]["n"] >= 14
+    try:
+        created = await storage.ensure_partitions(date(2090, 2, 20), date(2090, 4, 10))
+        assert created == 5  # 2090-02-20 is a Monday, 2090-03-01 a Wednesday
+        parts = [b for b in await bounds() if b[1].year == 2090]
+        assert [(n, f"{lo:%m-%d}", f"{hi:%m-%d}") for n, lo, hi in parts] == [
+            ("usage_event_w20900220", "02-20", "02-27"),
+            ("usage_event_w20900227", "02-27", "03-01"),
+            (month, "03-01", "04-01"),
+            ("usage_event_w20900401", "04-01", "04-03"),
+            ("usage_event_w20900403", "04-03", "04-10"),
+            ("usage_event_w20900410", "04-10", "04-17"),
+        ]
+        assert await storage.ensure_partitions(date(2090, 2, 1), date(2090, 4, 16)) == 3
+        for day in ("2090-02-26T23:59:59Z", "2090-03-01T00:00:00Z", "2090-03-31T23:59:59Z",
+                    "2090-04-01T00:00:00Z", "2090-04-02T12:00:00Z"):  # fmt: skip
+            await conn.execute_query(
+                "INSERT INTO usage_event (organization_id, customer_id, name, occurred_at,"
+                " idempotency_key) VALUES ($1, $1, 'x', $2, 'k')",
+                [uuid.uuid4(), datetime.fromisoformat(day)],
+            )
+        where = await conn.execute_query_dict(
+            "SELECT tableoid::regclass::text AS part FROM usage_event"
+            " WHERE occurred_at >= '2090-01-01' ORDER BY occurred_at"
+        )
+        assert [w["part"] for w in where] == [
+            "usage_event_w20900220", month, month, "usage_event_w20900401",
+            "usage_event_w20900401",
+        ]  # fmt: skip
+    finally:
+        for name, lower, _ in await bounds():
+            if lower.year == 2090:
+                await conn.execute_script(f'DROP TABLE "{name}"')
 
 
 async def test_each_item_gets_its_own_answer_and_bad_items_do_not_block_the_others(

@@ -40,14 +40,22 @@ async def partitions() -> set[str]:
 
 
 def test_only_partitions_wholly_before_the_window_are_droppable() -> None:
-    names = ["usage_event_p202401", "usage_event_p202402", "usage_event_p202403", "other"]
-    kept_from = datetime.fromisoformat("2024-03-01T00:00:00+00:00")
-    assert retention.droppable(names, oldest_kept=kept_from) == [
+    at = datetime.fromisoformat
+    bounds = [
+        ("usage_event_p202401", at("2024-02-01T00:00:00+00:00")),
+        ("usage_event_p202402", at("2024-03-01T00:00:00+00:00")),
+        ("usage_event_w20240301", at("2024-03-04T00:00:00+00:00")),
+        ("usage_event_w20240304", at("2024-03-11T00:00:00+00:00")),
+    ]
+    kept_from = at("2024-03-04T00:00:00+00:00")
+    assert retention.droppable(bounds, oldest_kept=kept_from) == [
         "usage_event_p202401",
         "usage_event_p202402",
+        "usage_event_w20240301",
     ]
-    assert retention.droppable(names, oldest_kept=kept_from - timedelta(seconds=1)) == [
-        "usage_event_p202401"
+    assert retention.droppable(bounds, oldest_kept=kept_from - timedelta(seconds=1)) == [
+        "usage_event_p202401",
+        "usage_event_p202402",
     ]
 
 
@@ -66,17 +74,17 @@ async def test_pruning_keeps_each_organization_its_own_window(
         "UPDATE usage_event_key SET received_at = $1 WHERE idempotency_key LIKE $2",
         [now - timedelta(days=100), f"{run}-old-%"],
     )
-    # an ancient month, past every organization's window
+    # an ancient week, past every organization's window
     ancient = now - timedelta(days=800)
     await storage.ensure_partitions(ancient.date(), ancient.date())
-    ancient_name = f"usage_event_p{ancient:%Y%m}"
+    ancient_name = f"usage_event_w{storage.week_of(ancient):%Y%m%d}"
     assert ancient_name in await partitions()
     try:
         pruned = await retention.prune(default_days=400, now=now)
     finally:
         await retention.set_retention_days(tenant.id, None)
     assert ancient_name in pruned.partitions and ancient_name not in await partitions()
-    assert f"usage_event_p{now:%Y%m}" in await partitions()
+    assert f"usage_event_w{storage.week_of(now):%Y%m%d}" in await partitions()
     short_days = await UsageEvent.filter(customer_id=short.id).values_list(
         "idempotency_key", flat=True
     )
