@@ -159,14 +159,23 @@ _CUSTOMER_WORKFLOW = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, c.signed_up_at FROM c
 LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
 WHERE c.organization_id = $1 AND c.id = $2"""
 
-_CUSTOMER_CHECKLIST = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, c.signed_up_at, {_CHECKLIST_COLUMNS}
+_CUSTOMER_CHECKLIST_OF = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, c.signed_up_at, {_CHECKLIST_COLUMNS}
 FROM customer c
 LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
 LEFT JOIN workflow_stage s ON s.organization_id = c.organization_id AND s.workflow_id = w.id
 LEFT JOIN workflow_task t ON t.organization_id = s.organization_id
   AND t.workflow_id = s.workflow_id AND t.stage_id = s.id
-WHERE c.organization_id = $1 AND c.id = $2
+WHERE c.organization_id = $1 AND c.id = {{customer}}
 ORDER BY s.position, t.position"""
+
+_CUSTOMER_CHECKLIST = _CUSTOMER_CHECKLIST_OF.format(customer="$2")
+
+_TASK_CHECKLIST = _CUSTOMER_CHECKLIST_OF.format(
+    customer="""(SELECT tw.customer_id FROM workflow_task tt
+  JOIN workflow tw ON tw.organization_id = tt.organization_id AND tw.id = tt.workflow_id
+  WHERE tt.organization_id = $1 AND tt.id = $2)"""
+)
+"""The checklist of the customer whose workflow holds the task $2 (no row: no such task)."""
 
 _WORKFLOW_WIDTH = 17  # with the customer's signed_up_at
 
@@ -186,9 +195,20 @@ async def customer_workflow(
 ) -> CustomerWorkflow:
     """A customer of the organization with its workflow (and its checklist when `checklist`),
     read in one statement from one snapshot."""
-    _, rows = await get_connection("default").execute_query(
-        _CUSTOMER_CHECKLIST if checklist else _CUSTOMER_WORKFLOW, [organization_id, customer_id]
-    )
+    sql = _CUSTOMER_CHECKLIST if checklist else _CUSTOMER_WORKFLOW
+    return await _customer_workflow(sql, organization_id, customer_id, checklist=checklist)
+
+
+async def task_workflow(organization_id: uuid.UUID, task_id: uuid.UUID) -> CustomerWorkflow:
+    """`customer_workflow` with the checklist, of the customer whose workflow holds the
+    organization's task `task_id` (not found when it has no such task), in one statement."""
+    return await _customer_workflow(_TASK_CHECKLIST, organization_id, task_id, checklist=True)
+
+
+async def _customer_workflow(
+    sql: str, organization_id: uuid.UUID, key: uuid.UUID, *, checklist: bool
+) -> CustomerWorkflow:
+    _, rows = await get_connection("default").execute_query(sql, [organization_id, key])
     if not rows:
         return CustomerWorkflow(found=False)
     first = rows[0]

@@ -182,6 +182,21 @@ async def _customer_of_task(viewer: Viewer, task_id: str) -> tuple[uuid.UUID, st
     return customer_id, str(row[0]["key"])
 
 
+async def _load_of_task(viewer: Viewer, task_id: str) -> tuple[Loaded, str]:
+    """Unlocked `load` of the workflow that holds a task of the viewer's organization (a
+    CUSTOMER's own only), found by the task's id in the same statement; and the task's key."""
+    tid = parse_id(task_id, what="task")
+    got = await records.task_workflow(viewer.organization_id, tid)
+    workflow = got.workflow
+    if workflow is None or (
+        viewer.role is Role.CUSTOMER and workflow.customer_id != viewer.customer_id
+    ):
+        raise NotFound(f"No task with id {task_id}.", task=task_id)
+    loaded = build_state(workflow, got.stages or [])
+    key = next(k for k, t in loaded.tasks.items() if t.id == tid)
+    return loaded, key
+
+
 async def update_task(
     viewer: Viewer,
     *,
@@ -200,14 +215,17 @@ async def update_task(
     writes the step, each its own transaction, the write only if nobody changed the
     workflow in between (Stale otherwise, with nothing written).
     """
-    if task_id:
-        cid, key = await _customer_of_task(viewer, task_id)
-    elif task_key:
-        cid, key = viewer.customer_scope(customer_id), task_key
+    if task_id and optimistic:
+        loaded, key = await _load_of_task(viewer, task_id)
     else:
-        raise ValidationFailed("Pass `taskId`, or `taskKey` (with `customerId` for operators).")
+        if task_id:
+            cid, key = await _customer_of_task(viewer, task_id)
+        elif task_key:
+            cid, key = viewer.customer_scope(customer_id), task_key
+        else:
+            raise ValidationFailed("Pass `taskId`, or `taskKey` (with `customerId` for operators).")
+        loaded = await load(viewer, cid, lock=not optimistic)
     now = now or utcnow()
-    loaded = await load(viewer, cid, lock=not optimistic)
     if key not in loaded.tasks:
         raise NotFound(f"No task {key!r} in this workflow.", task=key)
     if loaded.state.paused:

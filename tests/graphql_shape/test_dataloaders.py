@@ -251,6 +251,34 @@ async def test_update_task_costs_five_statements_or_fewer(tenant: Tenant) -> Non
     assert not any("CASE" in sql for sql in statements), statements
 
 
+async def test_update_task_by_task_id_costs_the_same_two_statements(tenant: Tenant) -> None:
+    """The checklist page moves tasks by id: the read finds the task's workflow itself."""
+    gql = InProcessGraphQL(make_settings())
+    customer = await tenant.customer()
+    token = _customer_token(gql, tenant.id, customer)
+    async with gql.client() as client:
+        await gql.execute("{ viewer { role } }", {}, token=token, client=client)  # token check
+        listed = await gql.execute(
+            "{ workflow { stages { tasks { id key } } } }", token=token, client=client
+        )
+        (task_id,) = [
+            t["id"]
+            for s in listed["data"]["workflow"]["stages"]
+            for t in s["tasks"]
+            if t["key"] == "verify_email"
+        ]
+        with counting_statements() as statements:
+            body = await gql.execute(
+                "mutation($id: ID) { updateTask(input: {taskId: $id, action: COMPLETE}) "
+                "{ task { key status } } }",
+                {"id": task_id},
+                token=token,
+                client=client,
+            )
+    assert body["data"]["updateTask"]["task"] == {"key": "verify_email", "status": "COMPLETED"}
+    assert len(statements) <= 2, statements
+
+
 async def test_the_checklist_query_is_one_statement_with_or_without_stages(
     tenant: Tenant,
 ) -> None:

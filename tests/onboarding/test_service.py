@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from app.db import transaction
@@ -9,6 +11,7 @@ from app.errors import (
     DependencyNotMet,
     Forbidden,
     InvalidTransition,
+    NotFound,
     TaskLocked,
     TaskRequired,
     WorkflowPaused,
@@ -203,3 +206,36 @@ async def test_an_unlocked_step_overtaken_by_another_writes_nothing(tenant: Tena
         await tenant.act(customer.id, "watch_intro", TaskAction.START)
         engine.apply_task_action(stale.state, "watch_intro", TaskAction.COMPLETE, now=utcnow())
         await service._persist(tenant.csm, stale, Outcome(), utcnow())
+
+
+async def test_an_unlocked_step_by_task_id_finds_the_workflow_in_its_one_read(
+    tenant: Tenant,
+) -> None:
+    """By task id, the unlocked step reads the task's workflow in the same statement as its
+    checklist; a customer reaches its own tasks only, an operator those of its organization."""
+    alice, bob = await tenant.customer(), await tenant.customer()
+    (alice_task,) = [
+        t for t in await service.list_tasks(tenant.csm, str(alice.id)) if t.key == "verify_email"
+    ]
+    moved = await service.update_task(
+        tenant.customer_viewer(alice),
+        action=TaskAction.START,
+        task_id=str(alice_task.id),
+        optimistic=True,
+    )
+    assert (moved[1].key, moved[1].status) == ("verify_email", TaskStatus.IN_PROGRESS)
+    with pytest.raises(NotFound):
+        await service.update_task(
+            tenant.customer_viewer(bob),
+            action=TaskAction.COMPLETE,
+            task_id=str(alice_task.id),
+            optimistic=True,
+        )
+    _, row = await service.update_task(
+        tenant.csm, action=TaskAction.COMPLETE, task_id=str(alice_task.id), optimistic=True
+    )
+    assert row.status is TaskStatus.COMPLETED
+    with pytest.raises(NotFound):
+        await service.update_task(
+            tenant.csm, action=TaskAction.START, task_id=str(uuid.uuid4()), optimistic=True
+        )
