@@ -194,16 +194,21 @@ ids AS MATERIALIZED (
         OFFSET 0
     ) classed
     GROUP BY customer_id
+), feature_sets AS (
+    -- the names of the features used, once per distinct set (a few dozen in a batch) instead
+    -- of once per customer
+    SELECT s.fmask, ARRAY(
+        SELECT t.n FROM unnest($10::text[], $11::int8[]) AS t(n, m)
+        WHERE t.m >> 16 > 0
+          AND (s.fmask[1 + ((t.m >> 16) - 1) / 63] >> (((t.m >> 16) - 1) % 63)::int) & 1 = 1
+        ORDER BY t.n
+    ) AS features
+    FROM (SELECT DISTINCT fmask FROM usage WHERE n_used > 0) s
 ), f AS (
     SELECT cust.*, coalesce(u.events, 0) AS events, coalesce(u.active_days, 0) AS active_days,
            CASE WHEN la.last_active IS NULL THEN NULL ELSE greatest(0,
                floor(extract(epoch FROM ($2 - la.last_active)) / 86400))::int END AS dsa,
-           CASE WHEN u.n_used > 0 THEN ARRAY(
-               SELECT t.n FROM unnest($10::text[], $11::int8[]) AS t(n, m)
-               WHERE t.m >> 16 > 0
-                 AND (u.fmask[1 + ((t.m >> 16) - 1) / 63] >> (((t.m >> 16) - 1) % 63)::int) & 1 = 1
-               ORDER BY t.n
-           ) ELSE ARRAY[]::text[] END AS features,
+           coalesce(fs.features, ARRAY[]::text[]) AS features,
            coalesce(u.n_used, 0) AS n_used,
            coalesce(u.tickets, 0) AS tickets, coalesce(u.escalations, 0) AS escalations,
            coalesce(u.positive, 0) AS positive, coalesce(u.neutral, 0) AS neutral,
@@ -221,6 +226,7 @@ ids AS MATERIALIZED (
            la.last_active,
            CASE WHEN cust.wf_status = 'ACTIVE' THEN cust.last_activity_at END AS stalled_since
     FROM cust LEFT JOIN usage u ON u.customer_id = cust.id
+    LEFT JOIN feature_sets fs ON fs.fmask = u.fmask
     CROSS JOIN LATERAL (
         -- a rollup's last moment is on its (UTC) day, so the last ordinary event inside the
         -- engagement window is the last of the lookback; without one, the customer's
@@ -412,17 +418,30 @@ def upsert_sql(model: HealthModelDef, *, batch: Batch, first_param: int) -> str:
     version = f"${first_param + 1 + len(PARAMS) + 4}::int"
     return (
         scored_sql(model, batch=batch, first_param=first_param)
-        + f""", up AS (
+        + f""", rewritten AS (
+    UPDATE health_score h SET
+        score = m.escore, level = m.elevel, computed_score = m.cscore,
+        computed_level = m.clevel, confidence = m.confidence, components = m.components,
+        facts = m.facts, segment = m.user_type, channel = m.channel,
+        model_version = {version}, override_id = m.o_id, computed_at = $2,
+        changed_at = CASE WHEN m.moved OR m.old_changed_at IS NULL THEN $2
+                          ELSE m.old_changed_at END
+    FROM m
+    -- a score whose every stored value stays the same is left alone (and its computed_at
+    -- says when these values were first computed); a stored one is updated in place, without
+    -- the speculative insertion and row lock of an upsert
+    WHERE h.organization_id = $1 AND h.customer_id = m.id AND m.old_score IS NOT NULL
+      AND m.stored IS DISTINCT FROM ROW(m.escore::float8, m.elevel::text, m.cscore::float8,
+          m.clevel::text, m.confidence::float8, m.components, m.facts, m.user_type::text,
+          m.channel::text, {version}, m.o_id::uuid)
+    RETURNING 1
+), up AS (
     INSERT INTO health_score ({_COLUMNS})
     SELECT id, $1, id, escore, elevel, cscore, clevel, confidence, components, facts,
            user_type, channel, {version}, o_id, $2,
            CASE WHEN moved OR old_changed_at IS NULL THEN $2 ELSE old_changed_at END
     FROM m
-    -- a score whose every stored value stays the same is left alone (and its computed_at
-    -- says when these values were first computed)
-    WHERE stored IS NULL OR stored IS DISTINCT FROM ROW(escore::float8, elevel::text,
-          cscore::float8, clevel::text, confidence::float8, components, facts,
-          user_type::text, channel::text, {version}, o_id::uuid)
+    WHERE old_score IS NULL
     ON CONFLICT (organization_id, customer_id) DO UPDATE SET
         score = EXCLUDED.score, level = EXCLUDED.level,
         computed_score = EXCLUDED.computed_score, computed_level = EXCLUDED.computed_level,
@@ -439,7 +458,8 @@ def upsert_sql(model: HealthModelDef, *, batch: Batch, first_param: int) -> str:
     ON CONFLICT DO NOTHING
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM ids) AS scored, (SELECT count(*) FROM up) AS written,
+SELECT (SELECT count(*) FROM ids) AS scored,
+       (SELECT count(*) FROM up) + (SELECT count(*) FROM rewritten) AS written,
        (SELECT count(*) FROM snap) AS snapshots,
        (SELECT id FROM ids ORDER BY id DESC LIMIT 1) AS last_id,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(id, user_type, escore, elevel, old_score,

@@ -325,3 +325,42 @@ async def test_the_usage_facts_match_the_rollups_they_come_from(tenant: Tenant) 
         assert facts.payment_failures == sum(
             k for n, at, k in kept if n in spec.failures and since("billing", at.date())
         ), written
+
+
+async def test_a_rewritten_score_holds_what_a_new_one_would(tenant: Tenant) -> None:
+    """A stored score is rewritten in place (UPDATE) and a new one inserted: after a day's
+    changes, every column of the rewritten scores is what scoring them afresh writes."""
+    customers = [
+        await tenant.customer(**fields)
+        for fields in (
+            {"user_type": "smb", "acquisition_channel": "organic"},
+            {"user_type": "startup", "acquisition_channel": "paid_search"},
+            {"user_type": "enterprise"},
+            {},
+        )
+    ]
+    now = utcnow()
+    for n, c in enumerate(customers):
+        for day in range(0, 3 + 4 * n):
+            await add_usage(tenant, c, "login", days_ago=day, count=1 + n, now=now)
+    await recompute.recompute_all(tenant.id, now=now)
+    later = now + timedelta(days=3)
+    await add_usage(tenant, customers[0], "support_ticket_opened", days_ago=0, count=9, now=later)
+    await add_usage(tenant, customers[1], "project_created", days_ago=1, now=later)
+    await recompute.recompute_all(tenant.id, now=later)
+    columns = (
+        "score", "level", "computed_score", "computed_level", "confidence", "components",
+        "facts", "segment", "channel", "model_version", "override_id", "computed_at",
+    )  # fmt: skip
+    rewritten = {
+        r["customer_id"]: r
+        for r in await HealthScore.filter(organization_id=tenant.id).values("customer_id", *columns)
+    }
+    assert all(r["computed_at"] == later for r in rewritten.values())
+    await HealthScore.filter(organization_id=tenant.id).delete()
+    await recompute.recompute_all(tenant.id, now=later)
+    fresh = {
+        r["customer_id"]: r
+        for r in await HealthScore.filter(organization_id=tenant.id).values("customer_id", *columns)
+    }
+    assert fresh == rewritten
