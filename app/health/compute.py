@@ -129,6 +129,8 @@ class BatchResult:
     """What one batch did."""
 
     scored: int = 0
+    written: int = 0
+    """Scores inserted or rewritten."""
     last_id: uuid.UUID | None = None
     changed: list[uuid.UUID] = field(default_factory=list)
     level_changed: list[uuid.UUID] = field(default_factory=list)
@@ -283,7 +285,9 @@ async def score_batch(
     await conn.execute_script("SET LOCAL jit = off; SET LOCAL work_mem = '64MB'")
     row = (await conn.execute_query_dict(sql, args))[0]
     moved = row["moved"] if isinstance(row["moved"], list) else json.loads(row["moved"])
-    result = BatchResult(scored=int(row["scored"]), last_id=row["last_id"])
+    result = BatchResult(
+        scored=int(row["scored"]), written=int(row.get("written") or 0), last_id=row["last_id"]
+    )
     for cid, _, _, level, _, old_level, _, _ in moved:
         result.changed.append(uuid.UUID(str(cid)))
         if level != old_level:

@@ -132,7 +132,7 @@ async def sweep(
     *,
     after: uuid.UUID | None = None,
     upto: uuid.UUID | None = None,
-    on_batch: Callable[[uuid.UUID, int, int], Awaitable[None]] | None = None,
+    on_batch: Callable[[uuid.UUID, BatchResult], Awaitable[None]] | None = None,
     batch_size: int = BATCH,
 ) -> tuple[int, int]:
     """Score every customer of the scope (with an id in (after, upto]) in batches, one
@@ -160,7 +160,7 @@ async def _batch(
     where: str,
     params: list[Any],
     batch_size: int,
-    on_batch: Callable[[uuid.UUID, int, int], Awaitable[None]] | None,
+    on_batch: Callable[[uuid.UUID, BatchResult], Awaitable[None]] | None,
     dense: bool = False,
 ) -> BatchResult:
     """One batch in its own transaction, tried again when the database rolls it back to break
@@ -175,7 +175,7 @@ async def _batch(
                     run, after=after, where=where, params=params, limit=batch_size, dense=dense
                 )
                 if got.last_id is not None and on_batch is not None:
-                    await on_batch(got.last_id, got.scored, len(got.changed))
+                    await on_batch(got.last_id, got)
             return got
         except asyncpg.exceptions.TransactionRollbackError as exc:
             if attempt == BATCH_ATTEMPTS:
@@ -198,11 +198,11 @@ async def recompute_all(
     async with transaction():
         run = await prepare(organization_id, now=now, fresh_norm=True)
         total = await count(organization_id, Scope())
-    done = 0
+    done = written = 0
 
-    async def progressed(_: uuid.UUID, scored: int, __: int) -> None:
-        nonlocal done
-        done += scored
+    async def progressed(_: uuid.UUID, got: BatchResult) -> None:
+        nonlocal done, written
+        done, written = done + got.scored, written + got.written
         if on_progress is not None:
             maybe = on_progress(done, total)
             if maybe is not None:
@@ -215,7 +215,8 @@ async def recompute_all(
         )
     )
     scored, changed = sum(s for s, _ in swept), sum(c for _, c in swept)
-    await refresh_statistics(scored)
+    # a recompute that rewrote few scores (the same inputs again) leaves the statistics be
+    await refresh_statistics(written)
     return scored, changed
 
 
@@ -236,8 +237,18 @@ async def refresh_statistics(written: int) -> bool:
     base, share = ANALYZE_AT
     if written <= base + share * float(rows[0]["n"]):
         return False
-    await conn.execute_script("ANALYZE health_score")
+    await conn.execute_script(f"ANALYZE health_score ({', '.join(ANALYZED)})")
     return True
+
+
+ANALYZED = (
+    "id", "organization_id", "customer_id", "score", "level", "computed_score", "computed_level",
+    "confidence", "segment", "channel", "model_version", "override_id", "computed_at",
+    "changed_at",
+)  # fmt: skip
+"""The columns `refresh_statistics` samples: not the components and facts, which no query
+filters or sorts on, and whose JSON values made up half of the ANALYZE's time (100,000 scores:
+3.1 s against 1.6 s)."""
 
 
 async def start_job(viewer: Viewer, scope: Scope) -> HealthJob:
@@ -294,8 +305,13 @@ async def run_job(
         async with transaction():
             run = await prepare(org, now=utcnow(), fresh_norm=job.cursor is None)
 
-        async def progressed(last: uuid.UUID, scored: int, changed: int) -> None:
-            job.done, job.changed, job.cursor = job.done + scored, job.changed + changed, last
+        written = 0
+
+        async def progressed(last: uuid.UUID, got: BatchResult) -> None:
+            nonlocal written
+            written += got.written
+            job.done, job.changed = job.done + got.scored, job.changed + len(got.changed)
+            job.cursor = last
             job.heartbeat_at = utcnow()
             await job.save(update_fields=["done", "changed", "cursor", "heartbeat_at"])
             if on_progress is not None:
@@ -305,7 +321,7 @@ async def run_job(
 
         scope = Scope.from_json(job.scope)
         await sweep(run, scope, after=job.cursor, on_batch=progressed, batch_size=batch_size)
-        await refresh_statistics(job.done)
+        await refresh_statistics(written)
         job.status, job.total = JobStatus.SUCCEEDED, max(job.total, job.done)
     except Exception as exc:
         log.exception("health job %s failed", job.id)

@@ -364,3 +364,27 @@ async def test_a_rewritten_score_holds_what_a_new_one_would(tenant: Tenant) -> N
         for r in await HealthScore.filter(organization_id=tenant.id).values("customer_id", *columns)
     }
     assert fresh == rewritten
+
+
+async def test_only_a_recompute_that_rewrote_scores_refreshes_their_statistics(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`refresh_statistics` hears of the scores written, not of those scored: the same inputs
+    again write nothing and do not ANALYZE the table."""
+    for _ in range(3):
+        c = await tenant.customer()
+        await add_usage(tenant, c, "login", days_ago=1)
+    heard: list[int] = []
+    analyze = recompute.refresh_statistics
+
+    async def refresh(written: int) -> bool:
+        heard.append(written)
+        return await analyze(written)
+
+    monkeypatch.setattr(recompute, "refresh_statistics", refresh)
+    monkeypatch.setattr(recompute, "ANALYZE_AT", (0, 0.0))
+    now = utcnow()
+    await recompute.recompute_all(tenant.id, now=now)
+    await recompute.recompute_all(tenant.id, now=now)
+    assert heard == [3, 0]
+    assert not await analyze(0)

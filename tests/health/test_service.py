@@ -193,3 +193,7 @@ async def test_a_sweep_that_rewrote_many_scores_refreshes_their_statistics(
     await scored(tenant)  # 3 scores written: over a threshold of 0
     stored = await HealthScore.all().count()
     assert stored >= 3 and await planner_rows() == stored
+    sampled = await conn.execute_query_dict(
+        "SELECT attname FROM pg_stats WHERE tablename = 'health_score'"
+    )
+    assert {"level", "score", "organization_id"} <= {r["attname"] for r in sampled}
