@@ -5,10 +5,12 @@
 
 One run: a throwaway database on the PostgreSQL server (DATABASE_URL, else the machine's),
 migrated; one demo organization per size, seeded by `app.demo.seed_demo` (the engine, COPY,
-ANALYZE); one `liftoff serve`; then, round after round (the order of the sizes alternating),
-each list query `--requests` times in a row as a CSM of each organization. Prints p50/p99 per
-query and size, the ratio of each size's p50 to the smallest size's (median of the per-round
-ratios, with their range), the server's RSS and the machine's load. Figures, not verdicts.
+ANALYZE), and a decoy organization (a tenth of the largest size) whose customers all have
+DECOY_TERM in their names; one `liftoff serve`; then, round after round (the order of the
+sizes alternating), each list query `--requests` times in a row as a CSM of each
+organization. Prints p50/p99 per query and size, the ratio of each size's p50 to the smallest
+size's (median of the per-round ratios, with their range), the server's RSS and the machine's
+load. Figures, not verdicts.
 
 With `--reuse-database NAME` the run uses (and keeps) database NAME, creating it if missing,
 and seeds only the sizes whose organization (`size-<size>`) is not there yet: a 1,000,000-
@@ -34,6 +36,8 @@ from bench.procs import Child, Teardown, app_env, free_port, guarded_main, run, 
 from bench.report import table
 from bench.workflow import spread, uptime
 
+DECOY_TERM = "quokka"
+"""In the name of every customer of the decoy organization, and of no other customer."""
 FIGURES = (
     "edges { node { id name email workflow { status progress estimatedMinutesRemaining points } } }"
 )
@@ -53,6 +57,9 @@ QUERIES: list[tuple[str, str, dict[str, object]]] = [
     ("page 20, search hit =", PAGE20, {"search": "garcia"}),
     ("page, search common =", PAGE, {"search": "par"}),
     ("page, search miss", PAGE, {"search": "zqxj"}),
+    # A term the table's statistics call common that the measured organizations lack: every
+    # customer of the decoy organization (`_seed`) has it in its name. 0 rows at every size.
+    ("page, search elsewhere =", PAGE, {"search": DECOY_TERM}),
     ("totalCount", COUNT, {}),
     ("totalCount ACTIVE", COUNT, {"workflowStatus": "ACTIVE"}),
 ]
@@ -134,6 +141,19 @@ async def _seed(url: str, secret: str, sizes: list[int], workers: int) -> dict[i
                 role=Role.CSM,
                 ttl=timedelta(hours=6),
             )
+        # The decoy: a tenth of the largest size, each customer named with DECOY_TERM, so the
+        # planner's statistics (the table's) call the term common in every organization.
+        decoys = max(100, max(sizes) // 10)
+        slug = f"decoy-{decoys}"
+        seeded = await Organization.get_or_none(slug=slug)
+        fresh = fresh or seeded is None
+        decoy = await seed_demo(customers=decoys, slug=slug, workers=workers, database_url=url)
+        if seeded is None:
+            await get_connection("default").execute_query(
+                "UPDATE customer SET name = name || $2 WHERE organization_id = $1",
+                [decoy.organization.id, f" {DECOY_TERM.title()}"],
+            )
+        print(f"... decoy organization {slug} ready", file=sys.stderr, flush=True)
         if fresh:
             # What autovacuum does after a bulk load (this machine's server runs without it):
             # the visibility map that index-only counts read, GIN pending lists merged.

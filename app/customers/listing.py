@@ -51,7 +51,7 @@ Run = Callable[[str, list[Any]], Awaitable[list[Record]]]
 
 
 @contextlib.asynccontextmanager
-async def _reading() -> AsyncIterator[Run]:
+async def _reading(plan: str = "") -> AsyncIterator[Run]:
     """Runs list statements, each planned for its own values: a prepared statement run five
     times may switch to a generic plan that takes every organization for an average one, and
     scans all of a million-customer organization (a search that matches nothing) or walks the
@@ -60,16 +60,20 @@ async def _reading() -> AsyncIterator[Run]:
 
     Outside a transaction: one read-only transaction, opened and set in one round trip (BEGIN
     and SET LOCAL as one simple query), its statements, COMMIT. Inside the caller's
-    transaction: a savepoint, as any unit of work."""
+    transaction: a savepoint, as any unit of work. `plan`: further SET LOCALs for these
+    statements alone (undone before the caller's own statements run, when nested)."""
     client = get_connection("default")
+    settings = f"{_SETTINGS}; {plan}" if plan else _SETTINGS
     if isinstance(client, TransactionalDBClient):
         async with transaction() as conn:
-            await conn.execute_script(_SETTINGS)
+            await conn.execute_script(settings)
 
             async def nested(sql: str, args: list[Any]) -> list[Record]:
                 return list((await conn.execute_query(sql, args))[1])
 
             yield nested
+            if plan:  # a released savepoint keeps its SET LOCALs until the transaction ends
+                await conn.execute_script(_unset(plan))
         return
     async with client.acquire_connection() as raw:
 
@@ -77,7 +81,7 @@ async def _reading() -> AsyncIterator[Run]:
             client.log.debug("%s: %s", sql, args)  # as Tortoise logs what it sends
             return list(await raw.fetch(sql, *args))
 
-        await raw.execute(f"BEGIN READ ONLY; {_SETTINGS}")
+        await raw.execute(f"BEGIN READ ONLY; {settings}")
         try:
             yield run
         except BaseException:
@@ -90,9 +94,15 @@ async def _reading() -> AsyncIterator[Run]:
 _SETTINGS = "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL jit = off"
 
 
-async def _rows(sql: str, args: list[Any]) -> list[Record]:
+def _unset(plan: str) -> str:
+    """RESETs of the settings that `plan` (SET LOCAL statements) sets."""
+    names = [part.split()[2] for part in plan.split(";") if part.strip()]
+    return "; ".join(f"RESET {name}" for name in names)
+
+
+async def _rows(sql: str, args: list[Any], plan: str = "") -> list[Record]:
     """The rows of one list statement (see `_reading`)."""
-    async with _reading() as run:
+    async with _reading(plan) as run:
         return await run(sql, args)
 
 
@@ -157,6 +167,9 @@ class Where:
     params: list[Any]
     walk: bool = False
     search: bool = False
+    search_alone: str | None = None
+    """The search's clause when it is the only condition besides the organization: a page
+    then takes a bounded walk (`_bounded_search`)."""
 
 
 SEARCH_SEPARATOR = "\x1f"
@@ -230,7 +243,8 @@ def conditions(
     clauses.extend(f"({sql})" for sql in raw)
     indexed = [v for v in (user_type, acquisition_channel, workflow_status) if v]
     walk = len(clauses) == 1 + len(indexed) and len(indexed) <= 1
-    return Where(" AND ".join(clauses), params, walk=walk, search=bool(search))
+    alone = clauses[1] if search and len(clauses) == 2 else None
+    return Where(" AND ".join(clauses), params, walk=walk, search=bool(search), search_alone=alone)
 
 
 async def _count(where: str, params: list[Any], *, walk: bool) -> Count:
@@ -392,29 +406,146 @@ class _Listed:
 async def _by_created(
     listed: _Listed, where: Where, size: int, after: str | None
 ) -> tuple[list[ListedCustomer], bool]:
-    """A page in signup order. With a search, the page's ids are found first and its rows
-    read after: walking the signup-order index, which carries `search_text`, a search tests
-    each customer index-only with one LIKE, so a term that many customers share (the planner's
-    choice then) reads the rows of the page alone; a rare term goes by the organization's
-    trigram index."""
-    sql, args = where.sql, list(where.params)
-    if after:
-        created, pk = decode_cursor(after)
-        args += [created, pk]
-        a, b = f"${len(args) - 1}", f"${len(args)}"
-        sql += (
-            f" AND customer.created_at >= {a} AND (customer.created_at, customer.id) > ({a}, {b})"
+    """A page in signup order. A search alone takes `_bounded_search`; with other filters, the
+    page's ids are found first (the planner's choice of index) and its rows read after."""
+    position = decode_cursor(after) if after else None
+    if where.search_alone is not None:
+        return await _bounded_search(listed, where, where.search_alone, size, position)
+    if where.search:
+        found = await _found(listed, where, position, size + 1)
+    else:
+        sql, args = _after(where.sql, list(where.params), position)
+        rows = await listed.rows(
+            f"SELECT {_COLUMNS} FROM customer WHERE {sql} ORDER BY created_at, id LIMIT {size + 1}",
+            "listed.created_at, listed.id",
+            args,
         )
-    limit = f"ORDER BY created_at, id LIMIT {size + 1}"
-    select = (
-        f"SELECT {_COLUMNS} FROM (SELECT customer.id FROM customer WHERE {sql} {limit})"
-        " AS found JOIN customer ON customer.organization_id = $1 AND customer.id = found.id"
-        " ORDER BY customer.created_at, customer.id"
-        if where.search
-        else f"SELECT {_COLUMNS} FROM customer WHERE {sql} {limit}"
+        found = [c for c, _ in rows]
+    return found[:size], len(found) > size
+
+
+Position = tuple[datetime, uuid.UUID | int]
+"""A place in signup order: (created_at, id)."""
+
+
+def _after(sql: str, args: list[Any], position: Position | None) -> tuple[str, list[Any]]:
+    """`sql` and `args` limited to the customers after `position` in signup order."""
+    if position is None:
+        return sql, args
+    args = [*args, *position]
+    a, b = f"${len(args) - 1}", f"${len(args)}"
+    return (
+        f"{sql} AND customer.created_at >= {a} AND (customer.created_at, customer.id) > ({a}, {b})",
+        args,
     )
-    rows = await listed.rows(select, "listed.created_at, listed.id", args)
-    return [c for c, _ in rows[:size]], len(rows) > size
+
+
+async def _found(
+    listed: _Listed, where: Where, position: Position | None, limit: int
+) -> list[ListedCustomer]:
+    """The first `limit` customers of `where` after `position` in signup order: their ids
+    found first, their rows read after (a search tests each customer it passes index-only)."""
+    sql, args = _after(where.sql, list(where.params), position)
+    rows = await listed.rows(
+        f"SELECT {_COLUMNS} FROM (SELECT customer.id FROM customer WHERE {sql}"
+        f" ORDER BY created_at, id LIMIT {limit}) AS found JOIN customer"
+        " ON customer.organization_id = $1 AND customer.id = found.id"
+        " ORDER BY customer.created_at, customer.id",
+        "listed.created_at, listed.id",
+        args,
+    )
+    return [c for c, _ in rows]
+
+
+async def _by_trigrams(
+    listed: _Listed, where: Where, position: Position, limit: int
+) -> list[ListedCustomer]:
+    """As `_found`, by the organization's trigram bitmap (TRIGRAMS); the rows are read in a
+    statement of their own, planned as usual (by primary key)."""
+    sql, args = _after(where.sql, list(where.params), position)
+    found = await _rows(
+        f"SELECT customer.id FROM customer WHERE {sql} ORDER BY created_at, id LIMIT {limit}",
+        args,
+        TRIGRAMS,
+    )
+    if not found:
+        return []
+    rows = await listed.rows(
+        f"SELECT {_COLUMNS} FROM customer WHERE customer.organization_id = $1"
+        " AND customer.id = ANY($2::uuid[]) ORDER BY customer.created_at, customer.id",
+        "listed.created_at, listed.id",
+        [where.params[0], [r["id"] for r in found]],
+    )
+    return [c for c, _ in rows]
+
+
+SEARCH_WALK = 1_000
+"""The signup-order index entries a search page tests first (index-only, one LIKE each: well
+under a millisecond). An organization of fewer customers takes no other path."""
+SEARCH_WALK_MORE = 30_000
+"""At most this many more when the first walk's hits say the page fills within them."""
+TRIGRAMS = (
+    "SET LOCAL enable_indexscan = off; SET LOCAL enable_indexonlyscan = off;"
+    " SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = on"
+)
+"""The plan of the rest of a sparse search: the organization's trigram bitmap, then a sort of
+its matches, whatever the planner estimates of the term (its statistics are the table's)."""
+
+
+async def _bounded_search(
+    listed: _Listed, where: Where, search: str, size: int, position: Position | None
+) -> tuple[list[ListedCustomer], bool]:
+    """A search page whose cost does not depend on the planner's guess of the term. The
+    planner weighs a term by the whole table's statistics, so a term common elsewhere but
+    absent from a big organization walked all of its signup-order range (17-37 ms per
+    100,000 customers), and a term rare elsewhere but common here read all its matches by
+    trigrams. Instead: walk SEARCH_WALK entries of the signup-order index, index-only; if the
+    page is not full and the range goes on, walk up to SEARCH_WALK_MORE further when the hits
+    so far say the page fills within them, and take the rest by the organization's trigram
+    bitmap (TRIGRAMS) after the last entry walked: then the term is sparse here, and its
+    matches after that point few. Same rows, order and cursors as one walk."""
+    want = size + 1
+    found: list[ListedCustomer] = []
+    for walk in (SEARCH_WALK, SEARCH_WALK_MORE):
+        hits, last = await _walked(listed, where, search, position, walk, want - len(found))
+        found += hits
+        if len(found) >= want or last is None:
+            return found[:size], len(found) > size
+        position = last
+        if (want - len(found)) * SEARCH_WALK > len(found) * SEARCH_WALK_MORE:
+            break  # sparse: expected to need more than SEARCH_WALK_MORE entries
+    assert position is not None  # the walk's last entry
+    found += await _by_trigrams(listed, where, position, want - len(found))
+    return found[:size], len(found) > size
+
+
+async def _walked(
+    listed: _Listed,
+    where: Where,
+    search: str,
+    position: Position | None,
+    walk: int,
+    want: int,
+) -> tuple[list[ListedCustomer], Position | None]:
+    """The first `want` matches of `search` among the next `walk` customers after `position`
+    in signup order (one statement: the walk stops at `want` matches), and the walk's last
+    entry when it went through all `walk` of them without `want` matches."""
+    sql, args = _after("customer.organization_id = $1", list(where.params), position)
+    rows = await listed.rows(
+        f"SELECT {_COLUMNS}, found.hit, found.n = {walk} AS last FROM (SELECT id, hit, n"
+        f" FROM (SELECT customer.id, customer.created_at, coalesce({search}, false) AS hit,"
+        " row_number() OVER (ORDER BY customer.created_at, customer.id) AS n FROM customer"
+        f" WHERE {sql} ORDER BY customer.created_at, customer.id LIMIT {walk}) AS walked"
+        f" WHERE hit OR n = {walk} ORDER BY created_at, id LIMIT {want + 1}) AS found"
+        " JOIN customer ON customer.organization_id = $1 AND customer.id = found.id"
+        " ORDER BY customer.created_at, customer.id",
+        "listed.created_at, listed.id",
+        args,
+    )
+    hits = [c for c, (hit, _) in rows if hit][:want]
+    ends = [c for c, (_, last) in rows if last]
+    end = ends[0] if ends and len(hits) < want else None
+    return hits, None if end is None else (end.created_at, end.id)
 
 
 async def _by_health(
