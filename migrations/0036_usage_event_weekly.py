@@ -102,7 +102,7 @@ WEEKLY = [
 
 
 class Migration(migrations.Migration):
-    dependencies = [("liftoff", "0035_health_score_fillfactor")]
+    dependencies = [('liftoff', '0035_health_score_fillfactor')]
 
     initial = False
 
