@@ -174,12 +174,17 @@ async def _customer_of_task(viewer: Viewer, task_id: str) -> tuple[uuid.UUID, st
         .filter(id=parse_id(task_id, what="task"))
         .values("key", "workflow__customer_id")
     )
-    if not row:
-        raise NotFound(f"No task with id {task_id}.", task=task_id)
-    customer_id: uuid.UUID = row[0]["workflow__customer_id"]
-    if viewer.role is Role.CUSTOMER and customer_id != viewer.customer_id:
-        raise NotFound(f"No task with id {task_id}.", task=task_id)
+    customer_id = _own_task(viewer, row[0]["workflow__customer_id"] if row else None, task_id)
     return customer_id, str(row[0]["key"])
+
+
+def _own_task(viewer: Viewer, customer_id: uuid.UUID | None, task_id: str) -> uuid.UUID:
+    """The customer whose workflow holds the task (`customer_id`, None when the viewer's
+    organization has no such task), or NOT_FOUND; for a CUSTOMER, another customer's task
+    is as unknown as a missing one."""
+    if customer_id is None or (viewer.role is Role.CUSTOMER and customer_id != viewer.customer_id):
+        raise NotFound(f"No task with id {task_id}.", task=task_id)
+    return customer_id
 
 
 async def _load_of_task(viewer: Viewer, task_id: str) -> tuple[Loaded, str]:
@@ -188,10 +193,8 @@ async def _load_of_task(viewer: Viewer, task_id: str) -> tuple[Loaded, str]:
     tid = parse_id(task_id, what="task")
     got = await records.task_workflow(viewer.organization_id, tid)
     workflow = got.workflow
-    if workflow is None or (
-        viewer.role is Role.CUSTOMER and workflow.customer_id != viewer.customer_id
-    ):
-        raise NotFound(f"No task with id {task_id}.", task=task_id)
+    _own_task(viewer, None if workflow is None else workflow.customer_id, task_id)
+    assert workflow is not None
     loaded = build_state(workflow, got.stages or [])
     key = next(k for k, t in loaded.tasks.items() if t.id == tid)
     return loaded, key
