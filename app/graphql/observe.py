@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncGenerator, Iterator
 from functools import lru_cache
@@ -15,6 +16,8 @@ from strawberry.extensions import SchemaExtension
 from app.ops import metrics, tracing
 
 log = structlog.get_logger("app.graphql.operation")
+_LINES = logging.getLogger("app.graphql.operation")
+"""The standard logger behind `log`: whether it writes INFO lines at all."""
 
 
 def _codes(errors: list[GraphQLError] | None) -> list[str]:
@@ -49,24 +52,30 @@ class Observe(SchemaExtension):
             metrics.OPERATION_SECONDS.labels(name, kind).observe(elapsed)
             for code in codes:
                 metrics.ERRORS.labels(code).inc()
+            traced = span is not tracing.NO_SPAN
+            logged = _LINES.isEnabledFor(logging.INFO)
+            if not (traced or logged):
+                return  # the line would be dropped and the span is a no-op: build neither
             caller = _caller(context.context)
-            span.set_attributes(
-                {
-                    "graphql.operation.name": name,
-                    "graphql.operation.type": kind,
-                    "liftoff.outcome": outcome,
+            if traced:
+                span.set_attributes(
+                    {
+                        "graphql.operation.name": name,
+                        "graphql.operation.type": kind,
+                        "liftoff.outcome": outcome,
+                        **caller,
+                    }
+                )
+            if logged:
+                log.info(
+                    "graphql",
+                    operation=name,
+                    type=kind,
+                    outcome=outcome,
+                    codes=codes or None,
+                    duration_ms=round(elapsed * 1000, 2),
                     **caller,
-                }
-            )
-            log.info(
-                "graphql",
-                operation=name,
-                type=kind,
-                outcome=outcome,
-                codes=codes or None,
-                duration_ms=round(elapsed * 1000, 2),
-                **caller,
-            )
+                )
 
 
 def _caller(context: Any) -> dict[str, str]:

@@ -28,7 +28,8 @@ class _NoSpan:
         pass
 
 
-_NO_SPAN = _NoSpan()
+NO_SPAN = _NoSpan()
+"""What `span` yields while tracing is off."""
 
 
 def wanted() -> bool:
@@ -93,7 +94,7 @@ def shutdown() -> None:
 def span(name: str, *, parent: str | None = None) -> Iterator[Any]:
     """A span named `name` (a no-op when tracing is off); `parent` is a W3C traceparent."""
     if _tracer is None:
-        yield _NO_SPAN
+        yield NO_SPAN
         return
     context = None
     if parent:
