@@ -62,7 +62,7 @@ class Recording:
         return list(range(last - self.count + 1, last + 1))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=32)
 def _numbered(first: int, guard: str | None, notify: bool = True) -> tuple[str, str]:
     def shifted(sql: str) -> str:
         return _PARAMETER.sub(lambda m: f"${int(m.group(1)) + first - 1}", sql)

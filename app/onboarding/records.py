@@ -105,6 +105,8 @@ class WorkflowRecord:
     minutes_remaining: int
     current_stage_key: str | None
     signed_up_at: datetime | None = None
+    customer_status: WorkflowStatus | None = None
+    """The status the customer's row mirrors for lists, when read with it (None: not read)."""
 
 
 @lru_cache(maxsize=4096)
@@ -137,7 +139,8 @@ WORKFLOW_WIDTH = 16
 _WORKFLOWS_BY_CUSTOMER = f"""SELECT {_WORKFLOW_COLUMNS} FROM workflow w
 WHERE w.organization_id = $1 AND w.customer_id = ANY($2::uuid[])"""
 
-_WORKFLOW_FOR_UPDATE = f"""SELECT {_WORKFLOW_COLUMNS}, c.signed_up_at FROM workflow w
+_WORKFLOW_FOR_UPDATE = f"""SELECT {_WORKFLOW_COLUMNS}, c.signed_up_at, c.workflow_status
+FROM workflow w
 JOIN customer c ON c.id = w.customer_id AND c.organization_id = w.organization_id
 WHERE w.organization_id = $1 AND w.customer_id = $2 FOR UPDATE OF w"""
 
@@ -155,11 +158,13 @@ WHERE s.organization_id = $1 AND s.workflow_id = ANY($2::uuid[])
 ORDER BY s.workflow_id, s.position, t.position"""
 
 
-_CUSTOMER_WORKFLOW = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, c.signed_up_at FROM customer c
+_CUSTOMER_WORKFLOW = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, c.signed_up_at, c.workflow_status
+FROM customer c
 LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
 WHERE c.organization_id = $1 AND c.id = $2"""
 
-_CUSTOMER_CHECKLIST_OF = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, c.signed_up_at, {_CHECKLIST_COLUMNS}
+_CUSTOMER_CHECKLIST_OF = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, c.signed_up_at, c.workflow_status,
+{_CHECKLIST_COLUMNS}
 FROM customer c
 LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
 LEFT JOIN workflow_stage s ON s.organization_id = c.organization_id AND s.workflow_id = w.id
@@ -177,7 +182,7 @@ _TASK_CHECKLIST = _CUSTOMER_CHECKLIST_OF.format(
 )
 """The checklist of the customer whose workflow holds the task $2 (no row: no such task)."""
 
-_WORKFLOW_WIDTH = 17  # with the customer's signed_up_at
+_WORKFLOW_WIDTH = 18  # with the customer's signed_up_at and workflow_status
 
 
 @dataclass(slots=True)
@@ -223,7 +228,8 @@ async def _customer_workflow(
 
 
 def workflow_of_row(r: Any) -> WorkflowRecord:
-    """The record of a row of `WORKFLOW_COLUMNS` (then, optionally, the sign-up time)."""
+    """The record of a row of `WORKFLOW_COLUMNS` (then, optionally, the sign-up time and the
+    customer's workflow status)."""
     return _workflow(r)
 
 
@@ -247,6 +253,7 @@ def _workflow(r: Any) -> WorkflowRecord:
         minutes_remaining=r[14],
         current_stage_key=r[15],
         signed_up_at=r[16] if len(r) > 16 else None,
+        customer_status=WorkflowStatus(r[17]) if len(r) > 17 and r[17] else None,
     )
 
 

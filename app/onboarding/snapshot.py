@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from tortoise.connection import get_connection
@@ -167,36 +168,53 @@ def new_rows(
     return workflow, stage_rows, task_rows
 
 
-_WRITE = """w AS (
-  UPDATE workflow SET status = $14, points = $15, badges = $16::jsonb, completed_at = $17,
-    paused = $18, last_activity_at = $1, version = $19, progress = $20,
-    minutes_remaining = $21, current_stage_key = $22
-  WHERE id = $23 AND organization_id = $2 AND version = $19 - 1
+_WORKFLOW = """w AS (
+  UPDATE workflow SET status = $3, points = $4, badges = $5::jsonb, completed_at = $6,
+    paused = $7, last_activity_at = $1, version = $8, progress = $9,
+    minutes_remaining = $10, current_stage_key = $11
+  WHERE id = $12 AND organization_id = $2 AND version = $8 - 1
   RETURNING id
-), t AS (
+)"""
+_WORKFLOW_PARAMETERS = 12
+_TASKS = """t AS (
   UPDATE workflow_task AS t SET status = v.status, progress = v.progress,
     failure_reason = v.failure_reason, attempts = v.attempts, started_at = v.started_at,
     completed_at = v.completed_at, updated_at = $1
-  FROM w, unnest($3::uuid[], $4::text[], $5::int[], $6::text[], $7::int[], $8::timestamptz[],
-                 $9::timestamptz[]) AS v(id, status, progress, failure_reason, attempts,
-                                         started_at, completed_at)
+  FROM w, unnest(${0}::uuid[], ${1}::text[], ${2}::int[], ${3}::text[], ${4}::int[],
+                 ${5}::timestamptz[], ${6}::timestamptz[])
+    AS v(id, status, progress, failure_reason, attempts, started_at, completed_at)
   WHERE t.id = v.id AND t.organization_id = $2 AND t.workflow_id = w.id
   RETURNING 1
-), s AS (
+)"""
+_STAGES = """s AS (
   UPDATE workflow_stage AS s SET status = v.status, unlocked_at = v.unlocked_at,
     completed_at = v.completed_at
-  FROM w, unnest($10::uuid[], $11::text[], $12::timestamptz[], $13::timestamptz[])
+  FROM w, unnest(${0}::uuid[], ${1}::text[], ${2}::timestamptz[], ${3}::timestamptz[])
     AS v(id, status, unlocked_at, completed_at)
   WHERE s.id = v.id AND s.organization_id = $2 AND s.workflow_id = w.id
   RETURNING 1
-), c AS (
-  UPDATE customer AS c SET workflow_status = $14 FROM w
-  WHERE c.id = $24 AND c.organization_id = $2 AND c.workflow_status <> $14
+)"""
+_CUSTOMER = """c AS (
+  UPDATE customer AS c SET workflow_status = $3 FROM w
+  WHERE c.id = ${0} AND c.organization_id = $2 AND c.workflow_status <> $3
   RETURNING 1
 )"""
-"""Every write of a step joins `w`, the workflow's row updated only if its version is still
-the one the step was computed from; otherwise nothing is written."""
-_WRITE_PARAMETERS = 24
+
+
+@lru_cache(maxsize=16)
+def _write_ctes(tasks: bool, stages: bool, customer: bool) -> tuple[str, int]:
+    """The common table expressions of a step's write with only the parts it needs (each part
+    left out is a table PostgreSQL does not open for the statement), and how many parameters
+    they take.
+
+    Every part joins `w`, the workflow's row updated only if its version is still the one the
+    step was computed from; otherwise nothing is written."""
+    ctes, n = [_WORKFLOW], _WORKFLOW_PARAMETERS
+    for wanted, sql, width in ((tasks, _TASKS, 7), (stages, _STAGES, 4), (customer, _CUSTOMER, 1)):
+        if wanted:
+            ctes.append(sql.format(*range(n + 1, n + 1 + width)))
+            n += width
+    return ", ".join(ctes), n
 
 
 def copy_back(
@@ -233,7 +251,8 @@ async def write(
     events: Callable[[int, str], Recording] | None = None,
 ) -> bool:
     """Store the workflow, its changed tasks and stages, and the status its customer row
-    mirrors for lists, in one statement (plain UPDATEs); with `events` (the recording of the
+    mirrors for lists (unless the read saw it current), in one statement (plain UPDATEs), of
+    only the tables that change; with `events` (the recording of the
     step's events given the number of its first parameter and the CTE it depends on), they
     are recorded in that same statement.
 
@@ -242,20 +261,10 @@ async def write(
     Under the row lock of `load` that cannot happen.
     """
     wf = loaded.workflow
+    mirror = wf.customer_status is not wf.status  # unknown (None) or different
     parameters: list[Any] = [
         wf.last_activity_at,
         wf.organization_id,
-        [t.id for t in tasks],
-        [t.status.value for t in tasks],
-        [t.progress for t in tasks],
-        [t.failure_reason for t in tasks],
-        [t.attempts for t in tasks],
-        [t.started_at for t in tasks],
-        [t.completed_at for t in tasks],
-        [s.id for s in stages],
-        [s.status.value for s in stages],
-        [s.unlocked_at for s in stages],
-        [s.completed_at for s in stages],
         wf.status.value,
         wf.points,
         json.dumps(wf.badges, separators=(",", ":")),
@@ -266,25 +275,45 @@ async def write(
         wf.minutes_remaining,
         wf.current_stage_key,
         wf.id,
-        wf.customer_id,
     ]
-    recorded = events(_WRITE_PARAMETERS + 1, "w") if events is not None else None
+    if tasks:
+        parameters += [
+            [t.id for t in tasks],
+            [t.status.value for t in tasks],
+            [t.progress for t in tasks],
+            [t.failure_reason for t in tasks],
+            [t.attempts for t in tasks],
+            [t.started_at for t in tasks],
+            [t.completed_at for t in tasks],
+        ]
+    if stages:
+        parameters += [
+            [s.id for s in stages],
+            [s.status.value for s in stages],
+            [s.unlocked_at for s in stages],
+            [s.completed_at for s in stages],
+        ]
+    if mirror:
+        parameters.append(wf.customer_id)
+    ctes, width = _write_ctes(bool(tasks), bool(stages), mirror)
+    recorded = events(width + 1, "w") if events is not None else None
     connection = get_connection("default")
     if recorded is None or not recorded.count:
+        _, rows = await connection.execute_query(f"WITH {ctes}\nSELECT count(*) FROM w", parameters)
+        stored = bool(rows[0][0])
+    else:
         _, rows = await connection.execute_query(
-            f"WITH {_WRITE}\nSELECT count(*) FROM w", parameters
+            f"WITH {ctes}, {recorded.ctes}\n"
+            "SELECT (SELECT count(*) FROM w), r.* FROM (VALUES (1)) AS one(x)\n"
+            f"LEFT JOIN ({recorded.select}) AS r ON true",
+            parameters + recorded.parameters,
         )
-        return bool(rows[0][0])
-    _, rows = await connection.execute_query(
-        f"WITH {_WRITE}, {recorded.ctes}\n"
-        "SELECT (SELECT count(*) FROM w), r.* FROM (VALUES (1)) AS one(x)\n"
-        f"LEFT JOIN ({recorded.select}) AS r ON true",
-        parameters + recorded.parameters,
-    )
-    if not rows[0][0]:
-        return False
-    recorded.sequences([tuple(rows[0])[1:]] if rows[0][1] is not None else [])
-    return True
+        stored = bool(rows[0][0])
+        if stored:
+            recorded.sequences([tuple(rows[0])[1:]] if rows[0][1] is not None else [])
+    if stored:
+        wf.customer_status = wf.status
+    return stored
 
 
 async def write_settings(wf: WorkflowRecord) -> None:

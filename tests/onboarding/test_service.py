@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from app.customers.models import Customer
 from app.db import transaction
 from app.errors import (
     DependencyNotMet,
@@ -21,7 +22,13 @@ from app.kit.clock import utcnow
 from app.onboarding import engine, service
 from app.onboarding.engine import Outcome
 from app.onboarding.models import StageOverride
-from app.onboarding.states import StageAction, StageStatus, TaskAction, TaskStatus
+from app.onboarding.states import (
+    StageAction,
+    StageStatus,
+    TaskAction,
+    TaskStatus,
+    WorkflowStatus,
+)
 from tests.support.factories import Tenant
 
 
@@ -239,3 +246,24 @@ async def test_an_unlocked_step_by_task_id_finds_the_workflow_in_its_one_read(
         await service.update_task(
             tenant.csm, action=TaskAction.START, task_id=str(uuid.uuid4()), optimistic=True
         )
+
+
+async def test_the_customer_row_mirrors_the_workflow_status(tenant: Tenant) -> None:
+    """The step's write updates the customer's mirror only when it differs from the new status:
+    a step that leaves the status alone does not touch the customer row, one that completes
+    the workflow does, and a mirror found out of date is put right by the next step."""
+    customer = await tenant.customer()
+    await Customer.filter(id=customer.id).update(workflow_status=WorkflowStatus.COMPLETED)
+    await tenant.act(customer.id, "verify_email", TaskAction.START)
+    assert (await Customer.get(id=customer.id)).workflow_status is WorkflowStatus.ACTIVE
+    for stage in ("welcome", "setup", "features", "mastery"):
+        async with transaction():
+            change, _ = await service.update_stage(
+                tenant.admin,
+                customer_id=str(customer.id),
+                stage_key=stage,
+                action=StageAction.COMPLETE,
+                reason="migrated from the old onboarding tool",
+            )
+    assert change.workflow.status is WorkflowStatus.COMPLETED
+    assert (await Customer.get(id=customer.id)).workflow_status is WorkflowStatus.COMPLETED
