@@ -14,6 +14,7 @@ from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from app.graphql import arguments
 from app.graphql.accounts.apikeys import Mutation as ApiKeysMutation
 from app.graphql.accounts.apikeys import Query as ApiKeysQuery
 from app.graphql.accounts.queries import Query as AccountsQuery
@@ -227,6 +228,7 @@ def build_schema(
     error codes; every extension is passed as a factory, so nothing is shared between requests.
     """
     s = settings or get_settings()
+    arguments.install()
     limits = Limits(
         max_cost=s.max_query_cost,
         max_depth=s.max_query_depth,
