@@ -279,10 +279,18 @@ def serve(
         ws_ping_timeout=settings.ws_keepalive_seconds,
         ws_per_message_deflate=settings.ws_compression,
         log_config=None,
+        # uvicorn's access lines only at INFO or below (its level is ours): above, it would
+        # format each request's line only for the level to drop it
+        access_log=_level_number(settings.log_level) <= logging.INFO,
         timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 2)),
         ws_max_size=settings.max_body_bytes,
         server_header=False,
     )
+
+
+def _level_number(name: str) -> int:
+    """The number of a log level's name (INFO for a name `logging` does not know)."""
+    return logging.getLevelNamesMapping().get(name.upper(), logging.INFO)
 
 
 def _share_metrics(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -108,3 +109,11 @@ def test_migrate_says_what_it_applied(empty_database: str) -> None:
     assert f"Applied {len(migrations)} migration(s): {', '.join(migrations)}." in first, first
     again = run_liftoff("migrate", env=env).stdout
     assert "up to date: no migration to apply" in again, again
+
+
+def test_uvicorn_writes_access_lines_only_where_the_log_level_lets_them_through() -> None:
+    from app.cli import _level_number
+
+    assert _level_number("info") == logging.INFO
+    assert _level_number("DEBUG") < logging.INFO < _level_number("warning")
+    assert _level_number("trace") == logging.INFO  # uvicorn's own level: lines kept
