@@ -1,10 +1,12 @@
-"""ASGI middleware: a request id per HTTP request and websocket, HTTP and websocket counts."""
+"""ASGI middleware: a request id per HTTP request and websocket, the security headers of every
+HTTP answer, HTTP and websocket counts; one layer, so an answer passes one wrapper."""
 
 from __future__ import annotations
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.headers import secured
 from app.kit.context import request_id
 from app.ops import metrics
 from app.ops.logs import request_id_of
@@ -22,7 +24,8 @@ def route_label(path: str) -> str:
 
 class RequestContext:
     """Binds a request id (from `X-Request-ID` or new) for logs and audit entries, returns it
-    in the response, and counts requests and open websockets."""
+    in the response with the security headers (`app.headers.secured`), and counts requests
+    and open websockets."""
 
     def __init__(self, app: ASGIApp, *, count: bool = True) -> None:
         self.app = app
@@ -46,7 +49,7 @@ class RequestContext:
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = int(message["status"])
-                headers = list(message.get("headers", []))
+                headers = secured(list(message.get("headers", [])))
                 headers.append((b"x-request-id", rid.encode("latin-1")))
                 message = {**message, "headers": headers}
             await send(message)
