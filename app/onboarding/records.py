@@ -167,18 +167,26 @@ _CUSTOMER_CHECKLIST_OF = f"""SELECT c.id, {_WORKFLOW_COLUMNS}, c.signed_up_at, c
 {_CHECKLIST_COLUMNS}
 FROM customer c
 LEFT JOIN workflow w ON w.organization_id = c.organization_id AND w.customer_id = c.id
-LEFT JOIN workflow_stage s ON s.organization_id = c.organization_id AND s.workflow_id = w.id
+LEFT JOIN workflow_stage s
+  ON s.organization_id = c.organization_id AND s.workflow_id = w.id{{unless}}
 LEFT JOIN workflow_task t ON t.organization_id = s.organization_id
   AND t.workflow_id = s.workflow_id AND t.stage_id = s.id
 WHERE c.organization_id = $1 AND c.id = {{customer}}
 ORDER BY s.position, t.position"""
 
-_CUSTOMER_CHECKLIST = _CUSTOMER_CHECKLIST_OF.format(customer="$2")
+_CUSTOMER_CHECKLIST = _CUSTOMER_CHECKLIST_OF.format(customer="$2", unless="")
+
+_CUSTOMER_CHECKLIST_UNLESS = _CUSTOMER_CHECKLIST_OF.format(
+    customer="$2", unless="\n    AND (w.id, w.version) IS DISTINCT FROM ($3::uuid, $4::int)"
+)
+"""The customer's checklist, without its stages and tasks when its workflow has the id $3
+and the version $4 (PostgreSQL then scans neither table)."""
 
 _TASK_CHECKLIST = _CUSTOMER_CHECKLIST_OF.format(
     customer="""(SELECT tw.customer_id FROM workflow_task tt
   JOIN workflow tw ON tw.organization_id = tt.organization_id AND tw.id = tt.workflow_id
-  WHERE tt.organization_id = $1 AND tt.id = $2)"""
+  WHERE tt.organization_id = $1 AND tt.id = $2)""",
+    unless="",
 )
 """The checklist of the customer whose workflow holds the task $2 (no row: no such task)."""
 
@@ -193,27 +201,45 @@ class CustomerWorkflow:
     found: bool
     workflow: WorkflowRecord | None = None
     stages: list[StageRecord] | None = None
+    """None as well when the workflow had the id and version of `unless`."""
 
 
 async def customer_workflow(
-    organization_id: uuid.UUID, customer_id: uuid.UUID, *, checklist: bool
+    organization_id: uuid.UUID,
+    customer_id: uuid.UUID,
+    *,
+    checklist: bool,
+    unless: tuple[uuid.UUID, int] | None = None,
 ) -> CustomerWorkflow:
-    """A customer of the organization with its workflow (and its checklist when `checklist`),
-    read in one statement from one snapshot."""
-    sql = _CUSTOMER_CHECKLIST if checklist else _CUSTOMER_WORKFLOW
-    return await _customer_workflow(sql, organization_id, customer_id, checklist=checklist)
+    """A customer of the organization with its workflow (and its checklist when `checklist`,
+    unless the workflow's id and version are `unless`: the caller has that checklist), read
+    in one statement from one snapshot."""
+    if not checklist:
+        return await _customer_workflow(
+            _CUSTOMER_WORKFLOW, [organization_id, customer_id], checklist=False
+        )
+    if unless is None:
+        return await _customer_workflow(
+            _CUSTOMER_CHECKLIST, [organization_id, customer_id], checklist=True
+        )
+    got = await _customer_workflow(
+        _CUSTOMER_CHECKLIST_UNLESS, [organization_id, customer_id, *unless], checklist=True
+    )
+    if got.workflow is not None and (got.workflow.id, got.workflow.version) == unless:
+        got.stages = None
+    return got
 
 
 async def task_workflow(organization_id: uuid.UUID, task_id: uuid.UUID) -> CustomerWorkflow:
     """`customer_workflow` with the checklist, of the customer whose workflow holds the
     organization's task `task_id` (not found when it has no such task), in one statement."""
-    return await _customer_workflow(_TASK_CHECKLIST, organization_id, task_id, checklist=True)
+    return await _customer_workflow(_TASK_CHECKLIST, [organization_id, task_id], checklist=True)
 
 
 async def _customer_workflow(
-    sql: str, organization_id: uuid.UUID, key: uuid.UUID, *, checklist: bool
+    sql: str, parameters: list[Any], *, checklist: bool
 ) -> CustomerWorkflow:
-    _, rows = await get_connection("default").execute_query(sql, [organization_id, key])
+    _, rows = await get_connection("default").execute_query(sql, parameters)
     if not rows:
         return CustomerWorkflow(found=False)
     first = rows[0]

@@ -20,7 +20,7 @@ from app.events import outbox
 from app.kit.clock import utcnow
 from app.kit.ids import parse_id
 from app.kit.tenancy import Tenant, scoped
-from app.onboarding import engine, records
+from app.onboarding import engine, recent, records
 from app.onboarding.engine import Outcome, WorkflowState
 from app.onboarding.models import (
     StageOverride,
@@ -109,14 +109,22 @@ class Stale(Exception):
 async def load(tenant: Tenant, customer_id: uuid.UUID, *, lock: bool = True) -> Loaded:
     """A customer's workflow with stages and tasks: with `lock`, its row locked until commit
     (two statements); without, as one statement saw them (a step computed from it is written
-    only if the workflow's version did not change meanwhile, see `snapshot.write`)."""
+    only if the workflow's version did not change meanwhile, see `snapshot.write`), the
+    stages and tasks copied from those this process kept of that version if any (`recent`)."""
     if lock:
         workflow = await records.workflow_for_update(tenant.organization_id, customer_id)
         if workflow is not None:
             (stages,) = await records.checklists(tenant.organization_id, [workflow.id])
     else:
-        got = await records.customer_workflow(tenant.organization_id, customer_id, checklist=True)
-        workflow, stages = got.workflow, got.stages or []
+        org = tenant.organization_id
+        kept = recent.version(org, customer_id)
+        got = await records.customer_workflow(org, customer_id, checklist=True, unless=kept)
+        workflow, read = got.workflow, got.stages
+        if workflow is not None and read is None:
+            read = recent.checklist(org, customer_id, workflow.id, workflow.version)
+            if read is None:  # forgotten meanwhile by another step: read it
+                (read,) = await records.checklists(org, [workflow.id])
+        stages = read or []
     if workflow is None:
         raise NotFound(f"Customer {customer_id} has no workflow.", customer=str(customer_id))
     return build_state(workflow, stages)
@@ -141,7 +149,8 @@ async def persist(
     """Store an engine step and record its events (after `before`), with fresh figures, in
     one statement; False (nothing stored) when the workflow changed since it was loaded,
     which only an unlocked `load` allows. With `alone` (outside any transaction: the statement
-    commits on its own) the relay is woken after it instead of by a NOTIFY inside it."""
+    commits on its own) the relay is woken after it instead of by a NOTIFY inside it, and the
+    stored stages and tasks are kept for this workflow's next unlocked step (`recent`)."""
     tasks, stages = copy_back(loaded, out.changed_tasks, out.changed_stages, now)
     snapshot = figures(loaded.state, loaded.workflow.id)
     events = (
@@ -163,8 +172,13 @@ async def persist(
             notify=not alone,
         ),
     )
-    if stored and alone and events:
-        outbox.wake_relay(loaded.workflow.organization_id)
+    if stored and alone:
+        wf = loaded.workflow
+        recent.keep(
+            wf.organization_id, wf.customer_id, wf.id, wf.version, list(loaded.stages.values())
+        )
+        if events:
+            outbox.wake_relay(wf.organization_id)
     return stored
 
 
