@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLField, GraphQLNonNull, is_leaf_type
+from graphql import (
+    DirectiveNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLField,
+    GraphQLNonNull,
+    Node,
+    OperationDefinitionNode,
+    is_leaf_type,
+)
+from graphql.execution.collect_fields import CollectedFields, collect_subfields
 from graphql.pyutils import Undefined
 from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -23,6 +33,11 @@ from strawberry.types.field import StrawberryField
 
 _SPEC = "_liftoff_plain_leaf"
 _NOT_PLAIN = (None, None)
+
+_KEPT = "_liftoff_subfields"
+"""An operation node's own sub-field collections, kept with it (so for as long as the parse
+cache keeps its document): (return type id, field node ids) -> (type, nodes, collected);
+None when its selections depend on the variables."""
 
 
 def _plain_leaf(field: GraphQLField) -> tuple[str | None, Any]:
@@ -88,6 +103,73 @@ class PlainLeaves(StrawberryGraphQLCoreExecutionContext):
             parent_type, source, field_details_list, path, position_context
         )
 
+    def collect_subfields(self, return_type: Any, field_details_list: Any) -> CollectedFields:
+        """graphql-core's collection of an object's sub-fields, which it keeps for one
+        request; here also kept with the operation node, for every request of the same
+        parsed document (the parse cache hands out the same nodes), when its selections
+        cannot depend on the variables (no directive, no fragment arguments)."""
+        own = self._relevant_sub_fields.get((return_type, id(field_details_list)))
+        if own is not None:
+            return own[1]  # type: ignore[no-any-return]
+        kept = _kept_collections(self.operation, self.fragments)
+        if kept is None or any(
+            d.defer_usage is not None or d.fragment_variable_values for d in field_details_list
+        ):
+            return super().collect_subfields(return_type, field_details_list)
+        nodes = tuple(d.node for d in field_details_list)
+        key = (id(return_type), tuple(map(id, nodes)))
+        found = kept.get(key)
+        if found is not None and found[0] is return_type and found[1] == nodes:
+            collected: CollectedFields = found[2]
+        else:
+            collected = collect_subfields(
+                self.schema,
+                self.fragments,
+                self.variable_values,
+                self.operation,
+                return_type,
+                field_details_list,
+                self.hide_suggestions,
+            )
+            kept[key] = (return_type, nodes, collected)
+        self._relevant_sub_fields[(return_type, id(field_details_list))] = (
+            field_details_list,
+            collected,
+        )
+        return collected
+
     def _has_middleware(self) -> bool:
         manager = self.middleware_manager
         return manager is not None and manager.get_field_resolver(getattr) is not getattr
+
+
+def _kept_collections(operation: OperationDefinitionNode, fragments: Any) -> dict[Any, Any] | None:
+    """The operation node's kept collections; None when its selections (or its fragments')
+    may differ with the variables: a directive anywhere (`@skip`, `@include`, `@defer`,
+    `@stream`) or fragment arguments. Worked out once per operation node."""
+    kept = operation.__dict__.get(_KEPT, False)
+    if kept is False:
+        definitions: list[Node] = [operation]
+        definitions += [getattr(f, "definition", f) for f in (fragments or {}).values()]
+        kept = {} if all(_no_directives(d) for d in definitions) else None
+        operation.__dict__[_KEPT] = kept
+    return kept  # type: ignore[no-any-return]
+
+
+def _no_directives(root: Node) -> bool:
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, DirectiveNode):
+            return False
+        if isinstance(node, FragmentSpreadNode) and getattr(node, "arguments", None):
+            return False
+        if isinstance(node, FragmentDefinitionNode) and node.variable_definitions:
+            return False
+        for key in node.keys:
+            value = getattr(node, key, None)
+            if isinstance(value, Node):
+                stack.append(value)
+            elif isinstance(value, tuple | list):
+                stack.extend(v for v in value if isinstance(v, Node))
+    return True

@@ -101,3 +101,45 @@ def test_only_what_is_not_plain_takes_the_long_path(monkeypatch: pytest.MonkeyPa
     _run(PlainLeaves, DOCUMENTS[0])
     # the failing leaves of rows 2-4 go the long way, which reports them (each item nulled)
     assert {"Item.name", "Item.count", "Item.color"} <= set(long_path)
+
+
+def _cached_schema() -> strawberry.Schema:
+    from strawberry.extensions import ParserCache
+
+    return strawberry.Schema(
+        query=Query,
+        execution_context_class=PlainLeaves,
+        extensions=[lambda: ParserCache(maxsize=8)],
+    )
+
+
+def test_sub_fields_are_collected_once_per_parsed_document(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.graphql import execution
+
+    collected: list[str] = []
+    original = execution.collect_subfields
+
+    def counted(*args: Any) -> Any:
+        collected.append(args[4].name)
+        return original(*args)
+
+    monkeypatch.setattr(execution, "collect_subfields", counted)
+    schema = _cached_schema()
+    document = DOCUMENTS[1] + " "  # its own text: a document of its own in the parse cache
+    first = asyncio.run(schema.execute(document))
+    assert collected and first.data is not None
+    collected.clear()
+    again = asyncio.run(schema.execute(document))
+    assert collected == [] and again.data == first.data and again.errors == first.errors
+    expected = _run(StrawberryGraphQLCoreExecutionContext, document)
+    assert again.data == expected["data"]
+
+
+def test_selections_that_depend_on_the_variables_are_collected_every_time() -> None:
+    schema = _cached_schema()
+    document = DOCUMENTS[2]
+    shown = asyncio.run(schema.execute(document, variable_values={"s": True}))
+    hidden = asyncio.run(schema.execute(document, variable_values={"s": False}))
+    assert shown.data is not None and hidden.data is not None
+    assert set(shown.data["items"][0]) == {"count"}
+    assert set(hidden.data["items"][0]) == {"name"}
