@@ -178,13 +178,7 @@ class QuickResults(WrappedOnce):
 
     def __init__(self, execution_context: ExecutionContext, extensions: list[Any]) -> None:
         super().__init__(execution_context=execution_context, extensions=extensions)
-        kinds = [type(e) for e in self.extensions]
-        self.adds_results = any(k.get_results is not SchemaExtension.get_results for k in kinds)
-        self.reads_results = any(
-            k.on_stream_result is not SchemaExtension.on_stream_result
-            and not issubclass(k, MaskErrors)
-            for k in kinds
-        )
+        self.adds_results, self.reads_results = _results_hooks(self.kinds)
 
     def on_stream_result(self, result: Any) -> Any:
         if self.reads_results or getattr(result, "errors", None):
@@ -195,6 +189,28 @@ class QuickResults(WrappedOnce):
         if self.adds_results:
             return await super().get_extensions_results(ctx)
         return dict(ctx.extensions_results)
+
+
+_RESULTS_HOOKS: dict[tuple[Any, ...], tuple[bool, bool]] = {}
+
+
+def _results_hooks(kinds: tuple[Any, ...]) -> tuple[bool, bool]:
+    """Whether any of these extension classes adds results, and whether any (other than error
+    masking) reads streamed results; worked out once per list of classes."""
+    found = _RESULTS_HOOKS.get(kinds)
+    if found is None:
+        found = (
+            any(k.get_results is not SchemaExtension.get_results for k in kinds),
+            any(
+                k.on_stream_result is not SchemaExtension.on_stream_result
+                and not issubclass(k, MaskErrors)
+                for k in kinds
+            ),
+        )
+        if len(_RESULTS_HOOKS) > 4096:  # schemas built over and over (tests) make classes
+            _RESULTS_HOOKS.clear()
+        _RESULTS_HOOKS[kinds] = found
+    return found
 
 
 class _Nothing:
