@@ -186,6 +186,13 @@ _TASKS = """t AS (
   WHERE t.id = v.id AND t.organization_id = $2 AND t.workflow_id = w.id
   RETURNING 1
 )"""
+_TASK = """t AS (
+  UPDATE workflow_task AS t SET status = ${1}, progress = ${2}, failure_reason = ${3},
+    attempts = ${4}, started_at = ${5}, completed_at = ${6}, updated_at = $1
+  FROM w WHERE t.id = ${0} AND t.organization_id = $2 AND t.workflow_id = w.id
+  RETURNING 1
+)"""
+"""`_TASKS` for one task (most steps): plain parameters instead of arrays to unnest."""
 _STAGES = """s AS (
   UPDATE workflow_stage AS s SET status = v.status, unlocked_at = v.unlocked_at,
     completed_at = v.completed_at
@@ -202,15 +209,21 @@ _CUSTOMER = """c AS (
 
 
 @lru_cache(maxsize=16)
-def _write_ctes(tasks: bool, stages: bool, customer: bool) -> tuple[str, int]:
+def _write_ctes(tasks: int, stages: bool, customer: bool) -> tuple[str, int]:
     """The common table expressions of a step's write with only the parts it needs (each part
     left out is a table PostgreSQL does not open for the statement), and how many parameters
-    they take.
+    they take; `tasks` is 0, 1 or 2 for more.
 
     Every part joins `w`, the workflow's row updated only if its version is still the one the
     step was computed from; otherwise nothing is written."""
     ctes, n = [_WORKFLOW], _WORKFLOW_PARAMETERS
-    for wanted, sql, width in ((tasks, _TASKS, 7), (stages, _STAGES, 4), (customer, _CUSTOMER, 1)):
+    parts = (
+        (tasks == 1, _TASK, 7),
+        (tasks > 1, _TASKS, 7),
+        (stages, _STAGES, 4),
+        (customer, _CUSTOMER, 1),
+    )
+    for wanted, sql, width in parts:
         if wanted:
             ctes.append(sql.format(*range(n + 1, n + 1 + width)))
             n += width
@@ -276,7 +289,18 @@ async def write(
         wf.current_stage_key,
         wf.id,
     ]
-    if tasks:
+    if len(tasks) == 1:
+        (t,) = tasks
+        parameters += [
+            t.id,
+            t.status.value,
+            t.progress,
+            t.failure_reason,
+            t.attempts,
+            t.started_at,
+            t.completed_at,
+        ]
+    elif tasks:
         parameters += [
             [t.id for t in tasks],
             [t.status.value for t in tasks],
@@ -295,7 +319,7 @@ async def write(
         ]
     if mirror:
         parameters.append(wf.customer_id)
-    ctes, width = _write_ctes(bool(tasks), bool(stages), mirror)
+    ctes, width = _write_ctes(min(len(tasks), 2), bool(stages), mirror)
     recorded = events(width + 1, "w") if events is not None else None
     connection = get_connection("default")
     if recorded is None or not recorded.count:
