@@ -12,6 +12,7 @@ their paths and messages stay exactly its own.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from graphql import (
@@ -32,6 +33,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
 _SPEC = "_liftoff_plain_leaf"
+_NODE_SPEC = "_liftoff_leaf_of"
 _NOT_PLAIN = (None, None)
 
 _KEPT = "_liftoff_subfields"
@@ -84,21 +86,21 @@ class PlainLeaves(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         node = field_details_list[0].node
-        if not node.arguments and not self._has_middleware():
-            field = self.schema.get_field(parent_type, node.name.value)
-            if field is not None:
-                name, leaf = _plain_leaf(field)
-                if name is not None:
-                    try:
-                        value = getattr(source, name)
-                        if value is not None and not isinstance(value, Exception):
-                            coerced = leaf.coerce_output_value(value)
-                            if coerced is not None and coerced is not Undefined:
-                                return coerced
-                        elif value is None and not isinstance(field.type, GraphQLNonNull):
-                            return None
-                    except Exception:  # graphql-core's own path below reports it
-                        pass
+        spec = node.__dict__.get(_NODE_SPEC)
+        if spec is None or spec[0] is not parent_type:
+            spec = self._node_spec(parent_type, node)
+        name = spec[1]
+        if name is not None and not self._middleware:
+            try:
+                value = getattr(source, name)
+                if value is not None and not isinstance(value, Exception):
+                    coerced = spec[2].coerce_output_value(value)
+                    if coerced is not None and coerced is not Undefined:
+                        return coerced
+                elif value is None and spec[3]:
+                    return None
+            except Exception:  # graphql-core's own path below reports it
+                pass
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
@@ -138,9 +140,26 @@ class PlainLeaves(StrawberryGraphQLCoreExecutionContext):
         )
         return collected
 
-    def _has_middleware(self) -> bool:
+    @functools.cached_property
+    def _middleware(self) -> bool:
+        """Whether field middleware runs in this execution (then every field takes
+        graphql-core's path)."""
         manager = self.middleware_manager
         return manager is not None and manager.get_field_resolver(getattr) is not getattr
+
+    def _node_spec(self, parent_type: Any, node: Any) -> tuple[Any, str | None, Any, bool]:
+        """(parent type, attribute name, leaf type, nullable) of a field node of a plain leaf
+        field under `parent_type` (name None for any other), kept on the node: the parse
+        cache hands every request of the same document the same nodes."""
+        spec: tuple[Any, str | None, Any, bool] = (parent_type, None, None, False)
+        if not node.arguments:
+            field = self.schema.get_field(parent_type, node.name.value)
+            if field is not None:
+                name, leaf = _plain_leaf(field)
+                if name is not None:
+                    spec = (parent_type, name, leaf, not isinstance(field.type, GraphQLNonNull))
+        node.__dict__[_NODE_SPEC] = spec
+        return spec
 
 
 def _kept_collections(operation: OperationDefinitionNode, fragments: Any) -> dict[Any, Any] | None:

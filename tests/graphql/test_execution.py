@@ -143,3 +143,32 @@ def test_selections_that_depend_on_the_variables_are_collected_every_time() -> N
     assert shown.data is not None and hidden.data is not None
     assert set(shown.data["items"][0]) == {"count"}
     assert set(hidden.data["items"][0]) == {"name"}
+
+
+@strawberry.type
+class Shouting:
+    @strawberry.field
+    def name(self) -> str:
+        return "LOUD"
+
+
+@strawberry.type
+class Other:
+    @strawberry.field
+    def later(self) -> list[Shouting]:
+        return [Shouting()]
+
+
+def test_a_document_shared_by_two_schemas_answers_as_each_schema_says() -> None:
+    from strawberry.extensions import ParserCache
+
+    document = "{ later { name } }  "  # its own text; the parse cache is shared by maxsize
+    quiet, loud = (
+        strawberry.Schema(
+            query=q, execution_context_class=PlainLeaves, extensions=[lambda: ParserCache(8)]
+        )
+        for q in (Query, Other)
+    )
+    for _ in range(2):
+        assert asyncio.run(quiet.execute(document)).data == {"later": [{"name": "z"}]}
+        assert asyncio.run(loud.execute(document)).data == {"later": [{"name": "LOUD"}]}
