@@ -35,12 +35,19 @@ _task_values = attrgetter(*_TASK_FIELDS)
 
 _Kept = tuple[uuid.UUID, int, tuple[tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]], ...]]
 _kept: OrderedDict[tuple[uuid.UUID, uuid.UUID], _Kept] = OrderedDict()
+_owners: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID] = {}
+"""(organization, task id) -> the customer whose kept workflow holds the task."""
 
 
 def version(organization_id: uuid.UUID, customer_id: uuid.UUID) -> tuple[uuid.UUID, int] | None:
     """The workflow id and version whose checklist is kept for the customer, if any."""
     kept = _kept.get((organization_id, customer_id))
     return None if kept is None else (kept[0], kept[1])
+
+
+def customer_of_task(organization_id: uuid.UUID, task_id: uuid.UUID) -> uuid.UUID | None:
+    """The customer whose kept workflow holds the task, if one does."""
+    return _owners.get((organization_id, task_id))
 
 
 def checklist(
@@ -78,10 +85,18 @@ def keep(
         tuple((_stage_values(s), tuple(map(_task_values, s.tasks))) for s in stages),
     )
     _kept.move_to_end(key)
+    for s in stages:
+        for t in s.tasks:
+            _owners[organization_id, t.id] = customer_id
     while len(_kept) > SIZE:
-        _kept.popitem(last=False)
+        (org, customer), (_, _, gone) = _kept.popitem(last=False)
+        for _, values in gone:
+            for task in values:
+                if _owners.get((org, task[0])) == customer:
+                    del _owners[org, task[0]]
 
 
 def clear() -> None:
     """Forget everything kept."""
     _kept.clear()
+    _owners.clear()

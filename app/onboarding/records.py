@@ -176,19 +176,20 @@ ORDER BY s.position, t.position"""
 
 _CUSTOMER_CHECKLIST = _CUSTOMER_CHECKLIST_OF.format(customer="$2", unless="")
 
-_CUSTOMER_CHECKLIST_UNLESS = _CUSTOMER_CHECKLIST_OF.format(
-    customer="$2", unless="\n    AND (w.id, w.version) IS DISTINCT FROM ($3::uuid, $4::int)"
-)
+_UNLESS = "\n    AND (w.id, w.version) IS DISTINCT FROM ($3::uuid, $4::int)"
+
+_CUSTOMER_CHECKLIST_UNLESS = _CUSTOMER_CHECKLIST_OF.format(customer="$2", unless=_UNLESS)
 """The customer's checklist, without its stages and tasks when its workflow has the id $3
 and the version $4 (PostgreSQL then scans neither table)."""
 
-_TASK_CHECKLIST = _CUSTOMER_CHECKLIST_OF.format(
-    customer="""(SELECT tw.customer_id FROM workflow_task tt
+_TASK_CUSTOMER = """(SELECT tw.customer_id FROM workflow_task tt
   JOIN workflow tw ON tw.organization_id = tt.organization_id AND tw.id = tt.workflow_id
-  WHERE tt.organization_id = $1 AND tt.id = $2)""",
-    unless="",
-)
+  WHERE tt.organization_id = $1 AND tt.id = $2)"""
+
+_TASK_CHECKLIST = _CUSTOMER_CHECKLIST_OF.format(customer=_TASK_CUSTOMER, unless="")
 """The checklist of the customer whose workflow holds the task $2 (no row: no such task)."""
+
+_TASK_CHECKLIST_UNLESS = _CUSTOMER_CHECKLIST_OF.format(customer=_TASK_CUSTOMER, unless=_UNLESS)
 
 _WORKFLOW_WIDTH = 18  # with the customer's signed_up_at and workflow_status
 
@@ -218,22 +219,38 @@ async def customer_workflow(
         return await _customer_workflow(
             _CUSTOMER_WORKFLOW, [organization_id, customer_id], checklist=False
         )
-    if unless is None:
-        return await _customer_workflow(
-            _CUSTOMER_CHECKLIST, [organization_id, customer_id], checklist=True
-        )
-    got = await _customer_workflow(
-        _CUSTOMER_CHECKLIST_UNLESS, [organization_id, customer_id, *unless], checklist=True
+    return await _checklist_unless(
+        _CUSTOMER_CHECKLIST, _CUSTOMER_CHECKLIST_UNLESS, organization_id, customer_id, unless
     )
+
+
+async def task_workflow(
+    organization_id: uuid.UUID,
+    task_id: uuid.UUID,
+    *,
+    unless: tuple[uuid.UUID, int] | None = None,
+) -> CustomerWorkflow:
+    """`customer_workflow` with the checklist (and `unless`), of the customer whose workflow
+    holds the organization's task `task_id` (not found when it has no such task), in one
+    statement."""
+    return await _checklist_unless(
+        _TASK_CHECKLIST, _TASK_CHECKLIST_UNLESS, organization_id, task_id, unless
+    )
+
+
+async def _checklist_unless(
+    sql: str,
+    sql_unless: str,
+    organization_id: uuid.UUID,
+    key: uuid.UUID,
+    unless: tuple[uuid.UUID, int] | None,
+) -> CustomerWorkflow:
+    if unless is None:
+        return await _customer_workflow(sql, [organization_id, key], checklist=True)
+    got = await _customer_workflow(sql_unless, [organization_id, key, *unless], checklist=True)
     if got.workflow is not None and (got.workflow.id, got.workflow.version) == unless:
         got.stages = None
     return got
-
-
-async def task_workflow(organization_id: uuid.UUID, task_id: uuid.UUID) -> CustomerWorkflow:
-    """`customer_workflow` with the checklist, of the customer whose workflow holds the
-    organization's task `task_id` (not found when it has no such task), in one statement."""
-    return await _customer_workflow(_TASK_CHECKLIST, [organization_id, task_id], checklist=True)
 
 
 async def _customer_workflow(

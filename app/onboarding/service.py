@@ -119,15 +119,26 @@ async def load(tenant: Tenant, customer_id: uuid.UUID, *, lock: bool = True) -> 
         org = tenant.organization_id
         kept = recent.version(org, customer_id)
         got = await records.customer_workflow(org, customer_id, checklist=True, unless=kept)
-        workflow, read = got.workflow, got.stages
-        if workflow is not None and read is None:
-            read = recent.checklist(org, customer_id, workflow.id, workflow.version)
-            if read is None:  # forgotten meanwhile by another step: read it
-                (read,) = await records.checklists(org, [workflow.id])
-        stages = read or []
+        workflow = got.workflow
+        if workflow is not None:
+            stages = await _stages(org, workflow, got.stages)
     if workflow is None:
         raise NotFound(f"Customer {customer_id} has no workflow.", customer=str(customer_id))
     return build_state(workflow, stages)
+
+
+async def _stages(
+    organization_id: uuid.UUID, workflow: WorkflowRecord, read: list[StageRecord] | None
+) -> list[StageRecord]:
+    """The stages an unlocked read returned, or (None: the workflow had the version kept)
+    copies of those kept; read again if they were forgotten meanwhile."""
+    if read is None:
+        read = recent.checklist(
+            organization_id, workflow.customer_id, workflow.id, workflow.version
+        )
+        if read is None:
+            (read,) = await records.checklists(organization_id, [workflow.id])
+    return read
 
 
 async def _persist(
@@ -204,12 +215,14 @@ def _own_task(viewer: Viewer, customer_id: uuid.UUID | None, task_id: str) -> uu
 async def _load_of_task(viewer: Viewer, task_id: str) -> tuple[Loaded, str]:
     """Unlocked `load` of the workflow that holds a task of the viewer's organization (a
     CUSTOMER's own only), found by the task's id in the same statement; and the task's key."""
-    tid = parse_id(task_id, what="task")
-    got = await records.task_workflow(viewer.organization_id, tid)
+    tid, org = parse_id(task_id, what="task"), viewer.organization_id
+    owner = recent.customer_of_task(org, tid)
+    kept = None if owner is None else recent.version(org, owner)
+    got = await records.task_workflow(org, tid, unless=kept)
     workflow = got.workflow
     _own_task(viewer, None if workflow is None else workflow.customer_id, task_id)
     assert workflow is not None
-    loaded = build_state(workflow, got.stages or [])
+    loaded = build_state(workflow, await _stages(org, workflow, got.stages))
     key = next(k for k, t in loaded.tasks.items() if t.id == tid)
     return loaded, key
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from app.db import transaction
+from app.errors import NotFound
 from app.onboarding import recent, records, service
 from app.onboarding.states import TaskAction, TaskStatus
 from tests.support.factories import Tenant
@@ -77,6 +78,31 @@ async def test_nothing_is_kept_from_a_transaction(tenant: Tenant) -> None:
     assert recent.version(tenant.id, customer.id) is None
 
 
+async def test_steps_by_task_id_use_what_was_kept_too(tenant: Tenant, decoded: list[int]) -> None:
+    """The checklist page moves tasks by id: the read finds the task's customer as before,
+    and skips the stages and tasks when that customer's kept version is current; another
+    customer's task stays unknown to a CUSTOMER."""
+    alice, bob = await tenant.customer(), await tenant.customer()
+    first, task = await _step(tenant, alice.id, "verify_email", TaskAction.START)
+    assert recent.customer_of_task(tenant.id, task.id) == alice.id
+    moved, row = await service.update_task(
+        tenant.customer_viewer(alice),
+        action=TaskAction.COMPLETE,
+        task_id=str(task.id),
+        optimistic=True,
+    )
+    assert decoded == [13, 0]
+    assert (row.key, row.status) == ("verify_email", TaskStatus.COMPLETED)
+    assert moved.workflow.version == first.workflow.version + 1
+    with pytest.raises(NotFound):
+        await service.update_task(
+            tenant.customer_viewer(bob),
+            action=TaskAction.RETRY,
+            task_id=str(task.id),
+            optimistic=True,
+        )
+
+
 async def test_it_keeps_a_bounded_number_of_workflows(
     tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -86,3 +112,9 @@ async def test_it_keeps_a_bounded_number_of_workflows(
         await _step(tenant, c.id, "verify_email", TaskAction.START)
     kept = [recent.version(tenant.id, c.id) is not None for c in customers]
     assert kept == [False, True, True]
+    owners = {recent.customer_of_task(tenant.id, t.id) for t in await _tasks(tenant, customers)}
+    assert owners == {None, customers[1].id, customers[2].id}
+
+
+async def _tasks(tenant: Tenant, customers: list[Any]) -> list[Any]:
+    return [t for c in customers for t in await service.list_tasks(tenant.csm, str(c.id))]
