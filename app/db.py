@@ -40,6 +40,7 @@ __all__ = [
     "database_url",
     "init_db",
     "may_commit_alone",
+    "rolled_back",
     "tortoise_config",
     "transaction",
     "transaction_hook",
@@ -89,15 +90,31 @@ class DatabaseUnavailable(Exception):
 _CONNECTION_SQLSTATES = ("08", "28", "3D", "53", "57P03")  # connection, auth, database, resources
 
 
-def unavailable_reason(exc: BaseException) -> str | None:
-    """Why the database cannot be used, when `exc` (or what caused it) says so; None otherwise."""
-    from tortoise.exceptions import DBConnectionError
-
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what caused it, outermost first."""
     chain: list[BaseException] = []
     seen: BaseException | None = exc
     while seen is not None and all(seen is not c for c in chain):
         chain.append(seen)
         seen = seen.__cause__ if seen.__cause__ is not None else seen.__context__
+    return chain
+
+
+_CONFLICT_SQLSTATES = ("40P01", "40001")  # deadlock detected, serialization failure
+
+
+def rolled_back(exc: BaseException) -> bool:
+    """Whether the database aborted a statement of `exc`'s transaction to settle a conflict
+    with another transaction (a deadlock, a serialization failure): nothing is wrong with
+    the work itself, and the whole transaction done again from its start can pass."""
+    return any(getattr(c, "sqlstate", None) in _CONFLICT_SQLSTATES for c in _causes(exc))
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """Why the database cannot be used, when `exc` (or what caused it) says so; None otherwise."""
+    from tortoise.exceptions import DBConnectionError
+
+    chain = _causes(exc)
     for cause in chain:  # tortoise's DBConnectionError is an OSError: look behind it first
         sqlstate = str(getattr(cause, "sqlstate", "") or "")
         plain_os_error = isinstance(cause, OSError) and not isinstance(cause, DBConnectionError)

@@ -256,9 +256,15 @@ async def award_points(action: rules.AwardPoints, ctx: Context) -> Done:
 
 
 async def _locked_customer(ctx: Context) -> Customer:
+    """The customer row, locked against other changes to it until commit. `FOR NO KEY
+    UPDATE`, as the update itself takes (its key does not change): rows being inserted
+    elsewhere that refer to the customer (health scores, snapshots, notes) take a key-share
+    lock on it, and a plain `FOR UPDATE` would wait for them and deadlock with jobs that take
+    those locks in another order (health scoring goes by customer id, a consumer batch by
+    event)."""
     row = (
         await Customer.filter(organization_id=ctx.organization_id, id=ctx.customer_id)
-        .select_for_update()
+        .select_for_update(no_key=True)
         .first()
     )
     if row is None:

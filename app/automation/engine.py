@@ -34,6 +34,7 @@ from app.automation.models import (
     AutomationRun,
     RunStatus,
 )
+from app.db import rolled_back
 from app.events.channels import Published
 from app.kit.clock import utcnow
 
@@ -383,6 +384,12 @@ async def execute(
         except ActionFailed as exc:
             status, error, kind = ActionStatus.FAILED, exc.message, exc.kind
         except Exception as exc:
+            if rolled_back(exc):
+                # The database broke a deadlock with another transaction (a health recompute,
+                # another consumer) by aborting this action: nothing is wrong with it. Recorded
+                # as failed it would never run; instead the whole unit of work is undone and
+                # done again by its caller (the consumer's retry, the next scheduled tick).
+                raise
             log.exception("automation action %s of rule %s failed", step.path, rule.id)
             status, error, kind = ActionStatus.FAILED, f"unexpected error: {exc}", "internal"
         await ActionExecution.filter(id=action_id).update(

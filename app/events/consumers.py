@@ -19,7 +19,9 @@ beyond that (they read current state when order matters).
 
 An event whose handler keeps failing (not a lost connection) is retried with backoff, then
 handled alone, and after `MAX_ATTEMPTS` recorded in `consumer_failure` and skipped, so one
-bad event never stops a consumer for good.
+bad event never stops a consumer for good. A batch the database rolled back to break a
+deadlock (or a serialization conflict) with another transaction is no fault of its events:
+like a lost connection, it is tried again as it was, and never counts towards skipping.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any, Literal
 import asyncpg
 from tortoise.connection import get_connection
 
-from app.db import transaction
+from app.db import rolled_back, transaction
 from app.events.channels import Published
 from app.events.models import ConsumerFailure
 from app.kit.clock import utcnow
@@ -150,6 +152,8 @@ async def consume_batch(consumer: Consumer, *, limit: int | None = None) -> int:
             except (asyncpg.PostgresConnectionError, ConnectionError, OSError):
                 raise
             except Exception as exc:
+                if rolled_back(exc):
+                    raise  # a deadlock with another transaction: no fault of these events
                 raise HandlerFailed(exc, events[0]) from exc
         # A short batch read everything below the horizon; a full one stops at its last row.
         full = len(rows) == size

@@ -102,7 +102,12 @@ async def test_sigkill_mid_burst_leaves_every_action_done_exactly_once(
     runs = await AutomationRun.filter(rule_id=rule.id)
     burst = len(customers)
     assert len(runs) == burst and {r.customer_id for r in runs} == {c.id for c in customers}
-    assert {r.status for r in runs} == {RunStatus.SUCCEEDED}
+    unfinished = [r.id for r in runs if r.status is not RunStatus.SUCCEEDED]
+    if unfinished:  # say which action failed and why, with both workers' logs
+        why = await ActionExecution.filter(run_id__in=unfinished).values(
+            "run_id", "path", "type", "status", "error", "error_kind"
+        )
+        raise AssertionError(f"{why}\n{first.log(20_000)}\n{second.log(20_000)}")
     actions = await ActionExecution.filter(rule_id=rule.id)
     assert len(actions) == 3 * burst
     assert len({a.idempotency_key for a in actions}) == 3 * burst

@@ -217,6 +217,25 @@ async def test_a_failing_handler_rolls_back_its_batch(db: str, tenant: Tenant) -
     await drain_until(inner, some)
 
 
+async def run_until_created_seen(consumer: Consumer, customer_id: uuid.UUID) -> list[int]:
+    """Run the consumer (fast backoff) until it has seen the customer's `customer.created`
+    events (at most ~20 s), then stop it; returns those events' ids."""
+    stop, wake = asyncio.Event(), asyncio.Event()
+    runner = asyncio.create_task(
+        run_consumer(consumer, stop=stop, wake=wake, poll_seconds=0.05, backoff_seconds=0.001)
+    )
+    created = [
+        e.id for e in await OutboxEvent.filter(customer_id=customer_id, type="customer.created")
+    ]
+    for _ in range(400):
+        if set(created) <= set(await seen(consumer.name)):
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await runner
+    return created
+
+
 async def test_a_poison_event_is_recorded_and_skipped(db: str, tenant: Tenant) -> None:
     await get_connection("default").execute_query(SEEN)
     name = f"t-{uuid.uuid4().hex[:12]}"
@@ -233,23 +252,37 @@ async def test_a_poison_event_is_recorded_and_skipped(db: str, tenant: Tenant) -
     consumer = Consumer(name=name, handle=handle, types=("test.", "customer."))
     await ConsumerCheckpoint.create(name=name, last_tx=0, last_id=0)
     customer = await tenant.customer()
-    stop, wake = asyncio.Event(), asyncio.Event()
-    runner = asyncio.create_task(
-        run_consumer(consumer, stop=stop, wake=wake, poll_seconds=0.05, backoff_seconds=0.001)
-    )
-    created = [
-        e.id for e in await OutboxEvent.filter(customer_id=customer.id, type="customer.created")
-    ]
-    for _ in range(400):
-        if set(created) <= set(await seen(name)):
-            break
-        await asyncio.sleep(0.05)
-    stop.set()
-    await runner
+    created = await run_until_created_seen(consumer, customer.id)
     failure = await ConsumerFailure.get(consumer=name, event_id=poison.id)
     assert failure.attempts == MAX_ATTEMPTS and "cannot handle" in failure.error
     assert poison.id not in await seen(name)
     assert set(created) <= set(await seen(name)), "events after the poison one are handled"
+
+
+async def test_a_batch_rolled_back_to_break_a_deadlock_is_tried_again_never_skipped(
+    db: str, tenant: Tenant
+) -> None:
+    await get_connection("default").execute_query(SEEN)
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    inner = recording(name, tenant.id)
+    conflicts = 0
+
+    async def handle(events: Sequence[Published]) -> None:
+        nonlocal conflicts
+        if conflicts < MAX_ATTEMPTS + 2 and any(e.organization_id == tenant.id for e in events):
+            conflicts += 1  # what PostgreSQL raises in the transaction it aborts in a deadlock
+            await get_connection("default").execute_script(
+                "DO $$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END $$"
+            )
+        await inner.handle(events)
+
+    consumer = Consumer(name=name, handle=handle, types=("customer.",), start="now")
+    await ensure_checkpoints([consumer])
+    customer = await tenant.customer()
+    created = await run_until_created_seen(consumer, customer.id)
+    assert conflicts == MAX_ATTEMPTS + 2
+    assert set(created) <= set(await seen(name)), "handled once the conflicts were over"
+    assert not await ConsumerFailure.filter(consumer=name).exists(), "no event was skipped"
 
 
 async def test_types_filter_by_prefix(db: str, tenant: Tenant) -> None:
