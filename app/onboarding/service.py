@@ -182,6 +182,7 @@ async def persist(
             guard=guard,
             notify=not alone,
         ),
+        alone=alone,
     )
     if stored and alone:
         wf = loaded.workflow

@@ -13,6 +13,7 @@ from typing import Any
 from tortoise.connection import get_connection
 
 from app.events.outbox import Recording
+from app.kit import group_commit
 from app.onboarding.engine import WorkflowState
 from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask
 from app.onboarding.records import StageRecord, TaskRecord, WorkflowRecord
@@ -262,6 +263,8 @@ async def write(
     tasks: list[TaskRecord],
     stages: list[StageRecord],
     events: Callable[[int, str], Recording] | None = None,
+    *,
+    alone: bool = False,
 ) -> bool:
     """Store the workflow, its changed tasks and stages, and the status its customer row
     mirrors for lists (unless the read saw it current), in one statement (plain UPDATEs), of
@@ -272,6 +275,9 @@ async def write(
     Only if the workflow's row still has the version the step was computed from (the one
     before `copy_back`): False when another change came first, and then nothing was written.
     Under the row lock of `load` that cannot happen.
+
+    With `alone` (outside any transaction) the statement commits on its own, possibly in one
+    round trip and one commit with concurrent steps' writes (`group_commit`).
     """
     wf = loaded.workflow
     mirror = wf.customer_status is not wf.status  # unknown (None) or different
@@ -321,23 +327,30 @@ async def write(
         parameters.append(wf.customer_id)
     ctes, width = _write_ctes(min(len(tasks), 2), bool(stages), mirror)
     recorded = events(width + 1, "w") if events is not None else None
-    connection = get_connection("default")
     if recorded is None or not recorded.count:
-        _, rows = await connection.execute_query(f"WITH {ctes}\nSELECT count(*) FROM w", parameters)
-        stored = bool(rows[0][0])
+        row = await _one_row(f"WITH {ctes}\nSELECT count(*) FROM w", parameters, alone=alone)
+        stored = bool(row[0])
     else:
-        _, rows = await connection.execute_query(
+        row = await _one_row(
             f"WITH {ctes}, {recorded.ctes}\n"
             "SELECT (SELECT count(*) FROM w), r.* FROM (VALUES (1)) AS one(x)\n"
             f"LEFT JOIN ({recorded.select}) AS r ON true",
             parameters + recorded.parameters,
+            alone=alone,
         )
-        stored = bool(rows[0][0])
+        stored = bool(row[0])
         if stored:
-            recorded.sequences([tuple(rows[0])[1:]] if rows[0][1] is not None else [])
+            recorded.sequences([tuple(row)[1:]] if row[1] is not None else [])
     if stored:
         wf.customer_status = wf.status
     return stored
+
+
+async def _one_row(sql: str, parameters: list[Any], *, alone: bool) -> Any:
+    if alone:
+        return await group_commit.commit_alone(sql, parameters)
+    _, rows = await get_connection("default").execute_query(sql, parameters)
+    return rows[0]
 
 
 async def write_settings(wf: WorkflowRecord) -> None:
