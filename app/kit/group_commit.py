@@ -57,8 +57,7 @@ async def commit_alone(sql: str, args: list[Any]) -> Record:
     transaction it simply runs in it."""
     client = get_connection("default")
     if isinstance(client, TransactionalDBClient):
-        _, rows = await client.execute_query(sql, args)
-        return _one(rows)
+        return _one(await _fetch(client, sql, [args], many=False))
     queue = _queues.get((client, sql))
     if queue is None:
         queue = _queues[(client, sql)] = _Queue()
@@ -75,7 +74,11 @@ _sending: set[asyncio.Task[None]] = set()
 
 
 def _start(client: BaseDBAsyncClient, sql: str, queue: _Queue) -> None:
-    batch, queue.waiting = queue.waiting[:LIMIT], queue.waiting[LIMIT:]
+    waiting = [call for call in queue.waiting if not call[1].done()]  # not cancelled meanwhile
+    batch, queue.waiting = waiting[:LIMIT], waiting[LIMIT:]
+    if not batch:
+        _idle(client, sql, queue)
+        return
     task = asyncio.get_running_loop().create_task(_send(client, sql, queue, batch))
     _sending.add(task)
     task.add_done_callback(_sending.discard)
@@ -107,9 +110,13 @@ async def _send(
         if queue.waiting:
             _start(client, sql, queue)
         else:
-            queue.in_flight = False
-            if _queues.get((client, sql)) is queue:
-                del _queues[(client, sql)]
+            _idle(client, sql, queue)
+
+
+def _idle(client: BaseDBAsyncClient, sql: str, queue: _Queue) -> None:
+    queue.in_flight = False
+    if _queues.get((client, sql)) is queue:
+        del _queues[(client, sql)]
 
 
 async def _fetch(

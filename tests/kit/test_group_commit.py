@@ -102,11 +102,15 @@ async def test_a_lost_connection_is_not_run_again(table: str) -> None:
 
 
 async def test_inside_a_transaction_the_statement_runs_in_it(table: str) -> None:
+    class RollBack(Exception):
+        pass
+
     before = dict(group_commit.sizes)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RollBack):
         async with transaction():
             row = await commit_alone(INSERT.format(t=table), [9])
             assert row["k"] == 9
-            raise RuntimeError("roll back")
+            assert await keys(table) == [9]
+            raise RollBack
     assert group_commit.sizes == before
     assert await keys(table) == []
