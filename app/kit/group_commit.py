@@ -6,9 +6,9 @@ PostgreSQL runs as ONE implicit transaction: one commit and one WAL flush for al
 Each statement still decides for itself (e.g. by a version guard): a later statement of
 the batch sees what an earlier one changed, as if they had run one after the other.
 
-A call made while no batch of its statement is in flight goes out on the next turn of the
-event loop (with whatever else arrived in that turn); calls made while one is in flight
-wait for it and go out together right after it. A batch holds at most `LIMIT` calls.
+A call made while no batch of its statement is in flight goes out at once, alone; calls
+made while one is in flight wait for it and go out together right after it. A batch holds
+at most `LIMIT` calls.
 
 When a batch fails, nothing of it was committed (PostgreSQL aborts the implicit
 transaction; asyncpg rolls it back when an argument fails to encode): each call is run
@@ -64,9 +64,9 @@ async def commit_alone(sql: str, args: list[Any]) -> Record:
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Record] = loop.create_future()
     queue.waiting.append((args, future))
-    if not queue.in_flight and len(queue.waiting) == 1:
+    if not queue.in_flight:
         queue.in_flight = True
-        loop.call_soon(_start, client, sql, queue)
+        _start(client, sql, queue)
     return await future
 
 

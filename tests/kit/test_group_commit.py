@@ -42,8 +42,10 @@ async def test_concurrent_statements_share_one_transaction_and_get_their_own_row
     before = dict(group_commit.sizes)
     rows = await asyncio.gather(*(commit_alone(INSERT.format(t=table), [k]) for k in range(10)))
     assert [r["k"] for r in rows] == list(range(10))  # one row each, in the callers' order
-    assert len({r["tx"] for r in rows}) == 1  # one transaction (one commit) for all ten
-    assert group_commit.sizes.get(10, 0) == before.get(10, 0) + 1
+    # the first goes out at once; the nine that came while it was in flight go together
+    assert rows[0]["tx"] != rows[1]["tx"]
+    assert len({r["tx"] for r in rows[1:]}) == 1  # one transaction (one commit) for nine
+    assert group_commit.sizes.get(9, 0) == before.get(9, 0) + 1
     assert await keys(table) == list(range(10))
 
 
@@ -62,9 +64,12 @@ async def test_a_lone_statement_goes_alone_and_batches_are_bounded(table: str) -
 
 async def test_a_later_statement_sees_an_earlier_ones_change(table: str) -> None:
     await commit_alone(INSERT.format(t=table), [7])
-    # both computed from version 0: the first bumps it, the second's guard then fails
-    first, second = await asyncio.gather(
-        commit_alone(BUMP.format(t=table), [7, 0]), commit_alone(BUMP.format(t=table), [7, 0])
+    # both computed from version 0: the first bumps it, the second's guard then fails (a
+    # call on another key goes first, alone, so that these two go out together)
+    _, first, second = await asyncio.gather(
+        commit_alone(BUMP.format(t=table), [99, 0]),
+        commit_alone(BUMP.format(t=table), [7, 0]),
+        commit_alone(BUMP.format(t=table), [7, 0]),
     )
     assert first["tx"] == second["tx"]
     assert (first["n"], second["n"]) == (1, 0)
@@ -79,7 +84,7 @@ async def test_a_failing_member_runs_each_alone_with_its_own_outcome(table: str)
         *(commit_alone(INSERT.format(t=table), [k]) for k in (1, 2, 3, 4, 5)),
         return_exceptions=True,
     )
-    assert group_commit.sizes.get(5, 0) == before.get(5, 0) + 1  # tried together first
+    assert group_commit.sizes.get(4, 0) == before.get(4, 0) + 1  # 2-5 tried together first
     assert isinstance(outcomes[2], IntegrityError)  # key 3 exists: its own error
     good = [o for i, o in enumerate(outcomes) if i != 2]
     assert [o["k"] for o in good] == [1, 2, 4, 5]  # type: ignore[index]
@@ -95,10 +100,12 @@ async def test_a_lost_connection_is_not_run_again(table: str) -> None:
         " SELECT k, CASE WHEN $2 THEN pg_terminate_backend(pg_backend_pid()) END FROM i"
     )
     outcomes = await asyncio.gather(
-        *(commit_alone(kill, [k, k == 3]) for k in (1, 2, 3, 4)), return_exceptions=True
+        *(commit_alone(kill, [k, k == 3]) for k in (0, 1, 2, 3, 4)), return_exceptions=True
     )
-    assert all(isinstance(o, BaseException) and connection_lost(o) for o in outcomes), outcomes
-    assert await keys(table) == []  # killed before its commit: none of it, and not again
+    assert not isinstance(outcomes[0], BaseException)  # went alone, before the others came
+    lost = outcomes[1:]
+    assert all(isinstance(o, BaseException) and connection_lost(o) for o in lost), outcomes
+    assert await keys(table) == [0]  # the batch was killed before its commit: not run again
 
 
 async def test_inside_a_transaction_the_statement_runs_in_it(table: str) -> None:
