@@ -13,9 +13,9 @@ at most `LIMIT` calls.
 When a batch fails, nothing of it was committed (PostgreSQL aborts the implicit
 transaction; asyncpg rolls it back when an argument fails to encode): each call is run
 again on its own, so each caller gets exactly its own result or error. Except when the
-connection was lost: then the batch may have committed just before, and running the calls
-again could apply them twice, so each caller gets the error, as it would have for its own
-statement on that connection.
+connection was lost, or when a batch that committed did not answer one row per call: then
+the batch may have committed (or did), and running the calls again could apply them twice,
+so each caller gets the error, as it would have for its own statement on that connection.
 """
 
 from __future__ import annotations
@@ -49,6 +49,11 @@ class _Queue:
 
 
 _queues: dict[tuple[BaseDBAsyncClient, str], _Queue] = {}
+
+
+class RowsMismatch(RuntimeError):
+    """A batch committed but did not answer one row per call: which row is whose is
+    unknown, and running the calls again could apply them twice."""
 
 
 async def commit_alone(sql: str, args: list[Any]) -> Record:
@@ -98,7 +103,9 @@ async def _send(
         try:
             rows = await _fetch(client, sql, [args for args, _ in batch])
         except Exception as exc:
-            if connection_lost(exc):
+            if connection_lost(exc) or isinstance(exc, RowsMismatch):
+                # the batch may have committed (or did): running the calls again could
+                # apply them twice, so each caller gets the error
                 for _, future in batch:
                     _settle(future, error=exc)
                 return
@@ -134,11 +141,11 @@ async def _fetch(
                 rows: list[Record] = await connection.fetch(sql, *args[0])
                 return rows
             rows = await connection.fetchmany(sql, args)
-        if len(rows) != len(args):
-            raise RuntimeError(f"{len(rows)} rows for {len(args)} statements; want one each")
         return rows
 
     translated: list[Record] = await client._translate_exceptions(run)  # type: ignore[attr-defined]
+    if many and len(translated) != len(args):
+        raise RowsMismatch(f"{len(translated)} rows for {len(args)} statements; want one each")
     return translated
 
 

@@ -108,6 +108,18 @@ async def test_a_lost_connection_is_not_run_again(table: str) -> None:
     assert await keys(table) == [0]  # the batch was killed before its commit: not run again
 
 
+async def test_a_committed_batch_without_a_row_each_is_not_run_again(table: str) -> None:
+    """Whose row is whose is unknown when a batch answers fewer rows than calls, but it
+    committed: every caller of the batch gets the error and nothing is applied twice."""
+    some = f"INSERT INTO {table} (k) SELECT $1 WHERE $1 <> 2 RETURNING k"
+    outcomes = await asyncio.gather(
+        *(commit_alone(some, [k]) for k in (0, 1, 2, 3)), return_exceptions=True
+    )
+    assert not isinstance(outcomes[0], BaseException)  # went alone, before the others came
+    assert all(isinstance(o, group_commit.RowsMismatch) for o in outcomes[1:]), outcomes
+    assert await keys(table) == [0, 1, 3]  # committed once, not run again
+
+
 async def test_inside_a_transaction_the_statement_runs_in_it(table: str) -> None:
     class RollBack(Exception):
         pass
