@@ -231,6 +231,19 @@ def _write_ctes(tasks: int, stages: bool, customer: bool) -> tuple[str, int]:
     return ", ".join(ctes), n
 
 
+def _task_parameters(t: TaskRecord) -> tuple[Any, ...]:
+    """A changed task's values in the order of `_TASK`'s parameters (and of `_TASKS`' arrays)."""
+    return (
+        t.id,
+        t.status.value,
+        t.progress,
+        t.failure_reason,
+        t.attempts,
+        t.started_at,
+        t.completed_at,
+    )
+
+
 def copy_back(
     loaded: Loaded, changed_tasks: set[str], changed_stages: set[str], now: datetime
 ) -> tuple[list[TaskRecord], list[StageRecord]]:
@@ -296,26 +309,9 @@ async def write(
         wf.id,
     ]
     if len(tasks) == 1:
-        (t,) = tasks
-        parameters += [
-            t.id,
-            t.status.value,
-            t.progress,
-            t.failure_reason,
-            t.attempts,
-            t.started_at,
-            t.completed_at,
-        ]
+        parameters += _task_parameters(tasks[0])
     elif tasks:
-        parameters += [
-            [t.id for t in tasks],
-            [t.status.value for t in tasks],
-            [t.progress for t in tasks],
-            [t.failure_reason for t in tasks],
-            [t.attempts for t in tasks],
-            [t.started_at for t in tasks],
-            [t.completed_at for t in tasks],
-        ]
+        parameters += [list(column) for column in zip(*map(_task_parameters, tasks), strict=True)]
     if stages:
         parameters += [
             [s.id for s in stages],
