@@ -77,8 +77,10 @@ def keep(
     version `at` (an older version than the one kept does not replace it)."""
     key = (organization_id, customer_id)
     kept = _kept.get(key)
-    if kept is not None and kept[0] == workflow_id and kept[1] >= at:
-        return
+    if kept is not None:
+        if kept[0] == workflow_id and kept[1] >= at:
+            return
+        _forget(key, kept)  # its tasks may not be this workflow's (a new workflow)
     _kept[key] = (
         workflow_id,
         at,
@@ -89,11 +91,16 @@ def keep(
         for t in s.tasks:
             _owners[organization_id, t.id] = customer_id
     while len(_kept) > SIZE:
-        (org, customer), (_, _, gone) = _kept.popitem(last=False)
-        for _, values in gone:
-            for task in values:
-                if _owners.get((org, task[0])) == customer:
-                    del _owners[org, task[0]]
+        _forget(*_kept.popitem(last=False))
+
+
+def _forget(key: tuple[uuid.UUID, uuid.UUID], kept: _Kept) -> None:
+    """Drop the task owners of a kept entry that is replaced or evicted."""
+    org, customer = key
+    for _, tasks in kept[2]:
+        for task in tasks:
+            if _owners.get((org, task[0])) == customer:
+                del _owners[org, task[0]]
 
 
 def clear() -> None:

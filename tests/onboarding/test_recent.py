@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -118,3 +120,24 @@ async def test_it_keeps_a_bounded_number_of_workflows(
 
 async def _tasks(tenant: Tenant, customers: list[Any]) -> list[Any]:
     return [t for c in customers for t in await service.list_tasks(tenant.csm, str(c.id))]
+
+
+async def test_a_customers_new_workflow_replaces_the_owners_of_its_old_tasks(
+    tenant: Tenant,
+) -> None:
+    """Kept under a new workflow id, a customer's entry no longer names the old tasks."""
+    alice = await tenant.customer()
+    moved, _ = await _step(tenant, alice.id, "verify_email", TaskAction.START)
+    wf = moved.workflow
+    stages = recent.checklist(tenant.id, alice.id, wf.id, wf.version)
+    assert stages is not None
+    old = [t.id for s in stages for t in s.tasks]
+    assert {recent.customer_of_task(tenant.id, t) for t in old} == {alice.id}
+    fresh = [
+        dataclasses.replace(s, tasks=[dataclasses.replace(t, id=uuid.uuid4()) for t in s.tasks])
+        for s in stages
+    ]
+    recent.keep(tenant.id, alice.id, uuid.uuid4(), 1, fresh)
+    assert {recent.customer_of_task(tenant.id, t) for t in old} == {None}
+    new = [t.id for s in fresh for t in s.tasks]
+    assert {recent.customer_of_task(tenant.id, t) for t in new} == {alice.id}
