@@ -6,7 +6,6 @@ snapshot is taken once although both workers run it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +25,7 @@ from app.usage.rules import EventIn
 from app.usage.service import ingest_events
 from tests.support.factories import Tenant, make_tenant
 from tests.support.gqlws import GqlWsClient
-from tests.support.stack import ApiProcess, ServiceProcess, WorkerProcess, child_env
+from tests.support.stack import ApiProcess, ServiceProcess, WorkerProcess, child_env, running
 
 pytestmark = pytest.mark.e2e
 
@@ -54,16 +53,8 @@ def api(database_url: str, redis_url: str) -> Iterator[ApiProcess]:
     processes: list[ServiceProcess] = [
         ApiProcess("api", env), WorkerProcess("worker-1", env), WorkerProcess("worker-2", env)
     ]  # fmt: skip
-    try:
-        for process in processes:
-            process.spawn()
-        for process in processes:
-            process.wait_ready()  # type: ignore[attr-defined]
+    with running(processes):
         yield processes[0]  # type: ignore[misc]
-    finally:
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.stop()
 
 
 @pytest.fixture

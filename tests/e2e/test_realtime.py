@@ -25,7 +25,7 @@ from app.events.models import OutboxEvent
 from tests.support.factories import Tenant, last_sequence, make_tenant
 from tests.support.gqlws import Closed, GqlWsClient
 from tests.support.procs import free_port
-from tests.support.stack import ApiProcess, ServiceProcess, WorkerProcess, child_env
+from tests.support.stack import ApiProcess, ServiceProcess, WorkerProcess, child_env, running
 from tests.support.valkey import ValkeyProcess
 
 pytestmark = pytest.mark.e2e
@@ -100,15 +100,9 @@ def stack(database_url: str) -> Iterator[Stack]:
         )
         worker = WorkerProcess("worker", env)
         processes.extend([a, b, limited, worker])
-        for process in processes:
-            process.spawn()
-        for process in processes:
-            process.wait_ready()  # type: ignore[attr-defined]
-        yield Stack(valkey, a, b, limited, worker, env, processes)
+        with running(processes):
+            yield Stack(valkey, a, b, limited, worker, env, processes)
     finally:
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.stop()
         valkey.stop()
 
 

@@ -6,7 +6,6 @@ complete, the points, the stage celebration and the milestone celebration."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +21,7 @@ from app.milestones.models import MilestoneAchievement
 from app.onboarding.states import TaskAction
 from tests.support.factories import Tenant, make_tenant
 from tests.support.gqlws import Closed, GqlWsClient
-from tests.support.stack import ApiProcess, ServiceProcess, WorkerProcess, child_env
+from tests.support.stack import ApiProcess, ServiceProcess, WorkerProcess, child_env, running
 
 pytestmark = pytest.mark.e2e
 
@@ -49,16 +48,8 @@ def api(database_url: str, redis_url: str) -> Iterator[ApiProcess]:
         graphiql="false",
     )
     processes: list[ServiceProcess] = [ApiProcess("api", env), WorkerProcess("worker", env)]
-    try:
-        for process in processes:
-            process.spawn()
-        for process in processes:
-            process.wait_ready()  # type: ignore[attr-defined]
+    with running(processes):
         yield processes[0]  # type: ignore[misc]
-    finally:
-        for process in processes:
-            with contextlib.suppress(Exception):
-                process.stop()
 
 
 @pytest.fixture

@@ -117,6 +117,10 @@ class ServiceProcess:
             process.send_signal(signal.SIGKILL)
             process.wait()
 
+    def wait_ready(self, timeout: float = 90.0) -> ServiceProcess:
+        """Wait until the process serves; raise with its log if it exits or times out."""
+        raise NotImplementedError
+
 
 class ApiProcess(ServiceProcess):
     """`liftoff serve --no-migrate` on its own port."""
@@ -167,6 +171,22 @@ class WorkerProcess(ServiceProcess):
             lambda: self.READY_LINE in self.log(tail=1_000_000), timeout=timeout, what="start"
         )
         return self
+
+
+@contextlib.contextmanager
+def running(processes: list[ServiceProcess]) -> Iterator[list[ServiceProcess]]:
+    """Start the processes and wait until each is ready; stop every one in the list after,
+    also those appended to it meanwhile."""
+    try:
+        for process in processes:
+            process.spawn()
+        for process in processes:
+            process.wait_ready()
+        yield processes
+    finally:
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.stop()
 
 
 @contextlib.contextmanager
