@@ -21,6 +21,8 @@ from prometheus_client import (
 )
 from prometheus_client.registry import REGISTRY
 
+from app.kit import group_commit
+
 __all__ = ["CONTENT_TYPE_LATEST", "exposition", "operation_label"]
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -117,6 +119,12 @@ PROCESS_CPU = Gauge(
     "CPU time used by each process.",
     multiprocess_mode="all",
 )
+GROUP_COMMIT_BATCHES = Counter(
+    "liftoff_group_commit_batches",
+    "Batches of concurrent single-statement writes sent in one round trip and committed"
+    " together, by how many writes each held (1 to 32).",
+    ["size"],
+)
 
 MAX_OPERATION_NAMES = 200
 _names: set[str] = set()
@@ -160,7 +168,7 @@ def mark_process_dead() -> None:
 
 
 def sample_process() -> None:
-    """Record this process's memory and CPU time."""
+    """Record this process's memory, CPU time and group-commit batches."""
     try:
         with open("/proc/self/statm") as statm:
             pages = int(statm.read().split()[1])
@@ -169,6 +177,19 @@ def sample_process() -> None:
         pass
     times = os.times()
     PROCESS_CPU.set(times.user + times.system)
+    _count_group_commits()
+
+
+_batches_counted: dict[int, int] = {}
+
+
+def _count_group_commits() -> None:
+    """Add the group-commit batches sent since the last call to their counter."""
+    for size, sent in list(group_commit.sizes.items()):
+        new = sent - _batches_counted.get(size, 0)
+        if new > 0:
+            GROUP_COMMIT_BATCHES.labels(str(size)).inc(new)
+            _batches_counted[size] = sent
 
 
 def set_pool(*, in_use: int, idle: int, size_max: int) -> None:

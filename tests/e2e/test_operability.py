@@ -289,11 +289,14 @@ async def test_a_mutation_and_its_delivery_move_the_metrics_and_carry_the_reques
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         after_api = await scrape(http, api_metrics)
-        if samples(after_api, "liftoff_subscription_deliveries_total", channel="activity") > (
-            samples(before_api, "liftoff_subscription_deliveries_total", channel="activity")
-        ) and samples(after_api, "liftoff_subscriptions", field="activity") == samples(
-            before_api, "liftoff_subscriptions", field="activity"
-        ):
+        if (
+            samples(after_api, "liftoff_subscription_deliveries_total", channel="activity")
+            > (samples(before_api, "liftoff_subscription_deliveries_total", channel="activity"))
+            and samples(after_api, "liftoff_subscriptions", field="activity")
+            == samples(before_api, "liftoff_subscriptions", field="activity")
+            and samples(after_api, "liftoff_group_commit_batches_total")
+            > samples(before_api, "liftoff_group_commit_batches_total")
+        ):  # the step's write went through group commit, counted by its api process
             break
         await asyncio.sleep(0.2)
     else:
