@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import tortoise.connection
@@ -14,6 +16,8 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from app.settings import Settings
+
+log = logging.getLogger(__name__)
 
 APP_LABEL = "liftoff"
 MODEL_MODULES = [
@@ -40,6 +44,8 @@ __all__ = [
     "database_url",
     "init_db",
     "may_commit_alone",
+    "retried_or_skipped",
+    "retried_transaction",
     "rolled_back",
     "tortoise_config",
     "transaction",
@@ -108,6 +114,66 @@ def rolled_back(exc: BaseException) -> bool:
     with another transaction (a deadlock, a serialization failure): nothing is wrong with
     the work itself, and the whole transaction done again from its start can pass."""
     return any(getattr(c, "sqlstate", None) in _CONFLICT_SQLSTATES for c in _causes(exc))
+
+
+CONFLICT_ATTEMPTS = 3
+"""How many times in all `retried_transaction` runs a unit the database keeps rolling back."""
+T = TypeVar("T")
+
+
+def conflict_pause(attempt: int) -> float:
+    """Seconds to wait before attempt `attempt + 1` of a unit rolled back `attempt` times: the
+    other transaction usually ends within them, and the unit then waits for its locks anyway."""
+    return 0.05 * float(2 ** min(attempt - 1, 4))
+
+
+async def retried_transaction(
+    unit: Callable[[], Awaitable[T]], *, what: str, attempts: int = CONFLICT_ATTEMPTS
+) -> T:
+    """`unit()` in a transaction of its own; when the database rolls that transaction back to
+    settle a conflict with another one (`rolled_back`: a deadlock, a serialization failure),
+    `unit()` runs again from its start in a new one, up to `attempts` times in all, each retry
+    logged with `what`. The last conflict, or any other error, is raised."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with transaction():
+                return await unit()
+        except Exception as exc:
+            if attempt >= attempts or not rolled_back(exc):
+                raise
+            log.warning(
+                "%s rolled back by the database (%s); attempt %d of %d",
+                what,
+                sqlstate_of(exc),
+                attempt + 1,
+                attempts,
+            )
+        await asyncio.sleep(conflict_pause(attempt))
+    raise AssertionError("unreachable")
+
+
+async def retried_or_skipped(
+    unit: Callable[[], Awaitable[T]], *, what: str, attempts: int = CONFLICT_ATTEMPTS
+) -> T | None:
+    """`retried_transaction`, except that a unit still rolled back after every attempt is
+    logged and skipped (None), so the caller goes on with its other units and the skipped one
+    is done by its next run; any other error is raised."""
+    try:
+        return await retried_transaction(unit, what=what, attempts=attempts)
+    except Exception as exc:
+        if not rolled_back(exc):
+            raise
+        log.error("%s rolled back %d times (%s); skipped until the next run", what, attempts, exc)
+        return None
+
+
+def sqlstate_of(exc: BaseException) -> str | None:
+    """The SQLSTATE of `exc` or of what caused it, when one says."""
+    for cause in _causes(exc):
+        code = getattr(cause, "sqlstate", None)
+        if code:
+            return str(code)
+    return None
 
 
 def unavailable_reason(exc: BaseException) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from tortoise.connection import get_connection
@@ -22,7 +23,7 @@ from app.automation.models import (
     AutomationRun,
     RunStatus,
 )
-from app.db import transaction
+from app.db import retried_or_skipped, transaction
 from app.events.channels import Published
 from app.events.models import OutboxEvent
 from app.kit.clock import utcnow
@@ -103,7 +104,10 @@ async def due_customers(rule: LoadedRule, created_at: datetime, *, now: datetime
 
 
 async def fire_time_triggers(*, now: datetime | None = None) -> int:
-    """Fire every enabled time-triggered rule for the customers whose episode qualifies."""
+    """Fire every enabled time-triggered rule for the customers whose episode qualifies, each
+    firing in its own transaction: one the database rolls back to settle a conflict (a
+    deadlock with a consumer batch) is done again, and one still rolled back after that is
+    left for the next tick while the others go on."""
     now = now or utcnow()
     rows = await AutomationRule.filter(
         enabled=True, deleted_at__isnull=True, trigger_key__startswith="time:"
@@ -120,8 +124,9 @@ async def fire_time_triggers(*, now: datetime | None = None) -> int:
             known = base.get(customer_id)
             if known is None:
                 continue
-            async with transaction():
-                run = await fire(
+            run = await retried_or_skipped(
+                partial(
+                    fire,
                     rule,
                     customer_id=customer_id,
                     trigger=trigger,
@@ -130,7 +135,9 @@ async def fire_time_triggers(*, now: datetime | None = None) -> int:
                     event_id=None,
                     depth=0,
                     now=now,
-                )
+                ),
+                what=f"time trigger {trigger} of rule {rule.id}",
+            )
             fired += run is not None
     return fired
 
@@ -140,49 +147,57 @@ ORDER BY resume_at LIMIT $2 FOR UPDATE SKIP LOCKED"""
 
 
 async def resume_one(run_id: uuid.UUID, *, now: datetime) -> bool:
-    """Continue one waiting run past its delay, in its own transaction."""
-    async with transaction():
-        got = await get_connection("default").execute_query_dict(
-            "SELECT id FROM automation_run WHERE id = $1 AND status = 'WAITING' "
-            "FOR UPDATE SKIP LOCKED",
-            [run_id],
+    """Continue one waiting run past its delay, in its own transaction; done again when the
+    database rolls it back to settle a conflict, and left for the next tick (False) when that
+    keeps happening."""
+    resumed = await retried_or_skipped(
+        partial(_resume, run_id, now=now), what=f"resuming run {run_id}"
+    )
+    return bool(resumed)
+
+
+async def _resume(run_id: uuid.UUID, *, now: datetime) -> bool:
+    """`resume_one` in the caller's transaction."""
+    got = await get_connection("default").execute_query_dict(
+        "SELECT id FROM automation_run WHERE id = $1 AND status = 'WAITING' FOR UPDATE SKIP LOCKED",
+        [run_id],
+    )
+    if not got:
+        return False
+    run = await AutomationRun.get(id=run_id)
+    row = await AutomationRule.get(id=run.rule_id)  # type: ignore[attr-defined]
+    if not row.enabled or row.deleted_at is not None:
+        await ActionExecution.filter(run_id=run.id, status=ActionStatus.WAITING).update(
+            status=ActionStatus.FAILED,
+            error="the rule was disabled before the delay ended",
+            error_kind="rule_disabled",
+            finished_at=now,
         )
-        if not got:
-            return False
-        run = await AutomationRun.get(id=run_id)
-        row = await AutomationRule.get(id=run.rule_id)  # type: ignore[attr-defined]
-        if not row.enabled or row.deleted_at is not None:
-            await ActionExecution.filter(run_id=run.id, status=ActionStatus.WAITING).update(
-                status=ActionStatus.FAILED,
-                error="the rule was disabled before the delay ended",
-                error_kind="rule_disabled",
-                finished_at=now,
-            )
-            run.resume_at = None
-            await run.save(update_fields=["resume_at"])
-            await settle_run(run.id, now=now)
-            return True
-        version = await AutomationRuleVersion.get(rule_id=row.id, version=run.rule_version)
-        rule = of_definition(row, version.version, rules.RuleDef.model_validate(version.definition))
-        base = await facts_mod.load_facts(rule.organization_id, [run.customer_id], now=now)
-        known = base.get(run.customer_id)
-        if known is None:
-            return False
-        event = None
-        if run.event_id is not None:
-            outbox_row = await OutboxEvent.filter(id=run.event_id).values()
-            if outbox_row:
-                event = Published.of_row(outbox_row[0])
-        facts = facts_mod.with_event(known, event)
-        await execute(
-            rule,
-            run,
-            variables=facts_mod.template_variables(facts, rule_name=rule.name),
-            facts=facts,
-            after=run.resume_after,
-            now=now,
-        )
+        run.resume_at = None
+        await run.save(update_fields=["resume_at"])
+        await settle_run(run.id, now=now)
         return True
+    version = await AutomationRuleVersion.get(rule_id=row.id, version=run.rule_version)
+    rule = of_definition(row, version.version, rules.RuleDef.model_validate(version.definition))
+    base = await facts_mod.load_facts(rule.organization_id, [run.customer_id], now=now)
+    known = base.get(run.customer_id)
+    if known is None:
+        return False
+    event = None
+    if run.event_id is not None:
+        outbox_row = await OutboxEvent.filter(id=run.event_id).values()
+        if outbox_row:
+            event = Published.of_row(outbox_row[0])
+    facts = facts_mod.with_event(known, event)
+    await execute(
+        rule,
+        run,
+        variables=facts_mod.template_variables(facts, rule_name=rule.name),
+        facts=facts,
+        after=run.resume_after,
+        now=now,
+    )
+    return True
 
 
 async def resume_waiting(*, now: datetime | None = None, limit: int = 200) -> int:

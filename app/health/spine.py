@@ -8,16 +8,16 @@ inside its own transaction, and every scheduled run is claimed by one worker.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
 from tortoise.connection import get_connection
 
 from app.accounts.models import Role
 from app.accounts.viewer import Viewer
 from app.audit import service as audit
-from app.db import transaction
+from app.db import retried_or_skipped, transaction
 from app.events.channels import Published
 from app.events.consumers import Consumer
 from app.health import daily, overrides, recompute
@@ -25,7 +25,8 @@ from app.kit.clock import utcnow
 
 DEBOUNCE = timedelta(seconds=1)
 """A customer's events within this time of the first one are scored together."""
-DRAIN_LIMIT = 5000
+CHUNK = 500
+"""Customers scored per transaction by `score_pending`."""
 TYPES = ("usage.", "task.", "stage.", "milestone.", "workflow.", "customer.created")
 
 _MARK = """
@@ -35,11 +36,14 @@ FROM unnest($1::uuid[], $2::uuid[]) AS u(cid, org)
 JOIN customer c ON c.id = u.cid AND c.organization_id = u.org
 ON CONFLICT (id) DO NOTHING
 """
+_DUE_ORGANIZATIONS = """
+SELECT DISTINCT organization_id FROM health_pending WHERE due_at <= $1 ORDER BY organization_id
+"""
 _CLAIM = """
 DELETE FROM health_pending WHERE id IN (
-    SELECT id FROM health_pending WHERE due_at <= $1 ORDER BY due_at LIMIT $2
-    FOR UPDATE SKIP LOCKED)
-RETURNING organization_id, customer_id
+    SELECT id FROM health_pending WHERE organization_id = $1 AND due_at <= $2
+    ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+RETURNING customer_id
 """
 
 
@@ -62,20 +66,34 @@ async def mark_changed(events: Sequence[Published]) -> None:
     )
 
 
-async def score_pending() -> int:
-    """Score the customers whose debounce has passed, in one transaction per claim."""
+async def score_pending(*, chunk: int = CHUNK) -> int:
+    """Score the customers whose debounce has passed: organization by organization, each
+    organization's customers in id order (as other set-based jobs lock them), `chunk` of
+    them per transaction, so a transaction holds few locks and one the database rolls back to
+    break a deadlock is done again alone (`retried_or_skipped`), the others kept."""
+    now = utcnow()
+    rows = await get_connection("default").execute_query_dict(_DUE_ORGANIZATIONS, [now])
     total = 0
-    while True:
-        now = utcnow()
-        async with transaction():
-            rows = await get_connection("default").execute_query_dict(_CLAIM, [now, DRAIN_LIMIT])
-            by_org: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-            for row in rows:
-                by_org[row["organization_id"]].append(row["customer_id"])
-            for org, cids in sorted(by_org.items()):  # one lock order across workers
-                total += await recompute.recompute_customers(org, cids, now=now)
-        if len(rows) < DRAIN_LIMIT:
-            return total
+    for org in (r["organization_id"] for r in rows):
+        while True:
+            done = await retried_or_skipped(
+                partial(_score_chunk, org, now=now, chunk=chunk),
+                what=f"health scoring of organization {org}",
+            )
+            if done is None:
+                break  # its customers stay pending for the next run
+            total += done[0]
+            if done[1] < chunk:
+                break
+    return total
+
+
+async def _score_chunk(organization_id: uuid.UUID, *, now: datetime, chunk: int) -> tuple[int, int]:
+    """Claim up to `chunk` of an organization's due customers and score them (caller's
+    transaction); return (customers scored, customers claimed)."""
+    rows = await get_connection("default").execute_query_dict(_CLAIM, [organization_id, now, chunk])
+    cids = [r["customer_id"] for r in rows]
+    return await recompute.recompute_customers(organization_id, cids, now=now), len(cids)
 
 
 async def lapse_overrides() -> int:

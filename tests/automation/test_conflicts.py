@@ -1,34 +1,32 @@
 """Actions meeting other transactions' row locks on real PostgreSQL: a deadlock the database
 breaks by aborting an action undoes the whole batch, which is then done again (never an
 action recorded as failed for good); tagging does not wait for the key-share locks that rows
-being inserted elsewhere take on the customer they refer to."""
+being inserted elsewhere take on the customer they refer to; a time trigger aborted the same
+way is fired again within its tick, the other firings going on, and so is a run resumed
+after its delay."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
 
+from app.automation import timed
 from app.automation.models import ActionExecution, ActionStatus, RunStatus
 from app.customers.models import Customer
+from app.kit.clock import utcnow
 from app.onboarding.models import Workflow
 from tests.automation.support import Drain, add_rule, definition, runs_of
 from tests.support.factories import Tenant
+from tests.support.locks import blocked_by
 
+T = TypeVar("T")
 WELCOME = ({"type": "tag_customer", "tag": "welcomed"}, {"type": "award_points", "points": 3})
-
-_BLOCKED_BY_ME = """SELECT count(*) FROM pg_stat_activity
-WHERE wait_event_type = 'Lock' AND pg_backend_pid() = ANY(pg_blocking_pids(pid))"""
-
-
-async def blocked_by(conn: asyncpg.Connection, *, seconds: float = 20.0) -> None:
-    """Wait until some other backend waits for a lock `conn`'s transaction holds."""
-    for _ in range(int(seconds / 0.02)):
-        if await conn.fetchval(_BLOCKED_BY_ME):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("nothing came to wait for the held lock")
 
 
 async def test_an_action_aborted_to_break_a_deadlock_is_done_again_not_failed(
@@ -91,3 +89,75 @@ async def test_tagging_does_not_wait_for_a_key_share_lock_on_the_customer(
     [run] = await runs_of(rule)
     assert run.status is RunStatus.SUCCEEDED
     assert (await Customer.get(id=customer.id)).tags == ["welcomed"]
+
+
+async def through_a_deadlock(
+    database_url: str, customer_id: object, unit: Callable[[], Coroutine[Any, Any, T]]
+) -> T:
+    """Run `unit()` into a deadlock over a customer and return what it returns: another
+    transaction holds the customer's workflow row; the unit tags the customer (its row locked)
+    and waits to award points; the other transaction then wants the customer row, and the
+    database breaks the deadlock by aborting the statement that waited first, the unit's."""
+    other = await asyncpg.connect(database_url)
+    try:
+        tx = other.transaction()
+        await tx.start()
+        await other.execute("SELECT 1 FROM workflow WHERE customer_id = $1 FOR UPDATE", customer_id)
+        running = asyncio.create_task(unit())
+        await blocked_by(other)
+        await other.execute("SELECT 1 FROM customer WHERE id = $1 FOR UPDATE", customer_id)
+        await tx.commit()
+    finally:
+        await other.close()
+    return await running
+
+
+async def welcomed(customers: list[Customer], points: dict[uuid.UUID, int]) -> None:
+    """Each customer tagged once and awarded the points once."""
+    for c in await Customer.filter(id__in=[c.id for c in customers]):
+        assert c.tags == ["welcomed"]
+        assert (await Workflow.get(customer_id=c.id)).points == points[c.id] + 3
+
+
+async def test_a_time_trigger_aborted_to_break_a_deadlock_is_fired_again_in_the_same_tick(
+    tenant: Tenant, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stalled = [await tenant.customer(name=n) for n in ("Stuck", "Quiet")]
+    await Workflow.filter(customer_id__in=[c.id for c in stalled]).update(
+        last_activity_at=utcnow() - timedelta(days=4)
+    )
+    rule = await add_rule(tenant, definition({"type": "no_progress", "days": 3}, *WELCOME))
+    points = {c.id: (await Workflow.get(customer_id=c.id)).points for c in stalled}
+    fired = await through_a_deadlock(database_url, stalled[0].id, timed.fire_time_triggers)
+    assert fired >= 2  # the tick went on, and fired `Stuck` again once it could
+    assert "rolled back by the database (40P01); attempt 2 of 3" in caplog.text
+    runs = await runs_of(rule)
+    assert sorted(r.customer_id for r in runs) == sorted(c.id for c in stalled)
+    assert {r.status for r in runs} == {RunStatus.SUCCEEDED}
+    actions = await ActionExecution.filter(rule_id=rule.id)
+    assert len(actions) == 4 and {a.status for a in actions} == {ActionStatus.DONE}
+    await welcomed(stalled, points)
+
+
+async def test_a_resumed_run_aborted_to_break_a_deadlock_is_resumed_again_in_the_same_tick(
+    tenant: Tenant, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rule = await add_rule(
+        tenant, definition("customer.created", {"type": "delay", "minutes": 5}, *WELCOME)
+    )
+    customer = await tenant.customer()
+    points = {customer.id: (await Workflow.get(customer_id=customer.id)).points}
+    await Drain(tenant)()
+    [waiting] = await runs_of(rule)
+    assert waiting.status is RunStatus.WAITING
+    later = utcnow() + timedelta(minutes=6)
+    resumed = await through_a_deadlock(
+        database_url, customer.id, lambda: timed.resume_waiting(now=later)
+    )
+    assert resumed >= 1
+    assert "rolled back by the database (40P01); attempt 2 of 3" in caplog.text
+    [run] = await runs_of(rule)
+    assert run.status is RunStatus.SUCCEEDED
+    actions = await ActionExecution.filter(rule_id=rule.id)
+    assert len(actions) == 3 and {a.status for a in actions} == {ActionStatus.DONE}
+    await welcomed([customer], points)

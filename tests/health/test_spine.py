@@ -1,10 +1,14 @@
 """Health on the event spine with real PostgreSQL: events mark customers, the debounced
-drain scores each once, nothing runs in the request."""
+drain scores each once, nothing runs in the request; the drain commits organization by
+organization and does again a chunk the database aborts to break a deadlock."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+
+import asyncpg
+import pytest
 
 from app.db import transaction
 from app.events.consumers import consume_batch, ensure_checkpoints
@@ -16,6 +20,7 @@ from app.onboarding.states import TaskAction
 from app.usage.rules import EventIn
 from app.usage.service import ingest_events
 from tests.support.factories import Tenant
+from tests.support.locks import blocked_by
 
 
 async def drain_consumer() -> None:
@@ -61,3 +66,38 @@ async def test_events_mark_customers_and_the_drain_scores_them_once(tenant: Tena
     assert after.confidence > before.confidence  # engagement has data now
     assert (await HealthScore.get(customer_id=quiet.id)).computed_at == before.computed_at
     assert not await HealthPending.filter(organization_id=tenant.id).exists()
+
+
+async def test_scoring_commits_per_organization_and_does_again_a_chunk_aborted_by_a_deadlock(
+    tenant: Tenant, other_tenant: Tenant, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = sorted((tenant, other_tenant), key=lambda t: t.id)  # the order it goes in
+    alone = await first.customer()
+    x, y = sorted([await second.customer(), await second.customer()], key=lambda c: c.id)
+    due = utcnow() - timedelta(seconds=5)
+    for c in (alone, x, y):
+        await HealthPending.create(
+            id=c.id, organization_id=c.organization_id, customer_id=c.id, due_at=due
+        )
+    other = await asyncpg.connect(database_url)
+    try:
+        tx = other.transaction()
+        await tx.start()
+        # Scoring `y` inserts a row referring to it, whose key-share lock waits for this one.
+        await other.execute("SELECT 1 FROM customer WHERE id = $1 FOR UPDATE", y.id)
+        scoring = asyncio.create_task(spine.score_pending())
+        await blocked_by(other)
+        # The first organization's scores are committed while the second one's wait.
+        assert await HealthScore.filter(customer_id=alone.id).exists()
+        assert not await HealthPending.filter(id=alone.id).exists()
+        assert not await HealthScore.filter(customer_id__in=[x.id, y.id]).exists()
+        # Now the other transaction wants the pending row of `x` the scoring claimed: a
+        # deadlock, broken by aborting the scoring's statement (it waited first).
+        await other.execute("SELECT 1 FROM health_pending WHERE id = $1 FOR UPDATE", x.id)
+        await tx.commit()
+    finally:
+        await other.close()
+    assert await scoring >= 3  # the second organization's chunk was done again
+    assert "rolled back by the database (40P01); attempt 2 of 3" in caplog.text
+    assert await HealthScore.filter(customer_id__in=[alone.id, x.id, y.id]).count() == 3
+    assert not await HealthPending.filter(id__in=[alone.id, x.id, y.id]).exists()
