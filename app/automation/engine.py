@@ -37,6 +37,7 @@ from app.automation.models import (
 from app.db import rolled_back
 from app.events.channels import Published
 from app.kit.clock import utcnow
+from app.kit.connections import connection_lost
 
 log = logging.getLogger(__name__)
 
@@ -384,11 +385,12 @@ async def execute(
         except ActionFailed as exc:
             status, error, kind = ActionStatus.FAILED, exc.message, exc.kind
         except Exception as exc:
-            if rolled_back(exc):
+            if rolled_back(exc) or connection_lost(exc):
                 # The database broke a deadlock with another transaction (a health recompute,
-                # another consumer) by aborting this action: nothing is wrong with it. Recorded
-                # as failed it would never run; instead the whole unit of work is undone and
-                # done again by its caller (the consumer's retry, the next scheduled tick).
+                # another consumer) by aborting this action, or the connection went: nothing
+                # is wrong with the action. Recorded as failed it would never run; instead the
+                # whole unit of work is undone and done again by its caller (the consumer's
+                # retry, the scheduled tick's).
                 raise
             log.exception("automation action %s of rule %s failed", step.path, rule.id)
             status, error, kind = ActionStatus.FAILED, f"unexpected error: {exc}", "internal"
