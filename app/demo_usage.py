@@ -67,8 +67,9 @@ WHERE c.organization_id = $1 ORDER BY c.email"""
 _TASKS = """SELECT w.customer_id, t.key, t.completed_at FROM workflow_task t
 JOIN workflow w ON w.id = t.workflow_id
 WHERE t.organization_id = $1 AND t.status = 'COMPLETED' AND t.key = ANY($2::text[])"""
+# like every change to a workflow, it moves the version (unlocked steps check it)
 _REWARD = """UPDATE workflow w SET points = w.points + r.points,
-  badges = w.badges || r.badges
+  badges = w.badges || r.badges, version = w.version + 1
 FROM (SELECT customer_id, sum(points)::int AS points,
         coalesce(jsonb_agg(badge || jsonb_build_object('awarded_at', achieved_at))
           FILTER (WHERE badge IS NOT NULL), '[]'::jsonb) AS badges

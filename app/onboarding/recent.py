@@ -1,19 +1,30 @@
-"""The stages and tasks of workflows this process wrote lately, by workflow version.
+"""The workflows this process wrote lately: their row, stages and tasks, by workflow version.
 
-An unlocked step (`service.load(..., lock=False)`) reads the customer's workflow row every
-time, and its stages and tasks only when the workflow's id and version are not those kept
-here (`records.customer_workflow(..., unless=...)`): one statement either way, and a step on a
-workflow this process wrote last reads one row instead of one per task.
+An unlocked step (`service.update_task(..., optimistic=True)`) whose workflow is kept here
+at all computes its step from the kept copy and sends only the guarded write (one
+statement); otherwise, or when that write finds the workflow changed, it reads the workflow
+row, and its stages and tasks only when the workflow's id and version are not those kept
+here (`records.customer_workflow(..., unless=...)`), and writes (two statements).
 
-Why a kept checklist is the stored one: it is kept only after a write that committed on its
-own (the unlocked step's guarded statement, which moved the version from the one it read to
-this one and stored exactly these rows), and every change to a workflow's stages or tasks
-moves its version (the engine's writes, `automation.actions`), which only ever goes up. So
-while the row still has that id and version, nobody changed its stages or tasks. Several api
-processes each keep their own: one that did not write the last version reads everything,
-as before. Nothing is kept from a write inside a transaction, which could still roll back.
-Entries are copies both ways (the records a step changes and answers with are its own), at
-most `SIZE` workflows, least recently used out first.
+Why a kept copy is the stored one while the workflow row still has its id and version: it
+is kept only after a write that committed on its own (the unlocked step's guarded
+statement, which moved the version from the one it computed from to this one and stored
+exactly these values), and every change to a workflow's row, stages or tasks moves its
+version, which only ever goes up: the engine's writes (`snapshot.write`), the settings
+(`snapshot.write_settings`), the automation actions (`automation.actions`: added tasks,
+awarded points) and the demo data's rewards (`demo_usage`). A workflow's id, its customer
+and its tasks' ids and keys never change. The customer's values a step uses are not the
+workflow's: its sign-up time (time-based unlocks) and the status its row mirrors for lists
+(whether the write updates it); the write's guard checks both against the copy's, along
+with the version (`snapshot.write(..., guarded=True)`). So a step computed from a kept copy
+is written only if nothing it was computed from changed since the copy was stored; when
+anything did, nothing is written and the step is computed again from what it reads.
+
+Several api processes each keep their own: a step in one that did not write the last
+version finds out by its write's guard, then reads everything, as before. Nothing is kept
+from a write inside a transaction, which could still roll back. Entries are copies both
+ways (the records a step changes and answers with are its own), at most `SIZE` workflows,
+least recently used out first.
 """
 
 from __future__ import annotations
@@ -24,16 +35,26 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any
 
-from app.onboarding.records import StageRecord, TaskRecord
+from app.onboarding.records import StageRecord, TaskRecord, WorkflowRecord
 
 SIZE = 1024
 
 _STAGE_FIELDS = tuple(f.name for f in fields(StageRecord) if f.name != "tasks")
 _TASK_FIELDS = tuple(f.name for f in fields(TaskRecord))
+_WORKFLOW_FIELDS = tuple(f.name for f in fields(WorkflowRecord))
 _stage_values = attrgetter(*_STAGE_FIELDS)
 _task_values = attrgetter(*_TASK_FIELDS)
+_workflow_values = attrgetter(*_WORKFLOW_FIELDS)
+_BADGES = _WORKFLOW_FIELDS.index("badges")
 
-_Kept = tuple[uuid.UUID, int, tuple[tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]], ...]]
+_Kept = tuple[
+    uuid.UUID,
+    int,
+    tuple[tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]], ...],
+    tuple[Any, ...] | None,
+]
+"""Workflow id, version, the stages with their tasks, and the workflow row (with the
+customer's values a step uses) when kept too."""
 _kept: OrderedDict[tuple[uuid.UUID, uuid.UUID], _Kept] = OrderedDict()
 _owners: dict[tuple[uuid.UUID, uuid.UUID], uuid.UUID] = {}
 """(organization, task id) -> the customer whose kept workflow holds the task."""
@@ -60,10 +81,43 @@ def checklist(
     if kept is None or kept[0] != workflow_id or kept[1] != at:
         return None
     _kept.move_to_end(key)
+    return _stages(kept)
+
+
+def _stages(kept: _Kept) -> list[StageRecord]:
     return [
         StageRecord(*stage, tasks=[TaskRecord(*t) for t in tasks])  # type: ignore[misc]
         for stage, tasks in kept[2]
     ]
+
+
+def workflow(
+    organization_id: uuid.UUID, customer_id: uuid.UUID
+) -> tuple[WorkflowRecord, list[StageRecord]] | None:
+    """Fresh records of the customer's kept workflow row and checklist, as the last write of
+    this process left them, if the row was kept too; None otherwise. They are current only
+    while the stored row has their version and the customer the values they hold (see the
+    module): a step computed from them must be written guarded."""
+    key = (organization_id, customer_id)
+    kept = _kept.get(key)
+    if kept is None or kept[3] is None:
+        return None
+    _kept.move_to_end(key)
+    values = list(kept[3])
+    values[_BADGES] = list(values[_BADGES])
+    return WorkflowRecord(*values), _stages(kept)
+
+
+def forget(
+    organization_id: uuid.UUID, customer_id: uuid.UUID, workflow_id: uuid.UUID, at: int
+) -> None:
+    """Drop what is kept for the customer if it is the workflow `workflow_id` at version
+    `at` (found changed since)."""
+    key = (organization_id, customer_id)
+    kept = _kept.get(key)
+    if kept is not None and kept[0] == workflow_id and kept[1] == at:
+        del _kept[key]
+        _forget(key, kept)
 
 
 def keep(
@@ -72,8 +126,10 @@ def keep(
     workflow_id: uuid.UUID,
     at: int,
     stages: list[StageRecord],
+    record: WorkflowRecord | None = None,
 ) -> None:
-    """Keep a copy of a workflow's stages and tasks as a committed write left them at
+    """Keep a copy of a workflow's stages and tasks, and of its `record` (with the
+    customer's sign-up time and mirrored status) if given, as a committed write left them at
     version `at` (an older version than the one kept does not replace it)."""
     key = (organization_id, customer_id)
     kept = _kept.get(key)
@@ -85,6 +141,7 @@ def keep(
         workflow_id,
         at,
         tuple((_stage_values(s), tuple(map(_task_values, s.tasks))) for s in stages),
+        None if record is None else _record_values(record),
     )
     _kept.move_to_end(key)
     for s in stages:
@@ -92,6 +149,16 @@ def keep(
             _owners[organization_id, t.id] = customer_id
     while len(_kept) > SIZE:
         _forget(*_kept.popitem(last=False))
+
+
+def _record_values(record: WorkflowRecord) -> tuple[Any, ...] | None:
+    """The values of a workflow record to keep; None when the customer's values a step uses
+    were not read with it."""
+    if record.signed_up_at is None or record.customer_status is None:
+        return None
+    values = list(_workflow_values(record))
+    values[_BADGES] = list(values[_BADGES])
+    return tuple(values)
 
 
 def _forget(key: tuple[uuid.UUID, uuid.UUID], kept: _Kept) -> None:

@@ -9,13 +9,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from app.accounts.models import Role
 from app.accounts.viewer import Viewer
 from app.audit import service as audit
 from app.customers.models import Customer
-from app.errors import NotFound, ValidationFailed, WorkflowPaused
+from app.errors import DomainError, NotFound, ValidationFailed, WorkflowPaused
 from app.events import outbox
 from app.kit.clock import utcnow
 from app.kit.ids import parse_id
@@ -160,8 +161,10 @@ async def persist(
     """Store an engine step and record its events (after `before`), with fresh figures, in
     one statement; False (nothing stored) when the workflow changed since it was loaded,
     which only an unlocked `load` allows. With `alone` (outside any transaction: the statement
-    commits on its own) the relay is woken after it instead of by a NOTIFY inside it, and the
-    stored stages and tasks are kept for this workflow's next unlocked step (`recent`)."""
+    commits on its own) the write is guarded by the customer's values the step used too
+    (`snapshot.write`), the relay is woken after it instead of by a NOTIFY inside it, and the
+    stored workflow row, stages and tasks are kept for this workflow's next unlocked step
+    (`recent`)."""
     tasks, stages = copy_back(loaded, out.changed_tasks, out.changed_stages, now)
     snapshot = figures(loaded.state, loaded.workflow.id)
     events = (
@@ -183,11 +186,17 @@ async def persist(
             notify=not alone,
         ),
         alone=alone,
+        guarded=alone,
     )
     if stored and alone:
         wf = loaded.workflow
         recent.keep(
-            wf.organization_id, wf.customer_id, wf.id, wf.version, list(loaded.stages.values())
+            wf.organization_id,
+            wf.customer_id,
+            wf.id,
+            wf.version,
+            list(loaded.stages.values()),
+            wf,
         )
         if events:
             outbox.wake_relay(wf.organization_id)
@@ -242,10 +251,25 @@ async def update_task(
 ) -> tuple[Change, TaskRecord]:
     """Move one task; concurrent calls on the same workflow apply one after the other.
 
-    With `optimistic`, outside any transaction: one statement reads the workflow and one
+    With `optimistic`, outside any transaction: when this process keeps the workflow as its
+    last write left it (`recent`), the step is computed from that copy and only its guarded
+    write is sent (one statement); otherwise, or when that write finds anything the step was
+    computed from changed (nothing written then), one statement reads the workflow and one
     writes the step, each its own transaction, the write only if nobody changed the
     workflow in between (Stale otherwise, with nothing written).
     """
+    now = now or utcnow()
+    step = partial(_step, viewer, action, now=now, progress=progress, reason=reason)
+    if optimistic:
+        kept = _kept(viewer, task_id, task_key, customer_id)
+        if kept is not None:
+            try:
+                return await step(*kept, alone=True)
+            except Stale:
+                wf = kept[0].workflow
+                recent.forget(wf.organization_id, wf.customer_id, wf.id, wf.version - 1)
+            except DomainError:
+                pass  # perhaps only because the copy is out of date: decided on fresh rows
     if task_id and optimistic:
         loaded, key = await _load_of_task(viewer, task_id)
     else:
@@ -256,7 +280,52 @@ async def update_task(
         else:
             raise ValidationFailed("Pass `taskId`, or `taskKey` (with `customerId` for operators).")
         loaded = await load(viewer, cid, lock=not optimistic)
-    now = now or utcnow()
+    return await step(loaded, key, alone=optimistic)
+
+
+def _kept(
+    viewer: Viewer, task_id: str | None, task_key: str | None, customer_id: str | None
+) -> tuple[Loaded, str] | None:
+    """The workflow of the task to move as this process kept it (`recent.workflow`), with the
+    task's key; None when it is not kept, or when anything about the request is not plainly
+    valid (the read path then decides, and raises, on fresh rows). No statement."""
+    org = viewer.organization_id
+    try:
+        if task_id:
+            tid = parse_id(task_id, what="task")
+            owner = recent.customer_of_task(org, tid)
+            if owner is None:
+                return None
+            cid = _own_task(viewer, owner, task_id)
+        elif task_key:
+            cid = viewer.customer_scope(customer_id)
+        else:
+            return None
+    except DomainError:
+        return None
+    got = recent.workflow(org, cid)
+    if got is None:
+        return None
+    loaded = build_state(*got)
+    if task_id:
+        key = next((k for k, t in loaded.tasks.items() if t.id == tid), None)
+        return None if key is None else (loaded, key)
+    assert task_key is not None
+    return loaded, task_key
+
+
+async def _step(
+    viewer: Viewer,
+    action: TaskAction,
+    loaded: Loaded,
+    key: str,
+    *,
+    now: datetime,
+    progress: int | None,
+    reason: str | None,
+    alone: bool,
+) -> tuple[Change, TaskRecord]:
+    """Compute one task's move on a loaded workflow and store it (Stale: nothing stored)."""
     if key not in loaded.tasks:
         raise NotFound(f"No task {key!r} in this workflow.", task=key)
     if loaded.state.paused:
@@ -268,7 +337,7 @@ async def update_task(
             loaded.state, key, action, now=now, progress=progress, reason=reason
         )
     )
-    await _persist(viewer, loaded, out, now, alone=optimistic)
+    await _persist(viewer, loaded, out, now, alone=alone)
     return Change(loaded, out), loaded.tasks[key]
 
 

@@ -173,10 +173,17 @@ _WORKFLOW = """w AS (
   UPDATE workflow SET status = $3, points = $4, badges = $5::jsonb, completed_at = $6,
     paused = $7, last_activity_at = $1, version = $8, progress = $9,
     minutes_remaining = $10, current_stage_key = $11
-  WHERE id = $12 AND organization_id = $2 AND version = $8 - 1
+  WHERE id = $12 AND organization_id = $2 AND version = $8 - 1{guard}
   RETURNING id
 )"""
 _WORKFLOW_PARAMETERS = 12
+_GUARD = """
+    AND EXISTS (SELECT 1 FROM customer c WHERE c.id = workflow.customer_id
+      AND c.organization_id = $2 AND c.signed_up_at = $13
+      AND c.workflow_status IS NOT DISTINCT FROM $14)"""
+"""What the guard of an unlocked step's write checks besides the version: the customer's
+values the step was computed from (its sign-up time, the status its row mirrors)."""
+_GUARD_PARAMETERS = 2
 _TASKS = """t AS (
   UPDATE workflow_task AS t SET status = v.status, progress = v.progress,
     failure_reason = v.failure_reason, attempts = v.attempts, started_at = v.started_at,
@@ -209,15 +216,19 @@ _CUSTOMER = """c AS (
 )"""
 
 
-@lru_cache(maxsize=16)
-def _write_ctes(tasks: int, stages: bool, customer: bool) -> tuple[str, int]:
+@lru_cache(maxsize=32)
+def _write_ctes(tasks: int, stages: bool, customer: bool, guarded: bool) -> tuple[str, int]:
     """The common table expressions of a step's write with only the parts it needs (each part
     left out is a table PostgreSQL does not open for the statement), and how many parameters
     they take; `tasks` is 0, 1 or 2 for more.
 
     Every part joins `w`, the workflow's row updated only if its version is still the one the
-    step was computed from; otherwise nothing is written."""
-    ctes, n = [_WORKFLOW], _WORKFLOW_PARAMETERS
+    step was computed from (and, `guarded`, its customer's sign-up time and mirrored status
+    too); otherwise nothing is written."""
+    if guarded:
+        ctes, n = [_WORKFLOW.format(guard=_GUARD)], _WORKFLOW_PARAMETERS + _GUARD_PARAMETERS
+    else:
+        ctes, n = [_WORKFLOW.format(guard="")], _WORKFLOW_PARAMETERS
     parts = (
         (tasks == 1, _TASK, 7),
         (tasks > 1, _TASKS, 7),
@@ -278,6 +289,7 @@ async def write(
     events: Callable[[int, str], Recording] | None = None,
     *,
     alone: bool = False,
+    guarded: bool = False,
 ) -> bool:
     """Store the workflow, its changed tasks and stages, and the status its customer row
     mirrors for lists (unless the read saw it current), in one statement (plain UPDATEs), of
@@ -286,8 +298,10 @@ async def write(
     are recorded in that same statement.
 
     Only if the workflow's row still has the version the step was computed from (the one
-    before `copy_back`): False when another change came first, and then nothing was written.
-    Under the row lock of `load` that cannot happen.
+    before `copy_back`), and with `guarded` only if its customer's row still has the sign-up
+    time and mirrored status it was computed from (`wf.signed_up_at`, `wf.customer_status`,
+    which must then be known): False when another change came first, and then nothing was
+    written. Under the row lock of `load` the version cannot change.
 
     With `alone` (outside any transaction) the statement commits on its own, possibly in one
     round trip and one commit with concurrent steps' writes (`group_commit`).
@@ -308,6 +322,10 @@ async def write(
         wf.current_stage_key,
         wf.id,
     ]
+    if guarded:
+        assert wf.signed_up_at is not None
+        status = wf.customer_status
+        parameters += [wf.signed_up_at, None if status is None else status.value]
     if len(tasks) == 1:
         parameters += _task_parameters(tasks[0])
     elif tasks:
@@ -321,7 +339,7 @@ async def write(
         ]
     if mirror:
         parameters.append(wf.customer_id)
-    ctes, width = _write_ctes(min(len(tasks), 2), bool(stages), mirror)
+    ctes, width = _write_ctes(min(len(tasks), 2), bool(stages), mirror, guarded)
     recorded = events(width + 1, "w") if events is not None else None
     if recorded is None or not recorded.count:
         row = await _one_row(f"WITH {ctes}\nSELECT count(*) FROM w", parameters, alone=alone)

@@ -1,28 +1,47 @@
-"""Unlocked steps reuse the stages and tasks their process wrote, only at the same version."""
+"""Unlocked steps reuse the workflow their process wrote, only at the same version: a step
+computed from a kept copy is written only if nothing it was computed from changed since;
+otherwise it is computed again from what is stored. Real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import os
+import sys
+import textwrap
 import uuid
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from tortoise.connection import get_connection
 
+from app.automation import actions
+from app.automation import rules as automation_rules
+from app.customers.models import Customer
 from app.db import transaction
-from app.errors import NotFound
+from app.errors import NotFound, WorkflowPaused
+from app.kit.clock import utcnow
 from app.onboarding import recent, records, service
-from app.onboarding.states import TaskAction, TaskStatus
+from app.onboarding.models import Workflow, WorkflowTask
+from app.onboarding.states import TaskAction, TaskStatus, WorkflowStatus
+from tests.graphql_shape.test_dataloaders import counting_statements
 from tests.support.factories import Tenant
 
 
-async def _step(tenant: Tenant, customer_id: object, key: str, action: TaskAction) -> Any:
+async def _step(
+    tenant: Tenant, customer_id: object, key: str, action: TaskAction, **kw: Any
+) -> Any:
     return await service.update_task(
         tenant.csm,
         customer_id=str(customer_id),
         task_key=key,
         action=action,
         optimistic=True,
+        **kw,
     )
 
 
@@ -41,14 +60,16 @@ def decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return counts
 
 
-async def test_the_next_unlocked_step_reads_only_the_workflow_row(
+async def test_the_next_unlocked_step_is_its_write_alone(
     tenant: Tenant, decoded: list[int]
 ) -> None:
     customer = await tenant.customer()
     first, _ = await _step(tenant, customer.id, "verify_email", TaskAction.START)
     assert recent.version(tenant.id, customer.id) == (first.workflow.id, first.workflow.version)
-    second, task = await _step(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
-    assert decoded == [13, 0]  # the second read found the version it kept
+    with counting_statements() as statements:
+        second, task = await _step(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
+    assert decoded == [13]  # the second step read nothing: it computed from the kept copy
+    assert len(statements) == 1, statements  # the guarded write alone
     assert task.status is TaskStatus.COMPLETED
     assert second.workflow.version == first.workflow.version + 1
     assert first.tasks(["verify_email"])[0] is not task  # each step has its own records
@@ -81,9 +102,8 @@ async def test_nothing_is_kept_from_a_transaction(tenant: Tenant) -> None:
 
 
 async def test_steps_by_task_id_use_what_was_kept_too(tenant: Tenant, decoded: list[int]) -> None:
-    """The checklist page moves tasks by id: the read finds the task's customer as before,
-    and skips the stages and tasks when that customer's kept version is current; another
-    customer's task stays unknown to a CUSTOMER."""
+    """The checklist page moves tasks by id: the kept copy names the task's customer as the
+    read would; another customer's task stays unknown to a CUSTOMER."""
     alice, bob = await tenant.customer(), await tenant.customer()
     first, task = await _step(tenant, alice.id, "verify_email", TaskAction.START)
     assert recent.customer_of_task(tenant.id, task.id) == alice.id
@@ -93,7 +113,7 @@ async def test_steps_by_task_id_use_what_was_kept_too(tenant: Tenant, decoded: l
         task_id=str(task.id),
         optimistic=True,
     )
-    assert decoded == [13, 0]
+    assert decoded == [13]  # nothing read: the kept copy knew the task and its customer
     assert (row.key, row.status) == ("verify_email", TaskStatus.COMPLETED)
     assert moved.workflow.version == first.workflow.version + 1
     with pytest.raises(NotFound):
@@ -141,3 +161,257 @@ async def test_a_customers_new_workflow_replaces_the_owners_of_its_old_tasks(
     assert {recent.customer_of_task(tenant.id, t) for t in old} == {None}
     new = [t.id for s in fresh for t in s.tasks]
     assert {recent.customer_of_task(tenant.id, t) for t in new} == {alice.id}
+
+
+@contextmanager
+def another_process() -> Iterator[None]:
+    """Run the block with what another api process would keep: nothing of this one's."""
+    saved = recent._kept, recent._owners
+    recent._kept, recent._owners = OrderedDict(), {}
+    try:
+        yield
+    finally:
+        recent._kept, recent._owners = saved
+
+
+async def _kept_after_start(tenant: Tenant) -> tuple[Customer, int, int]:
+    """A customer whose workflow this process keeps after an unlocked START of
+    verify_email; and the kept version and points."""
+    customer = await tenant.customer()
+    change, _ = await _step(tenant, customer.id, "verify_email", TaskAction.START)
+    kept = recent.workflow(tenant.id, customer.id)
+    assert kept is not None and kept[0].version == change.workflow.version
+    return customer, change.workflow.version, change.workflow.points
+
+
+VERIFY_EMAIL_POINTS = 10
+
+
+async def _stored(customer: Customer) -> Workflow:
+    return await Workflow.get(customer_id=customer.id)
+
+
+async def test_another_writer_moves_the_version_and_the_step_is_computed_again(
+    tenant: Tenant, decoded: list[int]
+) -> None:
+    """Another api process's write (its own SQL here: points and version) makes the kept copy
+    stale: the step's guarded write stores nothing, the step reads and applies on what is
+    stored, and the points the other writer added are not lost."""
+    customer, at, points = await _kept_after_start(tenant)
+    await get_connection("default").execute_query(
+        "UPDATE workflow SET points = points + 1000, version = version + 1 WHERE customer_id = $1",
+        [customer.id],
+    )
+    with counting_statements() as statements:
+        change, task = await _step(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
+    assert len(statements) == 3, statements  # the rejected write, the read, the write
+    assert decoded[-1] == 13  # read in full: the kept version was not the stored one
+    assert task.status is TaskStatus.COMPLETED
+    stored = await _stored(customer)
+    assert stored.version == at + 2 == change.workflow.version
+    assert stored.points == change.workflow.points == points + 1000 + VERIFY_EMAIL_POINTS
+    kept = recent.workflow(tenant.id, customer.id)
+    assert kept is not None and (kept[0].version, kept[0].points) == (at + 2, stored.points)
+
+
+async def test_a_step_of_another_process_is_seen(tenant: Tenant) -> None:
+    """Two api processes each keep their own copy: a step in one after a step in the other
+    applies on top of it (the other's task move is kept, not overwritten)."""
+    customer, at, _ = await _kept_after_start(tenant)
+    with another_process():
+        await _step(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
+        assert recent.workflow(tenant.id, customer.id) is not None
+    # this process still keeps verify_email IN_PROGRESS at `at`
+    change, task = await _step(tenant, customer.id, "watch_intro", TaskAction.START)
+    assert task.status is TaskStatus.IN_PROGRESS
+    assert change.tasks(["verify_email"])[0].status is TaskStatus.COMPLETED
+    assert change.workflow.version == at + 2
+    stored = {t.key: t.status for t in await WorkflowTask.filter(workflow_id=change.workflow.id)}
+    assert stored["verify_email"] is TaskStatus.COMPLETED
+    assert stored["watch_intro"] is TaskStatus.IN_PROGRESS
+
+
+async def test_writes_between_the_kept_step_and_its_write_are_not_overwritten(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process moves the task twice after this one computed a RETRY from its kept
+    copy and before that write reaches PostgreSQL: the write stores nothing and the RETRY
+    runs again on what is stored (applied on the copy, it would store one attempt, not two)."""
+    from app.kit import group_commit
+
+    customer = await tenant.customer()
+    await _step(tenant, customer.id, "verify_email", TaskAction.START)
+    change, _ = await _step(tenant, customer.id, "verify_email", TaskAction.FAIL, reason="bounced")
+    at = change.workflow.version
+    commit_alone = group_commit.commit_alone
+    interleaved: list[int] = []
+
+    async def after_another(sql: str, args: list[Any]) -> Any:
+        if not interleaved:
+            interleaved.append(1)
+            with another_process():
+                await _step(tenant, customer.id, "verify_email", TaskAction.RETRY)
+                await _step(tenant, customer.id, "verify_email", TaskAction.FAIL, reason="again")
+        return await commit_alone(sql, args)
+
+    monkeypatch.setattr(group_commit, "commit_alone", after_another)
+    change, task = await _step(tenant, customer.id, "verify_email", TaskAction.RETRY)
+    assert interleaved == [1]
+    assert (task.status, task.attempts) == (TaskStatus.IN_PROGRESS, 2)
+    assert change.workflow.version == at + 3
+    row = await WorkflowTask.get(workflow_id=change.workflow.id, key="verify_email")
+    assert (row.status, row.attempts) == (TaskStatus.IN_PROGRESS, 2)
+
+
+async def test_a_changed_sign_up_time_is_detected(tenant: Tenant, decoded: list[int]) -> None:
+    """The sign-up time is the customer's, not the workflow's (its version does not move):
+    the write's guard checks it, and the step is computed with the stored one."""
+    customer, at, _ = await _kept_after_start(tenant)
+    earlier = customer.signed_up_at - timedelta(days=30)
+    await Customer.filter(id=customer.id).update(signed_up_at=earlier)
+    change, _ = await _step(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
+    assert decoded[-1] == 13
+    assert change.workflow.signed_up_at == earlier
+    assert change.workflow.version == at + 1  # the rejected write stored nothing
+    kept = recent.workflow(tenant.id, customer.id)
+    assert kept is not None and kept[0].signed_up_at == earlier
+
+
+async def test_a_changed_status_mirror_is_detected_and_put_right(
+    tenant: Tenant, decoded: list[int]
+) -> None:
+    """The kept copy says the customer's row mirrors the workflow's status, so its write
+    would leave that row alone; the guard sees the row changed, and the step computed again
+    from what is stored puts the mirror right."""
+    customer, at, _ = await _kept_after_start(tenant)
+    await Customer.filter(id=customer.id).update(workflow_status=WorkflowStatus.COMPLETED)
+    change, _ = await _step(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
+    assert decoded[-1] == 13
+    assert change.workflow.version == at + 1
+    row = await Customer.get(id=customer.id)
+    assert row.workflow_status is WorkflowStatus.ACTIVE is change.workflow.status
+
+
+async def test_points_awarded_by_an_automation_are_not_lost(
+    tenant: Tenant, decoded: list[int]
+) -> None:
+    customer, at, points = await _kept_after_start(tenant)
+    ctx = actions.Context(
+        organization_id=tenant.id,
+        customer_id=customer.id,
+        rule_id=uuid.uuid4(),
+        rule_name="bonus",
+        action_id=uuid.uuid4(),
+        key="bonus",
+        depth=0,
+        variables={},
+        now=utcnow(),
+    )
+    async with transaction():
+        await actions.award_points(
+            automation_rules.AwardPoints(type="award_points", points=500, reason="bonus"), ctx
+        )
+    change, _ = await _step(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
+    assert decoded[-1] == 13
+    assert change.workflow.points == (await _stored(customer)).points
+    assert change.workflow.points == points + 500 + VERIFY_EMAIL_POINTS
+    assert change.workflow.version > at + 1
+
+
+async def test_a_pause_is_seen_though_the_kept_copy_is_running(
+    tenant: Tenant, decoded: list[int]
+) -> None:
+    """Settings move the version: a step on a workflow paused since it was kept is refused
+    on what is stored, and nothing is written."""
+    customer, at, _ = await _kept_after_start(tenant)
+    async with transaction():
+        await service.update_settings(
+            tenant.admin, customer_id=str(customer.id), paused=True, reminders_enabled=None
+        )
+    with pytest.raises(WorkflowPaused):
+        await _step(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
+    stored = await _stored(customer)
+    assert stored.paused and stored.version == at + 1
+    task = await WorkflowTask.get(workflow_id=stored.id, key="verify_email")
+    assert task.status is TaskStatus.IN_PROGRESS
+    assert recent.workflow(tenant.id, customer.id) is None  # the stale copy is dropped
+
+
+async def test_concurrent_steps_from_the_kept_copy_apply_once(tenant: Tenant) -> None:
+    """Twenty concurrent COMPLETEs of one task, all computed from the same kept copy: one
+    applies; the others find the version moved and are refused on what is stored."""
+    customer, at, points = await _kept_after_start(tenant)
+
+    async def complete() -> Any:
+        try:
+            return await _step(tenant, customer.id, "verify_email", TaskAction.COMPLETE)
+        except service.Stale:
+            async with transaction():
+                return await service.update_task(
+                    tenant.csm,
+                    customer_id=str(customer.id),
+                    task_key="verify_email",
+                    action=TaskAction.COMPLETE,
+                )
+
+    results = await asyncio.gather(*(complete() for _ in range(20)), return_exceptions=True)
+    applied = [r for r in results if not isinstance(r, BaseException)]
+    assert len(applied) == 1, results
+    stored = await _stored(customer)
+    assert stored.version == at + 1 and stored.points == points + VERIFY_EMAIL_POINTS
+
+
+_WORKER = textwrap.dedent(
+    """
+    import asyncio, sys, uuid
+    from app.accounts.models import Role
+    from app.accounts.viewer import Viewer
+    from app.db import close_db, init_db, transaction
+    from app.errors import DomainError
+    from app.onboarding import service
+    from app.onboarding.states import TaskAction
+
+    async def main(url, org, customer, rounds):
+        await init_db(url, pool_max=4)
+        viewer = Viewer(subject="csm@example.com", organization_id=uuid.UUID(org), role=Role.CSM)
+        retried = 0
+        for i in range(rounds):
+            for action in (TaskAction.FAIL, TaskAction.RETRY):
+                move = dict(viewer=viewer, customer_id=customer, task_key="verify_email",
+                            action=action, reason="again" if action is TaskAction.FAIL else None)
+                try:
+                    try:
+                        await service.update_task(**move, optimistic=True)
+                    except service.Stale:
+                        async with transaction():
+                            await service.update_task(**move)
+                except DomainError:
+                    continue  # the other process moved the task first
+                retried += action is TaskAction.RETRY
+        await close_db()
+        print(retried)
+
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])))
+    """
+)
+
+
+async def test_two_processes_on_one_workflow_lose_no_update(tenant: Tenant, db: str) -> None:
+    """Two real api processes, each with its own kept copies, FAIL and RETRY one task as
+    fast as they can: every RETRY that was answered is counted in the stored attempts (a
+    step applied on stale data would store a count another one already stored)."""
+    customer, _, _ = await _kept_after_start(tenant)
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    args = [db, str(tenant.id), str(customer.id), "60"]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _WORKER, *args, env=env, stdout=asyncio.subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outs = [await p.communicate() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    retried = sum(int(out.decode().split()[-1]) for out, _ in outs)
+    assert retried > 0
+    task = await WorkflowTask.get(workflow__customer_id=customer.id, key="verify_email")
+    assert task.attempts == retried
