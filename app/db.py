@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -11,6 +10,13 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlparse
 
 import tortoise.connection
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
 from tortoise import Tortoise
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
@@ -118,13 +124,24 @@ def rolled_back(exc: BaseException) -> bool:
 
 CONFLICT_ATTEMPTS = 3
 """How many times in all `retried_transaction` runs a unit the database keeps rolling back."""
+CONFLICT_PAUSE = wait_exponential(multiplier=0.05, max=0.8)
+"""Before attempt n + 1 of a unit rolled back n times: 0.05 s, then 0.1 s, doubling up to 0.8 s.
+The other transaction usually ends within it, and the unit then waits for its locks anyway."""
 T = TypeVar("T")
 
 
-def conflict_pause(attempt: int) -> float:
-    """Seconds to wait before attempt `attempt + 1` of a unit rolled back `attempt` times: the
-    other transaction usually ends within them, and the unit then waits for its locks anyway."""
-    return 0.05 * float(2 ** min(attempt - 1, 4))
+def _log_retry(what: str, attempts: int) -> Callable[[RetryCallState], None]:
+    def logged(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "%s rolled back by the database (%s); attempt %d of %d",
+            what,
+            sqlstate_of(exc) if exc is not None else None,
+            state.attempt_number + 1,
+            attempts,
+        )
+
+    return logged
 
 
 async def retried_transaction(
@@ -134,22 +151,17 @@ async def retried_transaction(
     settle a conflict with another one (`rolled_back`: a deadlock, a serialization failure),
     `unit()` runs again from its start in a new one, up to `attempts` times in all, each retry
     logged with `what`. The last conflict, or any other error, is raised."""
-    for attempt in range(1, attempts + 1):
-        try:
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception(rolled_back),
+        stop=stop_after_attempt(attempts),
+        wait=CONFLICT_PAUSE,
+        before_sleep=_log_retry(what, attempts),
+        reraise=True,
+    ):
+        with attempt:
             async with transaction():
                 return await unit()
-        except Exception as exc:
-            if attempt >= attempts or not rolled_back(exc):
-                raise
-            log.warning(
-                "%s rolled back by the database (%s); attempt %d of %d",
-                what,
-                sqlstate_of(exc),
-                attempt + 1,
-                attempts,
-            )
-        await asyncio.sleep(conflict_pause(attempt))
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 async def retried_or_skipped(

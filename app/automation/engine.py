@@ -470,15 +470,24 @@ FROM (SELECT action_id,
         max(attempts) AS attempts,
         string_agg(last_error, '; ') FILTER (WHERE status IN ('DEAD', 'DISABLED')) AS error
       FROM delivery WHERE action_id = ANY($1::uuid[]) GROUP BY action_id) d
-WHERE a.id = d.action_id RETURNING a.run_id"""
+WHERE a.id = d.action_id"""
+
+
+_LOCK_RUNS = """SELECT id FROM automation_run WHERE id IN (
+  SELECT run_id FROM automation_action WHERE id = ANY($1::uuid[]))
+ORDER BY id FOR NO KEY UPDATE"""
 
 
 async def deliveries_finished(action_ids: Sequence[uuid.UUID]) -> None:
     """Carry finished deliveries to their actions (status, attempts, end-to-end duration,
-    error) and re-derive the runs' status; called in the sender's transaction."""
+    error) and re-derive the runs' status; called in the sender's transaction.
+
+    The runs are locked first, in id order: two workers finishing deliveries of the same runs
+    (an email and a webhook of one run) wait for each other instead of deadlocking, and the
+    one that waited reads the actions and deliveries the other committed."""
     now = utcnow()
-    rows = await get_connection("default").execute_query_dict(
-        _FINISH_ACTIONS, [list(set(action_ids)), now]
-    )
-    for run_id in {r["run_id"] for r in rows}:
+    conn = get_connection("default")
+    locked = await conn.execute_query_dict(_LOCK_RUNS, [list(set(action_ids))])
+    await conn.execute_query(_FINISH_ACTIONS, [list(set(action_ids)), now])
+    for run_id in [r["id"] for r in locked]:
         await settle_run(run_id, now=now)

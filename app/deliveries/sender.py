@@ -1,6 +1,7 @@
-"""Sending deliveries: claim due rows with SKIP LOCKED, send over SMTP or HTTP, record the
-outcome in the same transaction. A worker killed mid-send leaves its rows to be sent again
-with the same message id (at-least-once on the wire; receivers deduplicate by id)."""
+"""Sending deliveries: claim due rows with SKIP LOCKED under a lease, send over SMTP or HTTP,
+record the outcomes in a transaction of their own (done again if the database rolls it back).
+A worker killed mid-send leaves its rows to be sent again with the same message id
+(at-least-once on the wire; receivers deduplicate by id)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from standardwebhooks.webhooks import Webhook
 from tortoise.connection import get_connection
 
 from app.automation.rules import next_attempt_delay
-from app.db import transaction
+from app.db import retried_transaction, transaction
 from app.deliveries.models import Delivery, DeliveryKind, DeliveryStatus, WebhookEndpoint
 from app.deliveries.ssrf import RefusedDestination, Unresolvable, resolve
 from app.kit.clock import utcnow
@@ -222,32 +223,50 @@ async def deliver_due(
     endpoint_ids = {r.endpoint_id for r in rows if r.endpoint_id}  # type: ignore[attr-defined]
     endpoints = {e.id: e for e in await WebhookEndpoint.filter(id__in=list(endpoint_ids))}
     outcomes = await asyncio.gather(*(_attempt(r, endpoints, settings, client) for r in rows))
-    async with transaction():
-        now = utcnow()
-        final: list[uuid.UUID] = []
-        for row, out in zip(rows, outcomes, strict=True):
-            if _apply(row, out, now=now, settings=settings) and row.action_id:
-                final.append(row.action_id)
-            if out.gone and out.status_code == 410 and row.endpoint_id in endpoints:  # type: ignore[attr-defined]
-                await WebhookEndpoint.filter(id=row.endpoint_id, enabled=True).update(  # type: ignore[attr-defined]
-                    enabled=False, disabled_reason=f"answered 410 Gone at {now.isoformat()}"
-                )
-            await row.save(
-                update_fields=[
-                    "attempts",
-                    "status",
-                    "delivered_at",
-                    "transport",
-                    "last_error",
-                    "last_status_code",
-                    "next_attempt_at",
-                ]
+    now = utcnow()
+    final: list[uuid.UUID] = []
+    for row, out in zip(rows, outcomes, strict=True):
+        if _apply(row, out, now=now, settings=settings) and row.action_id:
+            final.append(row.action_id)
+    gone = sorted(
+        {r.endpoint_id for r, o in zip(rows, outcomes, strict=True) if _endpoint_gone(r, o)}  # type: ignore[attr-defined]
+        & endpoints.keys()
+    )
+
+    async def record() -> None:
+        # Rows and endpoints in id order, and `on_final` takes the runs in id order: workers
+        # recording outcomes of the same runs at once wait for each other, never deadlock.
+        for row in sorted(rows, key=lambda r: r.id):
+            await row.save(update_fields=_RECORDED)
+        for endpoint_id in gone:
+            await WebhookEndpoint.filter(id=endpoint_id, enabled=True).update(
+                enabled=False, disabled_reason=f"answered 410 Gone at {now.isoformat()}"
             )
         if final and on_final is not None:
             await on_final(final)
+
+    # The messages are sent: a recording the database rolls back to break a deadlock is
+    # done again (the same values), never left for the lease to end and the sends repeated.
+    await retried_transaction(record, what=f"recording {len(rows)} delivery outcomes")
     for row, out in zip(rows, outcomes, strict=True):
         count_attempt(row, out, now=now)
     return len(rows)
+
+
+_RECORDED = [
+    "attempts",
+    "status",
+    "delivered_at",
+    "transport",
+    "last_error",
+    "last_status_code",
+    "next_attempt_at",
+]
+
+
+def _endpoint_gone(row: Delivery, out: Outcome) -> bool:
+    """Whether the attempt's endpoint answered 410 Gone (it is then disabled)."""
+    return out.gone and out.status_code == 410 and row.endpoint_id is not None  # type: ignore[attr-defined]
 
 
 def outcome_label(row: Delivery, out: Outcome) -> str:

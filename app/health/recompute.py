@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import asyncpg
 from tortoise.connection import get_connection
 
 from app.accounts.models import Role
 from app.accounts.viewer import Viewer
 from app.audit import service as audit
-from app.db import transaction
+from app.db import retried_transaction, transaction
 from app.errors import NotFound
 from app.health.compute import BATCH, WHERE_FROM, BatchResult, Run, prepare, score_batch
 from app.health.models import HealthJob, JobStatus
@@ -33,7 +32,6 @@ from app.kit.tenancy import scoped
 log = logging.getLogger(__name__)
 
 STALE_AFTER = timedelta(minutes=2)
-BATCH_ATTEMPTS = 3
 PARALLEL = 2
 """Concurrent sweeps of a full recompute, each over its own range of customer ids and its own
 connection: the work is in PostgreSQL, so one per database core it may use."""
@@ -165,23 +163,19 @@ async def _batch(
 ) -> BatchResult:
     """One batch in its own transaction, tried again when the database rolls it back to break
     a deadlock (concurrent sweeps may meet on the summary rows their triggers update)."""
-    for attempt in range(1, BATCH_ATTEMPTS + 1):
-        try:
-            async with transaction() as conn:
-                # a batch lost in a crash is recomputed (its job's cursor is lost with it), so
-                # its commit need not wait for the disk
-                await conn.execute_script("SET LOCAL synchronous_commit = off")
-                got = await score_batch(
-                    run, after=after, where=where, params=params, limit=batch_size, dense=dense
-                )
-                if got.last_id is not None and on_batch is not None:
-                    await on_batch(got.last_id, got)
-            return got
-        except asyncpg.exceptions.TransactionRollbackError as exc:
-            if attempt == BATCH_ATTEMPTS:
-                raise
-            log.warning("health batch after %s rolled back (%s); trying again", after, exc)
-    raise AssertionError("unreachable")
+
+    async def unit() -> BatchResult:
+        # a batch lost in a crash is recomputed (its job's cursor is lost with it), so its
+        # commit need not wait for the disk
+        await get_connection("default").execute_script("SET LOCAL synchronous_commit = off")
+        got = await score_batch(
+            run, after=after, where=where, params=params, limit=batch_size, dense=dense
+        )
+        if got.last_id is not None and on_batch is not None:
+            await on_batch(got.last_id, got)
+        return got
+
+    return await retried_transaction(unit, what=f"health batch after {after}")
 
 
 async def recompute_all(

@@ -1,6 +1,7 @@
 """Health on the event spine with real PostgreSQL: events mark customers, the debounced
 drain scores each once, nothing runs in the request; the drain commits organization by
-organization and does again a chunk the database aborts to break a deadlock."""
+organization and does again a chunk the database aborts to break a deadlock, and a recompute
+does again a batch aborted the same way."""
 
 from __future__ import annotations
 
@@ -101,3 +102,29 @@ async def test_scoring_commits_per_organization_and_does_again_a_chunk_aborted_b
     assert "rolled back by the database (40P01); attempt 2 of 3" in caplog.text
     assert await HealthScore.filter(customer_id__in=[alone.id, x.id, y.id]).count() == 3
     assert not await HealthPending.filter(id__in=[alone.id, x.id, y.id]).exists()
+
+
+async def test_a_recompute_batch_aborted_by_a_deadlock_is_scored_again(
+    tenant: Tenant, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    x, y = sorted([await tenant.customer(), await tenant.customer()], key=lambda c: c.id)
+    other = await asyncpg.connect(database_url)
+    try:
+        tx = other.transaction()
+        await tx.start()
+        # The batch inserts the scores in customer-id order: `x`'s takes a key-share lock on
+        # `x`, `y`'s waits for this one. The other transaction then wants `x`: a deadlock,
+        # broken by aborting the batch's statement (it waited first).
+        await other.execute("SELECT 1 FROM customer WHERE id = $1 FOR UPDATE", y.id)
+        recomputing = asyncio.create_task(recompute.recompute_all(tenant.id, parallel=1))
+        await blocked_by(other)
+        await other.execute("SELECT 1 FROM customer WHERE id = $1 FOR UPDATE", x.id)
+        await tx.commit()
+    finally:
+        await other.close()
+    scored, _ = await recomputing
+    assert scored == 2
+    assert "health batch after None rolled back by the database (40P01); attempt 2 of 3" in (
+        caplog.text
+    )
+    assert await HealthScore.filter(customer_id__in=[x.id, y.id]).count() == 2
