@@ -162,20 +162,21 @@ async def _batch(
     dense: bool = False,
 ) -> BatchResult:
     """One batch in its own transaction, tried again when the database rolls it back to break
-    a deadlock (concurrent sweeps may meet on the summary rows their triggers update)."""
+    a deadlock (concurrent sweeps may meet on the summary rows their triggers update); then
+    `on_batch`, once, after the batch committed (a batch done again is counted once)."""
 
     async def unit() -> BatchResult:
-        # a batch lost in a crash is recomputed (its job's cursor is lost with it), so its
+        # a batch lost in a crash is recomputed (its job's cursor stays before it), so its
         # commit need not wait for the disk
         await get_connection("default").execute_script("SET LOCAL synchronous_commit = off")
-        got = await score_batch(
+        return await score_batch(
             run, after=after, where=where, params=params, limit=batch_size, dense=dense
         )
-        if got.last_id is not None and on_batch is not None:
-            await on_batch(got.last_id, got)
-        return got
 
-    return await retried_transaction(unit, what=f"health batch after {after}")
+    got = await retried_transaction(unit, what=f"health batch after {after}")
+    if got.last_id is not None and on_batch is not None:
+        await on_batch(got.last_id, got)
+    return got
 
 
 async def recompute_all(

@@ -14,7 +14,7 @@ import pytest
 from app.db import transaction
 from app.events.consumers import consume_batch, ensure_checkpoints
 from app.health import recompute, spine
-from app.health.models import HealthPending, HealthScore
+from app.health.models import HealthJob, HealthPending, HealthScore, JobStatus
 from app.health.rules import Facts
 from app.kit.clock import utcnow
 from app.onboarding.states import TaskAction
@@ -128,3 +128,32 @@ async def test_a_recompute_batch_aborted_by_a_deadlock_is_scored_again(
         caplog.text
     )
     assert await HealthScore.filter(customer_id__in=[x.id, y.id]).count() == 2
+
+
+async def test_a_job_counts_each_batch_once_when_its_progress_waits_for_a_lock(
+    tenant: Tenant, database_url: str
+) -> None:
+    x, _ = sorted([await tenant.customer(), await tenant.customer()], key=lambda c: c.id)
+    async with transaction():
+        job = await recompute.start_job(tenant.admin, recompute.Scope())
+    claimed = await recompute.claim_job(now=utcnow(), organization_id=tenant.id)
+    assert claimed is not None
+    other = await asyncpg.connect(database_url)
+    try:
+        tx = other.transaction()
+        await tx.start()
+        # The job's progress waits for its row, held here; this transaction then wants a
+        # customer whose new score holds a key-share lock until the batch commits. Were the
+        # progress saved in the batch's transaction, that would be a deadlock aborting the
+        # batch, and the batch done again would be counted twice.
+        await other.execute("SELECT 1 FROM health_job WHERE id = $1 FOR UPDATE", job.id)
+        running = asyncio.create_task(recompute.run_job(claimed, batch_size=10))
+        await blocked_by(other)
+        await other.execute("SELECT 1 FROM customer WHERE id = $1 FOR UPDATE", x.id)
+        await tx.commit()
+    finally:
+        await other.close()
+    finished = await running
+    assert (finished.status, finished.done, finished.total) == (JobStatus.SUCCEEDED, 2, 2)
+    assert (await HealthJob.get(id=job.id)).done == 2
+    assert await HealthScore.filter(organization_id=tenant.id).count() == 2
