@@ -41,6 +41,9 @@ _RECORDED_QUIET = "SELECT seq.last_sequence, true FROM seq"
 """Without the NOTIFY, for a statement committed on its own: the caller wakes the relay after
 it with `wake_relay` (see there why)."""
 _PARAMETER = re.compile(r"\$(\d+)")
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
+"""`json.dumps(value, separators=(",", ":"))` with one encoder made once (json.dumps makes a
+new one per call when given any option)."""
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,8 @@ def recording(
         actor,
         utcnow(),
         [kind for kind, _ in events],
-        [json.dumps(payload, separators=(",", ":")) for _, payload in events],
-        None if trace is None else json.dumps(trace, separators=(",", ":")),
+        [compact_json(payload) for _, payload in events],
+        None if trace is None else compact_json(trace),
     ]
     if notify:
         parameters += [NOTIFY_CHANNEL, str(organization_id)]
@@ -236,7 +239,7 @@ async def record_many(
     cols: tuple[list[Any], ...] = ([], [], [], [], [])
     for stream, n in zip(streams, counts, strict=True):
         for k, (kind, payload) in enumerate(events[stream], start=1):
-            values = (stream, n, k, kind, json.dumps(payload, separators=(",", ":")))
+            values = (stream, n, k, kind, compact_json(payload))
             for col, value in zip(cols, values, strict=True):
                 col.append(value)
     trace = current_trace()
@@ -244,7 +247,7 @@ async def record_many(
         _RECORDING_MANY,
         [
             organization_id, streams, counts, actor, utcnow(),
-            None if trace is None else json.dumps(trace, separators=(",", ":")),
+            None if trace is None else compact_json(trace),
             *cols, NOTIFY_CHANNEL, str(organization_id),
         ],
     )  # fmt: skip

@@ -36,6 +36,9 @@ class Loaders:
     def __init__(self, tenant: Tenant) -> None:
         self.tenant = tenant
         self.memo: dict[tuple[str, object], object] = {}
+        self.primed: list[tuple[WorkflowRecord, Sequence[StageRecord]]] = []
+        """Records `prime_workflow` got before the loaders they seed were made: given to
+        those loaders when they are made (most mutations' answers read neither)."""
 
     @cached_property
     def customer(self) -> DataLoader[uuid.UUID, Customer | None]:
@@ -43,11 +46,21 @@ class Loaders:
 
     @cached_property
     def workflow_by_customer(self) -> DataLoader[uuid.UUID, WorkflowRecord | None]:
-        return DataLoader(partial(_workflows_by_customer, self.tenant))
+        loader: DataLoader[uuid.UUID, WorkflowRecord | None] = DataLoader(
+            partial(_workflows_by_customer, self.tenant)
+        )
+        for workflow, _ in self.primed:
+            _prime_workflow(loader, workflow)
+        return loader
 
     @cached_property
     def checklist(self) -> DataLoader[uuid.UUID, list[StageRecord]]:
-        return DataLoader(partial(_checklists, self.tenant))
+        loader: DataLoader[uuid.UUID, list[StageRecord]] = DataLoader(
+            partial(_checklists, self.tenant)
+        )
+        for workflow, stages in self.primed:
+            _prime_checklist(loader, workflow, stages)
+        return loader
 
     @cached_property
     def template(self) -> DataLoader[uuid.UUID, WorkflowTemplate | None]:
@@ -98,9 +111,28 @@ class Loaders:
         return got.workflow
 
     def prime_workflow(self, workflow: WorkflowRecord, stages: Sequence[StageRecord]) -> None:
-        """Seed the loaders with the records a mutation already holds."""
-        self.workflow_by_customer.prime(workflow.customer_id, workflow, force=True)
-        self.checklist.prime(workflow.id, sorted(stages, key=lambda s: s.position), force=True)
+        """Seed the loaders with the records a mutation already holds: those made already
+        now, the others when they are made."""
+        made = self.__dict__
+        if "workflow_by_customer" in made:
+            _prime_workflow(self.workflow_by_customer, workflow)
+        if "checklist" in made:
+            _prime_checklist(self.checklist, workflow, stages)
+        self.primed.append((workflow, stages))
+
+
+def _prime_workflow(
+    loader: DataLoader[uuid.UUID, WorkflowRecord | None], workflow: WorkflowRecord
+) -> None:
+    loader.prime(workflow.customer_id, workflow, force=True)
+
+
+def _prime_checklist(
+    loader: DataLoader[uuid.UUID, list[StageRecord]],
+    workflow: WorkflowRecord,
+    stages: Sequence[StageRecord],
+) -> None:
+    loader.prime(workflow.id, sorted(stages, key=lambda s: s.position), force=True)
 
 
 async def _workflows_by_customer(

@@ -48,8 +48,8 @@ class Observe(SchemaExtension):
                 errors = context.pre_execution_errors
             codes = _codes(errors)
             outcome = "error" if codes else "ok"
-            metrics.OPERATIONS.labels(name, kind, outcome).inc()
-            metrics.OPERATION_SECONDS.labels(name, kind).observe(elapsed)
+            metrics.child(metrics.OPERATIONS, name, kind, outcome).inc()
+            metrics.child(metrics.OPERATION_SECONDS, name, kind).observe(elapsed)
             for code in codes:
                 metrics.ERRORS.labels(code).inc()
             traced = span is not tracing.NO_SPAN

@@ -88,16 +88,18 @@ def decode_message(data: str | bytes) -> object:
 
 
 def check_shape(value: object, limits: RequestLimits) -> None:
-    """Nesting depth, string lengths and list lengths of decoded JSON, walked without recursion."""
-    stack: list[tuple[object, str, int]] = [(value, "", 0)]
+    """Nesting depth, string lengths and list lengths of decoded JSON, walked without recursion;
+    an item's path is put into words only for a refusal."""
+    stack: list[tuple[object, _At, int]] = [(value, None, 0)]
     while stack:
-        item, path, depth = stack.pop()
+        item, at, depth = stack.pop()
         if depth > limits.max_json_depth:
-            raise _nested(limits.max_json_depth, path)
+            raise _nested(limits.max_json_depth, _path(at))
         if isinstance(item, str):
             if "\x00" in item:
+                path = _path(at)
                 raise RequestRefused(400, f"`{path}` contains a NUL character.", field=path)
-            if len(item) > limits.max_string_chars and path != "query":
+            if len(item) > limits.max_string_chars and (path := _path(at)) != "query":
                 raise RequestRefused(
                     400,
                     f"`{path}` has {len(item)} characters; at most {limits.max_string_chars} "
@@ -106,15 +108,33 @@ def check_shape(value: object, limits: RequestLimits) -> None:
                 )
         elif isinstance(item, list):
             if len(item) > limits.max_list_items:
+                path = _path(at)
                 raise RequestRefused(
                     400,
                     f"`{path}` has {len(item)} items; at most {limits.max_list_items} "
                     "are accepted.",
                     field=path,
                 )
-            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item))
+            stack.extend((v, (at, i, True), depth + 1) for i, v in enumerate(item))
         elif isinstance(item, dict):
-            stack.extend((v, f"{path}.{k}" if path else str(k), depth + 1) for k, v in item.items())
+            stack.extend((v, (at, k, False), depth + 1) for k, v in item.items())
+
+
+_At = tuple[Any, object, bool] | None
+"""Where an item sits in decoded JSON: None for the whole body, else (where its container
+sits, its key or index, whether that is a list index)."""
+
+
+def _path(at: _At) -> str:
+    """An item's path as refusals name it: `variables.input.name`, `[0].query`, `a.b[2]`."""
+    steps: list[tuple[object, bool]] = []
+    while at is not None:
+        at, key, index = at
+        steps.append((key, index))
+    path = ""
+    for key, index in reversed(steps):
+        path = f"{path}[{key}]" if index else f"{path}.{key}" if path else str(key)
+    return path
 
 
 def _nested(limit: int, path: str = "") -> RequestRefused:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from app.errors import InvalidTransition
@@ -272,10 +273,26 @@ def award(
     return out
 
 
+_POSITION = attrgetter("position")
+
+
+def comes_due(state: WorkflowState, *, now: datetime) -> bool:
+    """Whether a stage waiting for days since signup may unlock at `now`. On a state that
+    `settle` left unchanged at an earlier time (and nothing changed since), this is the only
+    thing a `settle` at `now` could change: every other check of it does not depend on
+    the time, and found nothing to do then."""
+    return any(
+        stage.status is StageStatus.LOCKED
+        and stage.unlock.get("days_since_signup") is not None
+        and rules.may_unlock(stage, state, now)
+        for stage in state.stages
+    )
+
+
 def settle(state: WorkflowState, out: Outcome, *, now: datetime) -> None:
     """Complete what is done, unlock what qualifies, until nothing changes."""
-    stages = sorted(state.stages, key=lambda s: s.position)
-    tasks = sorted(state.tasks.values(), key=lambda t: t.position)
+    stages = sorted(state.stages, key=_POSITION)
+    tasks = sorted(state.tasks.values(), key=_POSITION)
     by_key = {s.key: s for s in stages}
     changed = True
     while changed:
@@ -287,14 +304,7 @@ def settle(state: WorkflowState, out: Outcome, *, now: datetime) -> None:
             ) and rules.stage_is_complete(stage.key, tasks):
                 _complete_stage(state, stage, out, now=now)
                 changed = True
-            elif stage.status is StageStatus.LOCKED and not rules.unlock_blockers(
-                stage,
-                stages=state.stages,
-                tasks=state.tasks,
-                points=state.points,
-                signed_up_at=state.signed_up_at,
-                now=now,
-            ):
+            elif stage.status is StageStatus.LOCKED and rules.may_unlock(stage, state, now):
                 _unlock_stage(stage, out, now=now)
                 changed = True
         for task in tasks:

@@ -133,20 +133,27 @@ def keep(
     version `at` (an older version than the one kept does not replace it)."""
     key = (organization_id, customer_id)
     kept = _kept.get(key)
+    owned = False
     if kept is not None:
-        if kept[0] == workflow_id and kept[1] >= at:
-            return
-        _forget(key, kept)  # its tasks may not be this workflow's (a new workflow)
+        if kept[0] == workflow_id:
+            if kept[1] >= at:
+                return
+            # a workflow's tasks are never removed: those of the kept version still own
+            # their entries, and only tasks added since (same count: none) need one
+            owned = _count(kept) == sum(len(s.tasks) for s in stages)
+        else:
+            _forget(key, kept)  # its tasks are another workflow's
     _kept[key] = (
         workflow_id,
         at,
-        tuple((_stage_values(s), tuple(map(_task_values, s.tasks))) for s in stages),
+        tuple([(_stage_values(s), tuple(map(_task_values, s.tasks))) for s in stages]),
         None if record is None else _record_values(record),
     )
     _kept.move_to_end(key)
-    for s in stages:
-        for t in s.tasks:
-            _owners[organization_id, t.id] = customer_id
+    if not owned:
+        for s in stages:
+            for t in s.tasks:
+                _owners[organization_id, t.id] = customer_id
     while len(_kept) > SIZE:
         _forget(*_kept.popitem(last=False))
 
@@ -159,6 +166,11 @@ def _record_values(record: WorkflowRecord) -> tuple[Any, ...] | None:
     values = list(_workflow_values(record))
     values[_BADGES] = list(values[_BADGES])
     return tuple(values)
+
+
+def _count(kept: _Kept) -> int:
+    """How many tasks a kept entry holds."""
+    return sum(len(tasks) for _, tasks in kept[2])
 
 
 def _forget(key: tuple[uuid.UUID, uuid.UUID], kept: _Kept) -> None:

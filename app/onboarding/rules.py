@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from app.errors import (
     DependencyNotMet,
@@ -15,6 +15,9 @@ from app.errors import (
     ValidationFailed,
 )
 from app.onboarding.states import DONE, StageStatus, TaskAction, TaskStatus
+
+if TYPE_CHECKING:
+    from app.onboarding.engine import WorkflowState
 
 _ALLOWED: dict[TaskAction, frozenset[TaskStatus]] = {
     TaskAction.START: frozenset({TaskStatus.AVAILABLE}),
@@ -161,13 +164,42 @@ def unlock_blockers(
     return blockers
 
 
+def may_unlock(stage: StageState, state: WorkflowState, now: datetime) -> bool:
+    """Whether `stage` of the workflow `state` may unlock: `unlock_blockers` is empty,
+    decided without putting the blockers into words (at the first one found)."""
+    rule = stage.unlock
+    if rule.get("previous_stages_complete", True) and any(
+        s.position < stage.position and s.status is not StageStatus.COMPLETED for s in state.stages
+    ):
+        return False
+    min_points = rule.get("min_points")
+    if min_points is not None and state.points < min_points:
+        return False
+    days = rule.get("days_since_signup")
+    if days is not None and (now - state.signed_up_at).days < days:
+        return False
+    for key in rule.get("tasks_completed", []):
+        task = state.tasks.get(key)
+        if task is None or task.status is not TaskStatus.COMPLETED:
+            return False
+    return True
+
+
 def stage_is_complete(stage_key: str, tasks: Iterable[TaskState]) -> bool:
     """Every required task completed (or, with none required, every task done)."""
-    mine = [t for t in tasks if t.stage_key == stage_key]
-    required = [t for t in mine if t.required]
-    if required:
-        return all(t.status is TaskStatus.COMPLETED for t in required)
-    return bool(mine) and all(t.status in DONE for t in mine)
+    mine = required = False
+    done = True
+    for t in tasks:
+        if t.stage_key != stage_key:
+            continue
+        mine = True
+        if t.required:
+            if t.status is not TaskStatus.COMPLETED:
+                return False
+            required = True
+        elif t.status not in DONE:
+            done = False
+    return required or (mine and done)
 
 
 class Countable(Protocol):

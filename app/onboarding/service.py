@@ -75,6 +75,19 @@ def figures(state: WorkflowState, workflow_id: uuid.UUID) -> dict[str, Any]:
     }
 
 
+def stored_figures(wf: WorkflowRecord) -> dict[str, Any]:
+    """`figures` as `snapshot.copy_back` just wrote them onto the workflow's record (the same
+    values, not computed again)."""
+    return {
+        "workflowId": str(wf.id),
+        "status": wf.status.value,
+        "points": wf.points,
+        "progress": wf.progress,
+        "minutesRemaining": wf.minutes_remaining,
+        "currentStage": wf.current_stage_key,
+    }
+
+
 async def start_workflow(
     *, customer: Customer, template: WorkflowTemplate, now: datetime
 ) -> tuple[Workflow, list[tuple[str, dict[str, Any]]]]:
@@ -166,7 +179,7 @@ async def persist(
     stored workflow row, stages and tasks are kept for this workflow's next unlocked step
     (`recent`)."""
     tasks, stages = copy_back(loaded, out.changed_tasks, out.changed_stages, now)
-    snapshot = figures(loaded.state, loaded.workflow.id)
+    snapshot = stored_figures(loaded.workflow)
     events = (
         [(kind, {**payload, "workflow": snapshot}) for kind, payload in before]
         + [(kind, {**payload, "workflow": snapshot}) for kind, payload in out.events]
@@ -264,7 +277,7 @@ async def update_task(
         kept = _kept(viewer, task_id, task_key, customer_id)
         if kept is not None:
             try:
-                return await step(*kept, alone=True)
+                return await step(*kept, alone=True, settled=True)
             except Stale:
                 wf = kept[0].workflow
                 recent.forget(wf.organization_id, wf.customer_id, wf.id, wf.version - 1)
@@ -324,14 +337,18 @@ async def _step(
     progress: int | None,
     reason: str | None,
     alone: bool,
+    settled: bool = False,
 ) -> tuple[Change, TaskRecord]:
-    """Compute one task's move on a loaded workflow and store it (Stale: nothing stored)."""
+    """Compute one task's move on a loaded workflow and store it (Stale: nothing stored).
+    `settled`: the workflow is as a step of this process left it (`recent`), settled then,
+    so only a stage waiting for days since signup can have come due since."""
     if key not in loaded.tasks:
         raise NotFound(f"No task {key!r} in this workflow.", task=key)
     if loaded.state.paused:
         raise WorkflowPaused("This workflow is paused; resume it in its settings first.")
     due = Outcome()
-    engine.settle(loaded.state, due, now=now)  # time-based unlocks that came due since
+    if not settled or engine.comes_due(loaded.state, now=now):
+        engine.settle(loaded.state, due, now=now)  # time-based unlocks that came due since
     out = due.then(
         engine.apply_task_action(
             loaded.state, key, action, now=now, progress=progress, reason=reason

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import Any
 
 from tortoise.connection import get_connection
 
-from app.events.outbox import Recording
+from app.events.outbox import Recording, compact_json
 from app.kit import group_commit
 from app.onboarding.engine import WorkflowState
 from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask
@@ -38,36 +37,38 @@ def derived(state: WorkflowState) -> tuple[float, int, str | None]:
 
 
 def task_state(row: TaskRecord) -> TaskState:
+    # positional, in `TaskState`'s field order (a dozen of these per step)
     return TaskState(
-        key=row.key,
-        stage_key=row.stage_key,
-        position=row.position,
-        points=row.points,
-        estimated_minutes=row.estimated_minutes,
-        required=row.required,
-        depends_on=row.depends_on,
-        status=row.status,
-        progress=row.progress,
-        failure_reason=row.failure_reason,
-        attempts=row.attempts,
-        started_at=row.started_at,
-        completed_at=row.completed_at,
-        id=row.id,
+        row.key,
+        row.stage_key,
+        row.position,
+        row.points,
+        row.estimated_minutes,
+        row.required,
+        row.depends_on,
+        row.status,
+        row.progress,
+        row.failure_reason,
+        row.attempts,
+        row.started_at,
+        row.completed_at,
+        row.id,
     )
 
 
 def stage_state(row: StageRecord) -> StageState:
+    # positional, in `StageState`'s field order
     return StageState(
-        key=row.key,
-        name=row.name,
-        position=row.position,
-        status=row.status,
-        unlock=row.unlock,
-        reward_points=row.reward_points,
-        reward_badge=row.reward_badge,
-        unlocked_at=row.unlocked_at,
-        completed_at=row.completed_at,
-        id=row.id,
+        row.key,
+        row.name,
+        row.position,
+        row.status,
+        row.unlock,
+        row.reward_points,
+        row.reward_badge,
+        row.unlocked_at,
+        row.completed_at,
+        row.id,
     )
 
 
@@ -313,7 +314,7 @@ async def write(
         wf.organization_id,
         wf.status.value,
         wf.points,
-        json.dumps(wf.badges, separators=(",", ":")),
+        compact_json(wf.badges),
         wf.completed_at,
         wf.paused,
         wf.version,

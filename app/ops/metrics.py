@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -125,6 +126,20 @@ GROUP_COMMIT_BATCHES = Counter(
     " together, by how many writes each held (1 to 32).",
     ["size"],
 )
+
+_CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *values: str) -> Any:
+    """`metric.labels(*values)`, looked up once per metric and label values (the client hands
+    out the same child every time; this skips its lock and checks). Only for bounded label
+    sets, as every label here is."""
+    key = (metric, values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*values)
+    return found
+
 
 MAX_OPERATION_NAMES = 200
 _names: set[str] = set()

@@ -70,6 +70,6 @@ class RequestContext:
             try:
                 await self.app(scope, receive, send_with_id)
             finally:
-                metrics.HTTP_REQUESTS.labels(route, f"{status[0] // 100}xx").inc()
+                metrics.child(metrics.HTTP_REQUESTS, route, f"{status[0] // 100}xx").inc()
         finally:
             request_id.reset(token)

@@ -308,3 +308,40 @@ async def test_the_checklist_query_is_one_statement_with_or_without_stages(
     workflow = body["data"]["workflow"]
     assert workflow["currentStage"]["key"] == workflow["stages"][0]["key"]
     assert sum(len(s["tasks"]) for s in workflow["stages"]) == 13
+
+
+async def test_update_task_answers_the_workflows_stages_from_what_it_wrote(
+    tenant: Tenant,
+) -> None:
+    """The stages, tasks and current stage an `updateTask` answer selects come from the
+    records the step wrote (handed to the loaders when a field first asks), not read again:
+    the statement counts stay those of the task alone, and the answer shows the move."""
+    gql = InProcessGraphQL(make_settings())
+    customer = await tenant.customer()
+    token = token_for(
+        gql.settings, subject=tenant.csm.subject, organization_id=tenant.id, role=Role.CSM
+    )
+    document = """
+    mutation Complete($customerId: ID!, $key: String!) {
+      updateTask(input: {customerId: $customerId, taskKey: $key, action: COMPLETE}) {
+        task { status }
+        workflow { version currentStage { key } stages { key status tasks { key status } } }
+      }
+    }
+    """
+    variables = {"customerId": str(customer.id), "key": "verify_email"}
+    async with gql.client() as client:
+        await gql.execute("{ viewer { role } }", {}, token=token, client=client)
+        with counting_statements() as first:
+            body = await gql.execute(document, variables, token=token, client=client)
+        with counting_statements() as second:
+            again = await gql.execute(
+                document, {**variables, "key": "watch_intro"}, token=token, client=client
+            )
+    assert len(first) <= 2 and len(second) == 1, (first, second)
+    for answer, done in ((body, {"verify_email"}), (again, {"verify_email", "watch_intro"})):
+        workflow = answer["data"]["updateTask"]["workflow"]
+        assert workflow["currentStage"] == {"key": "welcome"}, answer
+        welcome = workflow["stages"][0]
+        assert welcome["key"] == "welcome" and welcome["status"] == "IN_PROGRESS"
+        assert {t["key"] for t in welcome["tasks"] if t["status"] == "COMPLETED"} == done

@@ -23,7 +23,7 @@ from app.automation import actions
 from app.automation import rules as automation_rules
 from app.customers.models import Customer
 from app.db import transaction
-from app.errors import NotFound, WorkflowPaused
+from app.errors import NotFound, TaskLocked, WorkflowPaused
 from app.kit.clock import utcnow
 from app.onboarding import recent, records, service
 from app.onboarding.models import Workflow, WorkflowTask
@@ -415,3 +415,76 @@ async def test_two_processes_on_one_workflow_lose_no_update(tenant: Tenant, db: 
     assert retried > 0
     task = await WorkflowTask.get(workflow__customer_id=customer.id, key="verify_email")
     assert task.attempts == retried
+
+
+async def test_a_task_added_to_a_kept_workflow_is_found_by_its_id(
+    tenant: Tenant, decoded: list[int]
+) -> None:
+    """The kept entry of a workflow names the customer of each of its tasks, through every
+    write of the same workflow: also of a task added since (as automations add them, with
+    the version moved), once a step has read it."""
+    customer, _, _ = await _kept_after_start(tenant)
+    wf = await _stored(customer)
+    stage_id = (await WorkflowTask.get(workflow_id=wf.id, key="verify_email")).stage_id
+    added = await WorkflowTask.create(
+        organization_id=tenant.id,
+        workflow_id=wf.id,
+        stage_id=stage_id,
+        key="auto-added",
+        title="Added",
+        description="",
+        position=99,
+        points=0,
+        required=False,
+        status=TaskStatus.AVAILABLE,
+        updated_at=utcnow(),
+    )
+    await get_connection("default").execute_query(
+        "UPDATE workflow SET version = version + 1 WHERE id = $1", [wf.id]
+    )
+    assert recent.customer_of_task(tenant.id, added.id) is None
+    await _step(tenant, customer.id, "verify_email", TaskAction.PROGRESS, progress=50)
+    assert decoded[-1] == 14  # read in full, with the added task
+    tasks = await WorkflowTask.filter(workflow_id=wf.id)
+    assert {recent.customer_of_task(tenant.id, t.id) for t in tasks} == {customer.id}
+    reads = len(decoded)
+    _, row = await service.update_task(
+        tenant.customer_viewer(customer),
+        action=TaskAction.COMPLETE,
+        task_id=str(added.id),
+        optimistic=True,
+    )
+    assert len(decoded) == reads  # from the kept copy: nothing read
+    assert (row.key, row.status) == ("auto-added", TaskStatus.COMPLETED)
+    assert {recent.customer_of_task(tenant.id, t.id) for t in tasks} == {customer.id}
+
+
+async def test_a_stage_that_comes_due_unlocks_before_a_kept_step_acts(tenant: Tenant) -> None:
+    """A step computed from the kept copy settles what came due since it was kept: the stage
+    waiting for days since signup unlocks first, so a task of it can be started at once,
+    with the unlock's events before the task's."""
+    customer = await tenant.customer()
+    now = customer.signed_up_at + timedelta(hours=1)
+    for key in (
+        "verify_email", "complete_profile", "watch_intro",
+        "connect_data_source", "invite_team", "configure_notifications",
+        "create_first_project", "add_client", "build_report", "try_automation",
+    ):  # fmt: skip
+        await _step(tenant, customer.id, key, TaskAction.COMPLETE, now=now)
+    kept = recent.workflow(tenant.id, customer.id)
+    assert kept is not None
+    assert [s.status.value for s in kept[1]] == ["COMPLETED"] * 3 + ["LOCKED"]
+    # a kept step before the waiting time changes nothing of the stage
+    with pytest.raises(TaskLocked):
+        await _step(tenant, customer.id, "set_up_integration", TaskAction.START, now=now)
+    later = customer.signed_up_at + timedelta(days=3, minutes=1)
+    decoded_before = recent.version(tenant.id, customer.id)
+    with counting_statements() as statements:
+        change, task = await _step(
+            tenant, customer.id, "set_up_integration", TaskAction.START, now=later
+        )
+    assert decoded_before is not None and len(statements) == 1  # from the kept copy
+    assert task.status is TaskStatus.IN_PROGRESS
+    assert change.outcome.unlocked_stages == ["mastery"]
+    kinds = [kind for kind, _ in change.outcome.events]
+    assert kinds.index("stage.unlocked") < kinds.index("task.started")

@@ -534,3 +534,68 @@ def test_minutes_remaining_of_all_optional_and_finished_lists() -> None:
     assert rules.minutes_remaining(optional) == 5
     assert rules.minutes_remaining([task("a", status=S.COMPLETED, minutes=9)]) == 0
     assert rules.minutes_remaining([]) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# The engine's yes/no forms of the same decisions
+# --------------------------------------------------------------------------------------------
+
+
+def test_may_unlock_is_exactly_no_blockers() -> None:
+    from app.onboarding.engine import WorkflowState
+    from app.onboarding.states import WorkflowStatus
+
+    conditions = [
+        {},
+        {"previous_stages_complete": False},
+        {"min_points": 100},
+        {"days_since_signup": 3},
+        {"tasks_completed": ["a", "missing"]},
+        {"tasks_completed": ["a"]},
+        {"min_points": 100, "days_since_signup": 3, "tasks_completed": ["a"]},
+        {"previous_stages_complete": False, "min_points": 0, "tasks_completed": []},
+    ]
+    checked = 0
+    for unlock, previous, points, days, a_status in itertools.product(
+        conditions,
+        [StageStatus.COMPLETED, StageStatus.IN_PROGRESS, StageStatus.LOCKED],
+        [0, 99, 100],
+        [0, 2.9, 3, 10],
+        [S.COMPLETED, S.SKIPPED, S.IN_PROGRESS],
+    ):
+        target = stage("two", "Two", 1, **unlock)
+        before = stage("one", "One", 0, previous)
+        tasks = {"a": task("a", stage="one", status=a_status)}
+        state = WorkflowState(
+            status=WorkflowStatus.ACTIVE,
+            points=points,
+            badges=[],
+            paused=False,
+            signed_up_at=SIGNUP,
+            stages=[before, target],
+            tasks=tasks,
+        )
+        now = SIGNUP + timedelta(days=days)
+        expected = not blockers(target, before=[before], tasks=tasks, points=points, days=days)
+        assert rules.may_unlock(target, state, now) is expected, (unlock, previous, points, days)
+        checked += 1
+    assert checked == 8 * 3 * 3 * 4 * 3
+
+
+def test_stage_is_complete_over_every_small_stage() -> None:
+    def reference(key: str, tasks: list[TaskState]) -> bool:
+        mine = [t for t in tasks if t.stage_key == key]
+        required = [t for t in mine if t.required]
+        if required:
+            return all(t.status is S.COMPLETED for t in required)
+        return bool(mine) and all(t.status in (S.COMPLETED, S.SKIPPED) for t in mine)
+
+    kinds = [(status, required) for status in S for required in (True, False)]
+    for n in range(4):
+        for combo in itertools.product(kinds, repeat=n):
+            tasks = [
+                task(f"t{i}", stage="s", status=status, required=required)
+                for i, (status, required) in enumerate(combo)
+            ]
+            tasks.append(task("other", stage="x", status=S.LOCKED))
+            assert rules.stage_is_complete("s", tasks) is reference("s", tasks), combo
