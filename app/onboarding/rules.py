@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -139,8 +139,26 @@ def unlock_blockers(
     now: datetime,
 ) -> list[str]:
     """Why `stage` may not unlock yet, in words; empty when it may."""
+    return list(_blockers(stage, stages, tasks, points, signed_up_at, now))
+
+
+def may_unlock(stage: StageState, state: WorkflowState, now: datetime) -> bool:
+    """Whether `stage` of the workflow `state` may unlock: `unlock_blockers` is empty,
+    decided at the first blocker (only that one is put into words)."""
+    blockers = _blockers(stage, state.stages, state.tasks, state.points, state.signed_up_at, now)
+    return next(blockers, None) is None
+
+
+def _blockers(
+    stage: StageState,
+    stages: Sequence[StageState],
+    tasks: Mapping[str, TaskState],
+    points: int,
+    signed_up_at: datetime,
+    now: datetime,
+) -> Iterator[str]:
+    """Why `stage` may not unlock yet, in words, one at a time."""
     rule = stage.unlock
-    blockers: list[str] = []
     if rule.get("previous_stages_complete", True):
         pending = [
             s.name
@@ -148,41 +166,19 @@ def unlock_blockers(
             if s.position < stage.position and s.status is not StageStatus.COMPLETED
         ]
         if pending:
-            blockers.append("complete " + ", ".join(pending) + " first")
+            yield "complete " + ", ".join(pending) + " first"
     min_points = rule.get("min_points")
     if min_points is not None and points < min_points:
-        blockers.append(f"reach {min_points} points (now {points})")
+        yield f"reach {min_points} points (now {points})"
     days = rule.get("days_since_signup")
     if days is not None:
         elapsed = (now - signed_up_at).days
         if elapsed < days:
-            blockers.append(f"wait until {days} days after signup ({elapsed} so far)")
+            yield f"wait until {days} days after signup ({elapsed} so far)"
     for key in rule.get("tasks_completed", []):
         task = tasks.get(key)
         if task is None or task.status is not TaskStatus.COMPLETED:
-            blockers.append(f"complete task {key!r}")
-    return blockers
-
-
-def may_unlock(stage: StageState, state: WorkflowState, now: datetime) -> bool:
-    """Whether `stage` of the workflow `state` may unlock: `unlock_blockers` is empty,
-    decided without putting the blockers into words (at the first one found)."""
-    rule = stage.unlock
-    if rule.get("previous_stages_complete", True) and any(
-        s.position < stage.position and s.status is not StageStatus.COMPLETED for s in state.stages
-    ):
-        return False
-    min_points = rule.get("min_points")
-    if min_points is not None and state.points < min_points:
-        return False
-    days = rule.get("days_since_signup")
-    if days is not None and (now - state.signed_up_at).days < days:
-        return False
-    for key in rule.get("tasks_completed", []):
-        task = state.tasks.get(key)
-        if task is None or task.status is not TaskStatus.COMPLETED:
-            return False
-    return True
+            yield f"complete task {key!r}"
 
 
 def stage_is_complete(stage_key: str, tasks: Iterable[TaskState]) -> bool:

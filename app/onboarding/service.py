@@ -40,7 +40,7 @@ from app.onboarding.snapshot import (
     write,
     write_settings,
 )
-from app.onboarding.states import StageAction, TaskAction, TaskStatus
+from app.onboarding.states import StageAction, TaskAction, TaskStatus, WorkflowStatus
 from app.onboarding.templates import definition_of
 
 
@@ -65,26 +65,39 @@ class Change:
 def figures(state: WorkflowState, workflow_id: uuid.UUID) -> dict[str, Any]:
     """The fresh progress figures every workflow event carries."""
     current = state.current_stage
-    return {
-        "workflowId": str(workflow_id),
-        "status": state.status.value,
-        "points": state.points,
-        "progress": state.progress,
-        "minutesRemaining": state.minutes_remaining,
-        "currentStage": current.key if current else None,
-    }
+    return _figures(
+        workflow_id,
+        state.status,
+        state.points,
+        state.progress,
+        state.minutes_remaining,
+        current.key if current else None,
+    )
 
 
 def stored_figures(wf: WorkflowRecord) -> dict[str, Any]:
     """`figures` as `snapshot.copy_back` just wrote them onto the workflow's record (the same
     values, not computed again)."""
+    return _figures(
+        wf.id, wf.status, wf.points, wf.progress, wf.minutes_remaining, wf.current_stage_key
+    )
+
+
+def _figures(
+    workflow_id: uuid.UUID,
+    status: WorkflowStatus,
+    points: int,
+    progress: float,
+    minutes_remaining: int,
+    current_stage: str | None,
+) -> dict[str, Any]:
     return {
-        "workflowId": str(wf.id),
-        "status": wf.status.value,
-        "points": wf.points,
-        "progress": wf.progress,
-        "minutesRemaining": wf.minutes_remaining,
-        "currentStage": wf.current_stage_key,
+        "workflowId": str(workflow_id),
+        "status": status.value,
+        "points": points,
+        "progress": progress,
+        "minutesRemaining": minutes_remaining,
+        "currentStage": current_stage,
     }
 
 
