@@ -170,9 +170,16 @@ def apply_task_action(
     now: datetime,
     progress: int | None = None,
     reason: str | None = None,
+    settled: bool = False,
 ) -> Outcome:
-    """Apply `action` to one task, then settle stages; raises a DomainError when refused."""
+    """Apply `action` to one task, then settle stages; raises a DomainError when refused.
+
+    `settled`: the state is as `settle` at `now` leaves it. A move that then changes no
+    task's or stage's status (PROGRESS on a task already in progress, in a stage already in
+    progress) leaves nothing to settle: every check of `settle` reads only statuses, points,
+    the tasks' and stages' fixed rules and the time, so it is not run again."""
     task = state.tasks[task_key]
+    before = task.status
     stage = state.stage(task.stage_key)
     if (
         task.status is TaskStatus.LOCKED
@@ -213,7 +220,8 @@ def apply_task_action(
     if stage is not None and stage.status is StageStatus.UNLOCKED:
         stage.status = StageStatus.IN_PROGRESS
         out.changed_stages.add(stage.key)
-    settle(state, out, now=now)
+    if not (settled and target is before and not out.changed_stages):
+        settle(state, out, now=now)
     return out
 
 

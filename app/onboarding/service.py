@@ -362,9 +362,9 @@ async def _step(
     due = Outcome()
     if not settled or engine.comes_due(loaded.state, now=now):
         engine.settle(loaded.state, due, now=now)  # time-based unlocks that came due since
-    out = due.then(
+    out = due.then(  # settled at `now` by now, either way
         engine.apply_task_action(
-            loaded.state, key, action, now=now, progress=progress, reason=reason
+            loaded.state, key, action, now=now, progress=progress, reason=reason, settled=True
         )
     )
     await _persist(viewer, loaded, out, now, alone=alone)

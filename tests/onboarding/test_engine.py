@@ -743,3 +743,58 @@ def test_random_walk_keeps_invariants_and_can_always_be_finished(seed: int) -> N
     assert celebrated + len(celebrations(outcomes, "WORKFLOW_COMPLETED")) == 1
     assert state.progress == 100.0
     assert state.minutes_remaining == 0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_move_on_a_settled_state_answers_and_leaves_what_a_full_settle_does(seed: int) -> None:
+    """`settled=True` (the state is as `settle` at `now` leaves it) may skip the settle of a
+    move that changes no status; the state and outcome are those of the full settle."""
+    rng = random.Random(seed)
+    now = SIGNUP
+    state = fresh()
+    for _ in range(150):
+        now += timedelta(hours=rng.randint(0, 30))
+        settle(state, Outcome(), now=now)
+        open_ = [t for t in state.tasks.values() if t.status not in DONE | {TaskStatus.LOCKED}]
+        task = rng.choice(open_ if open_ and rng.random() < 0.85 else list(state.tasks.values()))
+        kwargs = random_action(rng, task)
+        full = copy.deepcopy(state)
+        try:
+            expected: Outcome | None = apply_task_action(full, task.key, now=now, **kwargs)
+        except DomainError:
+            expected = None
+        try:
+            out: Outcome | None = apply_task_action(
+                state, task.key, now=now, settled=True, **kwargs
+            )
+        except DomainError:
+            out = None
+        assert out == expected
+        assert state == full
+
+
+def test_progress_on_a_task_in_progress_of_a_settled_state_does_not_settle_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.onboarding import engine
+
+    state = fresh()
+    apply_task_action(state, "verify_email", TaskAction.START, now=SIGNUP)
+    settles: list[datetime] = []
+    real = engine.settle
+
+    def counted(state: WorkflowState, out: Outcome, *, now: datetime) -> None:
+        settles.append(now)
+        real(state, out, now=now)
+
+    monkeypatch.setattr(engine, "settle", counted)
+    out = apply_task_action(
+        state, "verify_email", TaskAction.PROGRESS, now=LATER, progress=40, settled=True
+    )
+    assert settles == []
+    assert out.changed_tasks == {"verify_email"}
+    assert event_types(out) == ["task.progressed"]
+    assert state.tasks["verify_email"].progress == 40
+    # a move that changes a status settles, settled or not
+    apply_task_action(state, "verify_email", TaskAction.COMPLETE, now=LATER, settled=True)
+    assert settles == [LATER]
