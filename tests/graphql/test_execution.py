@@ -1,6 +1,6 @@
 """The plain-leaf shortcut answers exactly as graphql-core's own field path: values, enums,
-nulls, aliases, fragments, directives, and the errors (message, path) of a null on a non-null
-field or a value that does not coerce."""
+nulls, aliases, fragments, directives, empty and other lists, and the errors (message, path)
+of a null on a non-null field or a value that does not coerce."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class Row:
     count: Any
     color: Any
     note: Any = None
+    tags: Any = ()
 
 
 @strawberry.type
@@ -37,6 +38,8 @@ class Item:
     color: Color
     note: str | None
     renamed: int = strawberry.field(name="alias")
+    tags: list[str] = strawberry.field(default_factory=list)
+    colors: list[Color] | None = None
 
     @strawberry.field
     def computed(self) -> str:
@@ -48,14 +51,23 @@ class Query:
     @strawberry.field
     def items(self) -> list[Item | None]:
         rows = [
-            Row("a", 1, Color.RED, "n"),
-            Row("b", 2, Color.BLUE),
-            Row(None, 3, Color.RED),  # null on a non-null field: an error at its path
-            Row("d", "not a number", Color.RED),  # does not coerce
-            Row("e", 5, "GREEN"),  # not an enum value
+            Row("a", 1, Color.RED, "n", []),
+            Row("b", 2, Color.BLUE, None, ["x", "y"]),
+            Row(None, 3, Color.RED, None, None),  # null on a non-null field: an error at its path
+            Row("d", "not a number", Color.RED, None, ("t",)),  # does not coerce
+            Row("e", 5, "GREEN", None, [1]),  # not an enum value; an int in a list of strings
         ]
         return [
-            Item(name=r.name, count=r.count, color=r.color, note=r.note, renamed=7) for r in rows
+            Item(
+                name=r.name,
+                count=r.count,
+                color=r.color,
+                note=r.note,
+                renamed=7,
+                tags=r.tags,
+                colors=[] if r.note else None,
+            )
+            for r in rows
         ]
 
     @strawberry.field
@@ -64,11 +76,12 @@ class Query:
 
 
 DOCUMENTS = [
-    "{ items { name count color note alias computed __typename } }",
+    "{ items { name count color note alias computed __typename tags colors } }",
     "{ items { n: name c: count ...F } later { ... on Item { name color } } }"
     " fragment F on Item { color note }",
     "query($s: Boolean!) { items { name @skip(if: $s) count @include(if: $s) } }",
     "{ later { name count color note } }",
+    "query($s: Boolean!) { later { tags @include(if: $s) t: tags colors } }",
 ]
 
 
@@ -98,9 +111,35 @@ def test_only_what_is_not_plain_takes_the_long_path(monkeypatch: pytest.MonkeyPa
     assert _run(PlainLeaves, "{ later { name count color note computed } }")["errors"] == []
     assert long_path == ["Query.later", "Item.computed"]
     long_path.clear()
+    assert _run(PlainLeaves, "{ later { tags colors } }")["data"] == {
+        "later": [{"tags": [], "colors": None}]
+    }
+    assert long_path == ["Query.later", "Item.colors"]  # an empty list is plain, a null is not
+    long_path.clear()
     _run(PlainLeaves, DOCUMENTS[0])
     # the failing leaves of rows 2-4 go the long way, which reports them (each item nulled)
     assert {"Item.name", "Item.count", "Item.color"} <= set(long_path)
+    # a list that is not empty goes the long way too (rows 3-5 fail before their tags)
+    assert long_path.count("Item.tags") == 1
+
+
+def test_a_streamed_list_is_never_answered_here() -> None:
+    schema = strawberry.Schema(query=Query, execution_context_class=PlainLeaves)
+    node_spec = PlainLeaves._node_spec
+    seen: list[Any] = []
+
+    def spied(self: Any, parent_type: Any, node: Any) -> Any:
+        spec = node_spec(self, parent_type, node)
+        seen.append((node.name.value, spec[1]))
+        return spec
+
+    PlainLeaves._node_spec = spied  # type: ignore[method-assign]
+    try:
+        document = "query($s: Boolean!) { later { tags @include(if: $s) } }   "
+        asyncio.run(schema.execute(document, variable_values={"s": True}))
+    finally:
+        PlainLeaves._node_spec = node_spec  # type: ignore[method-assign]
+    assert ("tags", None) in seen
 
 
 def _cached_schema() -> strawberry.Schema:
