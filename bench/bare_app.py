@@ -5,7 +5,9 @@ SuccessCriterion, Badge, UnlockConditions, Reward, Celebration, UpdateTaskPayloa
 same documents run against both apps. The data is the bundled default template (4 stages,
 13 tasks) held in memory: no database and no authentication. It is the floor the benchmark
 measures Liftoff against, and a fair one: `create_app` gets every advantage Liftoff gives itself
-(the same parse and validation caches, the same garbage-collector settings after start-up).
+(the same parse and validation caches, the same garbage-collector settings after start-up, and
+the same GraphQL-layer speedups: extension hooks planned once, argument plans kept per field,
+plain leaves and empty lists answered without graphql-core's field path).
 `create_uncached_app` is the same app without them, printed for reference only.
 `create_pg_app` is the fair app that also stores each `updateTask` change in the benchmark's
 PostgreSQL database (`DATABASE_URL`) through asyncpg, in one statement: a reference for what
@@ -37,6 +39,8 @@ from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.types import ExecutionContext
 
+from app.graphql import arguments
+from app.graphql.execution import PlainLeaves
 from app.graphql.hooks import WrappedOnce
 from app.kit.heap import settle_heap
 
@@ -411,12 +415,17 @@ def build_schema(
 
     if not cached:
         return strawberry.Schema(query=Query, mutation=Mutation)
+    arguments.install()
     extensions: list[Any] = [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)]
-    return FairSchema(query=Query, mutation=Mutation, extensions=extensions)
+    return FairSchema(
+        query=Query, mutation=Mutation, extensions=extensions, execution_context_class=PlainLeaves
+    )
 
 
 class FairSchema(strawberry.Schema):
-    """Strawberry's schema with Liftoff's extensions runner (hooks wrapped once per class)."""
+    """Strawberry's schema with Liftoff's GraphQL-layer speedups: extension hooks wrapped once
+    per class (`WrappedOnce`), argument plans kept per field (`arguments.install`), and the
+    plain-leaf executor (`PlainLeaves`, given by `build_schema`)."""
 
     def create_extensions_runner(
         self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
