@@ -127,8 +127,9 @@ class Browser:
     def sent(self, page: int, request: Any) -> None:
         what = operation(request)
         self.note(page, f"{request.method} {request.url}{what}")
-        if what:
-            self.operations.append((page, what.split()[1].split("(")[0]))
+        named = re.match(r" (?:query|mutation|subscription) (\w+)", what)
+        if named:
+            self.operations.append((page, named[1]))
 
     def count(self, page: int, name: str) -> int:
         """How many requests for the GraphQL operation `name` a page has sent."""
