@@ -5,9 +5,10 @@ SuccessCriterion, Badge, UnlockConditions, Reward, Celebration, UpdateTaskPayloa
 same documents run against both apps. The data is the bundled default template (4 stages,
 13 tasks) held in memory: no database and no authentication. It is the floor the benchmark
 measures Liftoff against, and a fair one: `create_app` gets every advantage Liftoff gives itself
-(the same parse and validation caches, the same garbage-collector settings after start-up, and
-the same GraphQL-layer speedups: extension hooks planned once, argument plans kept per field,
-plain leaves and empty lists answered without graphql-core's field path).
+(the same parse cache, validation verdicts kept by document text as Liftoff keeps them, the same
+garbage-collector settings after start-up, and the same GraphQL-layer speedups: extension hooks
+planned once, argument plans kept per field, plain leaves and empty lists answered without
+graphql-core's field path).
 `create_uncached_app` is the same app without them, printed for reference only.
 `create_pg_app` is the fair app that also stores each `updateTask` change in the benchmark's
 PostgreSQL database (`DATABASE_URL`) through asyncpg, in one statement: a reference for what
@@ -20,7 +21,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import Enum
@@ -35,8 +37,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
-from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from app.graphql import arguments
@@ -416,10 +419,37 @@ def build_schema(
     if not cached:
         return strawberry.Schema(query=Query, mutation=Mutation)
     arguments.install()
-    extensions: list[Any] = [lambda: ParserCache(maxsize=512), lambda: ValidationCache(maxsize=512)]
+    extensions: list[Any] = [lambda: ParserCache(maxsize=512), text_validation_cache(512)]
     return FairSchema(
         query=Query, mutation=Mutation, extensions=extensions, execution_context_class=PlainLeaves
     )
+
+
+def text_validation_cache(maxsize: int) -> type[SchemaExtension]:
+    """A validation cache keyed by the document's text, as Liftoff's query guard keeps its
+    verdicts (`app.graphql.guard`): a repeated document costs one dict lookup, where
+    Strawberry's `ValidationCache` hashes the parsed document's whole tree on every request."""
+    verdicts: OrderedDict[str, list[Any]] = OrderedDict()
+
+    class TextValidationCache(SchemaExtension):
+        def on_validate(self) -> Iterator[None]:
+            context = self.execution_context
+            query = context.query
+            errors = verdicts.get(query) if query is not None else None
+            if errors is None:
+                errors = validate_document(
+                    context.schema._schema, context.graphql_document, context.validation_rules
+                )
+                if query is not None:
+                    verdicts[query] = errors
+                    if len(verdicts) > maxsize:
+                        verdicts.popitem(last=False)
+            else:
+                verdicts.move_to_end(query)
+            context.pre_execution_errors = errors
+            yield
+
+    return TextValidationCache
 
 
 class FairSchema(strawberry.Schema):
