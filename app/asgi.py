@@ -212,13 +212,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             tracing.shutdown()
 
     return Starlette(
+        # routes are tried in order and no other path is /graphql: the busiest goes first
         routes=[
+            Route("/graphql", graphql),
+            WebSocketRoute("/graphql", graphql),
             Route("/healthz", probes.health(runtime)),
             Route("/readyz", probes.ready(runtime, max_lag=s.max_relay_lag_seconds)),
             Route("/exports/{job_id}/download", download_endpoint(s)),
             Route("/metrics", metrics_endpoint(s)),
-            Route("/graphql", graphql),
-            WebSocketRoute("/graphql", graphql),
             vendor_route(),
             *page_routes(s),
         ],

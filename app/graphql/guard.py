@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +22,9 @@ from graphql import (
     validate,
 )
 from graphql.validation.validate import ValidationAbortedError
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from strawberry.types import ExecutionContext
 
 from app.graphql.budget import measure
 
@@ -194,52 +194,48 @@ def verdict_key(
     return (allowed, operation_name, ints, query)
 
 
-def guard(limits: Limits, *, cache_size: int = 512) -> Any:
-    """A factory of the validation extension holding every operation to `limits`; the
-    verdict on a document is kept (`verdict_key`), so a repeated operation is neither
-    measured nor validated again."""
+def guard(limits: Limits, *, cache_size: int = 512) -> Callable[[ExecutionContext], None]:
+    """What holds an operation to `limits` and validates it, in the validation hook
+    (`app.graphql.schema`): its errors (none: an empty list) become the operation's
+    `pre_execution_errors`. The verdict on a document is kept (`verdict_key`), so a repeated
+    operation is neither measured nor validated again."""
     verdicts = _Cache(cache_size)
     validations = _Cache(cache_size)
     deadline = deadline_rule(limits.validation_seconds)
     extra = (MaybeNullValidationRule, OneOfInputValidationRule, NoNulCharacters, deadline)
 
-    class QueryGuard(SchemaExtension):
-        def on_validate(self) -> Iterator[None]:
-            context = self.execution_context
-            if context.pre_execution_errors:  # refused before validation (rate limits)
-                yield
+    def hold(context: ExecutionContext) -> None:
+        if context.pre_execution_errors:  # refused before validation (rate limits)
+            return
+        document = context.graphql_document
+        assert document is not None
+        role = getattr(context.context, "role", None)
+        allowed = limits.introspection_for(role.value if role else None)
+        query = context.query
+        key = None
+        if query is not None:
+            key = verdict_key(query, context.operation_name, context.variables, allowed)
+            known = verdicts.get(key)
+            if known is not None:
+                context.pre_execution_errors = known
                 return
-            document = context.graphql_document
-            assert document is not None
-            role = getattr(context.context, "role", None)
-            allowed = limits.introspection_for(role.value if role else None)
-            query = context.query
-            key = None
-            if query is not None:
-                key = verdict_key(query, context.operation_name, context.variables, allowed)
-                known = verdicts.get(key)
-                if known is not None:
-                    context.pre_execution_errors = known
-                    yield
-                    return
-            errors = budget_errors(context, limits, introspection=allowed)
-            if not errors:
-                # validation does not depend on the operation or the variables: one per text
-                text = None if query is None else (allowed, query)
-                cached = validations.get(text) if text is not None else None
-                if cached is None:
-                    cached = validate(
-                        context.schema._schema,
-                        document,
-                        (*context.validation_rules, *extra),
-                        hide_suggestions=not allowed,
-                    )
-                    if text is not None:
-                        validations.put(text, cached)
-                errors = cached
-            if key is not None:
-                verdicts.put(key, errors)
-            context.pre_execution_errors = errors
-            yield
+        errors = budget_errors(context, limits, introspection=allowed)
+        if not errors:
+            # validation does not depend on the operation or the variables: one per text
+            text = None if query is None else (allowed, query)
+            cached = validations.get(text) if text is not None else None
+            if cached is None:
+                cached = validate(
+                    context.schema._schema,
+                    document,
+                    (*context.validation_rules, *extra),
+                    hide_suggestions=not allowed,
+                )
+                if text is not None:
+                    validations.put(text, cached)
+            errors = cached
+        if key is not None:
+            verdicts.put(key, errors)
+        context.pre_execution_errors = errors
 
-    return QueryGuard
+    return hold

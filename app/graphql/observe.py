@@ -11,8 +11,8 @@ from typing import Any
 import structlog
 from graphql import OperationDefinitionNode, OperationType, parse
 from graphql.error import GraphQLError
-from strawberry.extensions import SchemaExtension
 
+from app.graphql.errors import ErrorCodes
 from app.ops import metrics, tracing
 
 log = structlog.get_logger("app.graphql.operation")
@@ -28,14 +28,15 @@ def _codes(errors: list[GraphQLError] | None) -> list[str]:
     return codes
 
 
-class Observe(SchemaExtension):
-    """Times the operation and records its outcome, error codes and caller."""
+class Observe(ErrorCodes):
+    """`ErrorCodes`, then times the operation and records its outcome, error codes (as callers
+    get them) and caller: one operation hook for both."""
 
     def on_operation(self) -> Iterator[None]:
         started = time.perf_counter()
         context = self.execution_context
         with tracing.span("graphql.operation") as span:
-            yield
+            yield from super().on_operation()  # errors get their codes when it returns
             elapsed = time.perf_counter() - started
             try:
                 kind = context.operation_type.value

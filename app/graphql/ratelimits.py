@@ -4,12 +4,12 @@ client address; reads, writes, sign-ins and subscriptions counted apart."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from graphql import FieldNode, OperationType, get_operation_ast
 from graphql.error import GraphQLError
-from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
 
 from app.accounts.ratelimits import overrides_of
 from app.accounts.viewer import Viewer
@@ -104,31 +104,31 @@ def operation_kind(document: Any, operation_name: str | None) -> str:
     return "sign-in" if fields & SIGN_IN_FIELDS else "write"
 
 
-def rate_limits(settings: Settings, limiter: Limiter) -> type[SchemaExtension]:
-    """The extension that spends the budgets of each operation before it is validated; a
-    refusal is the operation's only error (RATE_LIMITED, with `retryAfter` seconds)."""
+def rate_limits(
+    settings: Settings, limiter: Limiter
+) -> Callable[[ExecutionContext], Awaitable[None]]:
+    """What spends the budgets of an operation, before it is validated (`app.graphql.schema`
+    runs it in its validation hook); a refusal is the operation's only error (RATE_LIMITED,
+    with `retryAfter` seconds)."""
 
-    class RateLimits(SchemaExtension):
-        async def on_validate(self) -> AsyncIterator[None]:
-            execution = self.execution_context
-            context = execution.context
-            viewer = getattr(context, "_viewer", None)
-            spend = budgets(
-                settings,
-                kind=operation_kind(execution.graphql_document, execution.operation_name),
-                subject=viewer.subject if viewer else None,
-                organization=str(viewer.organization_id) if viewer else None,
-                address=client_address(getattr(context, "request", None)),
-                overrides=await organization_overrides(viewer),
-            )
-            refused = await check(limiter, spend)
-            if refused is not None:
-                response = getattr(context, "response", None)
-                if response is not None and hasattr(response, "status_code"):
-                    response.status_code = 429
-                    response.headers["Retry-After"] = str(int(refused.details["retryAfter"]))
-                error = GraphQLError(refused.message, original_error=refused)
-                execution.pre_execution_errors = [error]
-            yield
+    async def spend_budgets(execution: ExecutionContext) -> None:
+        context = execution.context
+        viewer = getattr(context, "_viewer", None)
+        spend = budgets(
+            settings,
+            kind=operation_kind(execution.graphql_document, execution.operation_name),
+            subject=viewer.subject if viewer else None,
+            organization=str(viewer.organization_id) if viewer else None,
+            address=client_address(getattr(context, "request", None)),
+            overrides=await organization_overrides(viewer),
+        )
+        refused = await check(limiter, spend)
+        if refused is not None:
+            response = getattr(context, "response", None)
+            if response is not None and hasattr(response, "status_code"):
+                response.status_code = 429
+                response.headers["Retry-After"] = str(int(refused.details["retryAfter"]))
+            error = GraphQLError(refused.message, original_error=refused)
+            execution.pre_execution_errors = [error]
 
-    return RateLimits
+    return spend_budgets

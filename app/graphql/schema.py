@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.extensions import MaskErrors, MaxTokensLimiter, ParserCache, SchemaExtension
+from strawberry.extensions import MaskErrors, ParserCache, SchemaExtension
 from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -226,15 +226,40 @@ _NOTHING = _Nothing()
 
 class DocumentCache(ParserCache):
     """Strawberry's parser cache, except that a bad document is left to the normal parse
-    step, which reports it as the caller's error (with its code) instead of escaping."""
+    step, which reports it as the caller's error (with its code) instead of escaping; with
+    `max_tokens`, documents are parsed (cached or not) under that token limit, as Strawberry's
+    `MaxTokensLimiter` sets it, without an operation hook of its own."""
+
+    def __init__(self, maxsize: int | None = 128, *, max_tokens: int | None = None) -> None:
+        super().__init__(maxsize=maxsize)
+        self.max_tokens = max_tokens
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
+        if self.max_tokens is not None:
+            context.parse_options["max_tokens"] = self.max_tokens
         with contextlib.suppress(GraphQLError):
             context.graphql_document = self.cached_parse_document(
                 context.query, **context.parse_options
             )
         yield
+
+
+def admission(
+    spend: Callable[[ExecutionContext], Awaitable[None]],
+    hold: Callable[[ExecutionContext], None],
+) -> type[SchemaExtension]:
+    """The validation extension: an operation's budgets are spent (`spend`, rate limits; a
+    refusal is its only error), then it is held to the query limits and validated (`hold`,
+    which leaves a refused operation as it is): one validation hook for both."""
+
+    class Admission(SchemaExtension):
+        async def on_validate(self) -> AsyncIterator[None]:
+            await spend(self.execution_context)
+            hold(self.execution_context)
+            yield
+
+    return Admission
 
 
 def build_schema(
@@ -254,13 +279,13 @@ def build_schema(
     )
     observe = s.metrics or s.log_level.upper() in ("DEBUG", "INFO")
     extensions: list[Any] = [
-        # outermost: times everything and sees the errors as callers get them
-        *([Observe] if observe else []),
-        lambda: MaxTokensLimiter(max_token_count=s.max_tokens),
-        lambda: DocumentCache(maxsize=512),
-        rate_limits(s, limiter or Limiter(s.redis_url, local_share=s.rate_local_share)),
-        guard(limits),
-        ErrorCodes,
+        # error codes, and with `observe` the operation's line, metrics and span around them
+        Observe if observe else ErrorCodes,
+        lambda: DocumentCache(maxsize=512, max_tokens=s.max_tokens),
+        admission(
+            rate_limits(s, limiter or Limiter(s.redis_url, local_share=s.rate_local_share)),
+            guard(limits),
+        ),
     ]
     return LiftoffSchema(
         query=Query,

@@ -30,6 +30,8 @@ class _NoSpan:
 
 NO_SPAN = _NoSpan()
 """What `span` yields while tracing is off."""
+_NO_SPAN_CONTEXT = contextlib.nullcontext(NO_SPAN)
+"""What `span` returns while tracing is off: reusable, nothing built per call."""
 
 
 def wanted() -> bool:
@@ -90,12 +92,15 @@ def shutdown() -> None:
         provider.shutdown()  # type: ignore[attr-defined]
 
 
-@contextlib.contextmanager
-def span(name: str, *, parent: str | None = None) -> Iterator[Any]:
+def span(name: str, *, parent: str | None = None) -> contextlib.AbstractContextManager[Any]:
     """A span named `name` (a no-op when tracing is off); `parent` is a W3C traceparent."""
     if _tracer is None:
-        yield NO_SPAN
-        return
+        return _NO_SPAN_CONTEXT
+    return _span(name, parent)
+
+
+@contextlib.contextmanager
+def _span(name: str, parent: str | None) -> Iterator[Any]:
     context = None
     if parent:
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
