@@ -11,7 +11,6 @@ from typing import Any
 
 from cross_web import HTTPException
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
@@ -84,7 +83,7 @@ class LiftoffGraphQL(GraphQL[Context, None]):
             return
         limit = self.limits.max_body_bytes
         try:
-            requests.check_declared_length(Headers(scope=scope), limit)
+            requests.check_declared_length(scope, limit)
             response = await self.run(Request(scope, receive=requests.bounded(receive, limit)))
         except (requests.RequestRefused, idempotent.Answered) as refused:
             response = refused.response()
@@ -101,7 +100,7 @@ class LiftoffGraphQL(GraphQL[Context, None]):
     async def execute_single(self, **kwargs: Any) -> Any:  # type: ignore[override]
         """One operation; a mutation with an `Idempotency-Key` runs once per key."""
         request, data, context = kwargs["request"], kwargs["request_data"], kwargs["context"]
-        raw_key = request.headers.get(idempotent.HEADER)
+        raw_key = requests.header(request.scope, idempotent.HEADER_NAME)
         viewer = context._viewer
         run = super().execute_single
         if (
@@ -152,7 +151,8 @@ class LiftoffGraphQL(GraphQL[Context, None]):
         )
         if not isinstance(request, WebSocket):
             await context.authenticate_if_sent(
-                request.headers.get("authorization"), request.headers.get("x-api-key")
+                requests.header(request.scope, b"authorization"),
+                requests.header(request.scope, b"x-api-key"),
             )
         return context
 

@@ -13,6 +13,9 @@ ALWAYS = (
 NO_FRAMES = (b"x-frame-options", b"DENY")
 """Unless the answer's own Content-Security-Policy says who may frame it (embeddable pages)."""
 NO_STORE = (b"cache-control", b"no-store")
+_DECIDING = frozenset({*(name for name, _ in ALWAYS), b"content-security-policy", b"cache-control"})
+"""The names whose presence in an answer changes what `secured` adds."""
+_ALL = (*ALWAYS, NO_FRAMES, NO_STORE)
 
 
 def secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -20,6 +23,9 @@ def secured(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     answer's own Content-Security-Policy says who may frame it, and `Cache-Control: no-store`
     unless it sets its own caching (static assets keep theirs). Extends `headers`."""
     names = {name.lower() for name, _ in headers}
+    if names.isdisjoint(_DECIDING):  # most answers (every GraphQL one): all of them
+        headers += _ALL
+        return headers
     headers += [h for h in ALWAYS if h[0] not in names]
     if b"content-security-policy" not in names:
         headers.append(NO_FRAMES)

@@ -44,7 +44,7 @@ class VerdictCache:
         self.entries[key] = (time.monotonic() + self.seconds, version, refusal)
 
     def forget(self, organization_id: str, subject: str) -> None:
-        for key in [k for k in self.entries if k[0] == organization_id and k[1] == subject]:
+        for key in [k for k in self.entries if k[1] == subject and str(k[0]) == organization_id]:
             del self.entries[key]
 
 
@@ -100,7 +100,7 @@ def standing(
 async def verify(credentials: Credentials) -> Viewer:
     """The viewer of `credentials`, or UNAUTHENTICATED saying why it no longer stands."""
     viewer = credentials.viewer
-    key = (str(viewer.organization_id), viewer.subject, viewer.role, viewer.customer_id)
+    key = (viewer.organization_id, viewer.subject, viewer.role, viewer.customer_id)
     verdict = CACHE.get(key)
     if verdict is None:
         verdict = await _lookup(viewer)

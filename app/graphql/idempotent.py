@@ -21,6 +21,8 @@ from app.idempotency import service as keys
 from app.kit.connections import connection_lost
 
 HEADER = keys.HEADER
+HEADER_NAME = HEADER.encode("latin-1")
+"""`HEADER` as ASGI names a request's header."""
 TRANSIENT = frozenset({"RATE_LIMITED", "SERVICE_UNAVAILABLE", "INTERNAL_SERVER_ERROR"})
 """Answers that are not kept for a key: the retry runs the mutation again (unless a
 transaction had committed, see `keys.release`)."""
