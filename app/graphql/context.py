@@ -52,7 +52,10 @@ class Context:
 
     async def authenticate(self, header: str | None) -> Viewer:
         """Read the bearer token of `header` and check it still stands; the Viewer."""
-        token = bearer(header)
+        return await self._verify(bearer(header))
+
+    async def _verify(self, token: str | None) -> Viewer:
+        """The Viewer of a bearer token that still stands (`authenticate`)."""
         if token is None:
             raise Unauthenticated(NO_TOKEN)
         credentials = credentials_for(self.settings, token)
@@ -67,14 +70,14 @@ class Context:
         if header is None and api_key is None:
             return
         try:
-            secret = api_key
-            if secret is None and header is not None:
-                token = bearer(header)
-                secret = token if apikeys.is_api_key(token) else None
-            if secret is not None:
-                self._viewer = await apikeys.authenticate(secret)
+            if api_key is not None:
+                self._viewer = await apikeys.authenticate(api_key)
+                return
+            token = bearer(header)  # read once, for either kind of credential
+            if token is not None and apikeys.is_api_key(token):
+                self._viewer = await apikeys.authenticate(token)
             else:
-                await self.authenticate(header)
+                await self._verify(token)
         except DomainError as exc:
             self._refusal = exc
         except Exception as exc:
