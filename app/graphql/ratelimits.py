@@ -25,9 +25,10 @@ INGEST_FIELDS = frozenset({"ingestEvents"})
 
 
 def client_address(request: Any) -> str:
-    """The caller's address as the server saw it."""
-    client = getattr(request, "client", None)
-    return client.host if client else "unknown"
+    """The caller's address as the server saw it (the host of the scope's `client`, which
+    Starlette's `request.client` wraps)."""
+    client = getattr(request, "scope", {}).get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def budgets(
