@@ -27,9 +27,8 @@ from typing import Any
 
 from asyncpg import Record
 from tortoise.backends.base.client import BaseDBAsyncClient, TransactionalDBClient
-from tortoise.connection import get_connection
 
-from app.kit.connections import connection_lost
+from app.kit.connections import connection_lost, default_client
 
 __all__ = ["LIMIT", "commit_alone", "sizes"]
 
@@ -60,7 +59,7 @@ async def commit_alone(sql: str, args: list[Any]) -> Record:
     """The one row `sql` returns for `args`, the statement committed on its own (possibly in
     one transaction with concurrent calls of the same statement, see the module). Inside a
     transaction it simply runs in it."""
-    client = get_connection("default")
+    client = default_client()
     if isinstance(client, TransactionalDBClient):
         return _one(await _fetch(client, sql, [args], many=False))
     queue = _queues.get((client, sql))

@@ -54,14 +54,20 @@ class WorkflowState:
             else rules.minutes_remaining(self.tasks.values())
         )
 
+    def progress_and_minutes(self) -> tuple[float, int]:
+        """`progress` and `minutes_remaining`, in one pass over the tasks."""
+        if self.status is WorkflowStatus.COMPLETED:
+            return 100.0, 0
+        return rules.progress_and_minutes(self.tasks.values())
+
     @property
     def current_stage(self) -> StageState | None:
-        """The first stage not completed, or the last one when all are."""
-        ordered = sorted(self.stages, key=lambda s: s.position)
-        return next(
-            (s for s in ordered if s.status is not StageStatus.COMPLETED),
-            ordered[-1] if ordered else None,
-        )
+        """The first stage not completed, or the last one when all are (by position; of
+        stages at the same position, the first, or the last when all are completed)."""
+        open_stages = [s for s in self.stages if s.status is not StageStatus.COMPLETED]
+        if open_stages:
+            return min(open_stages, key=_POSITION)
+        return max(reversed(self.stages), key=_POSITION) if self.stages else None
 
 
 @dataclass
@@ -289,12 +295,19 @@ def comes_due(state: WorkflowState, *, now: datetime) -> bool:
     `settle` left unchanged at an earlier time (and nothing changed since), this is the only
     thing a `settle` at `now` could change: every other check of it does not depend on
     the time, and found nothing to do then."""
-    return any(
-        stage.status is StageStatus.LOCKED
-        and stage.unlock.get("days_since_signup") is not None
-        and rules.may_unlock(stage, state, now)
-        for stage in state.stages
-    )
+    elapsed = None
+    for stage in state.stages:
+        if stage.status is not StageStatus.LOCKED:
+            continue
+        days = stage.unlock.get("days_since_signup")
+        if days is None:
+            continue
+        if elapsed is None:
+            elapsed = (now - state.signed_up_at).days
+        # not yet waited long enough: `may_unlock` would say no for that alone
+        if elapsed >= days and rules.may_unlock(stage, state, now):
+            return True
+    return False
 
 
 def settle(state: WorkflowState, out: Outcome, *, now: datetime) -> None:

@@ -24,7 +24,10 @@ Several api processes each keep their own: a step in one that did not write the 
 version finds out by its write's guard, then reads everything, as before. Nothing is kept
 from a write inside a transaction, which could still roll back. Entries are copies both
 ways (the records a step changes and answers with are its own), at most `SIZE` workflows,
-least recently used out first.
+least recently used out first. They are tuples (the workflow's badges copied in and out; a
+stage's unlock rule and reward badge, which nothing changes in place, shared), so an entry
+kept after a step computed from the version kept before it copies only the tasks and stages
+the step changed and shares the others' tuples with that version (`keep(..., changed=...)`).
 """
 
 from __future__ import annotations
@@ -47,12 +50,9 @@ _task_values = attrgetter(*_TASK_FIELDS)
 _workflow_values = attrgetter(*_WORKFLOW_FIELDS)
 _BADGES = _WORKFLOW_FIELDS.index("badges")
 
-_Kept = tuple[
-    uuid.UUID,
-    int,
-    tuple[tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]], ...],
-    tuple[Any, ...] | None,
-]
+_Checklist = tuple[tuple[tuple[Any, ...], tuple[tuple[Any, ...], ...]], ...]
+"""Each stage's values (but its tasks) with its tasks' values, in order."""
+_Kept = tuple[uuid.UUID, int, _Checklist, tuple[Any, ...] | None]
 """Workflow id, version, the stages with their tasks, and the workflow row (with the
 customer's values a step uses) when kept too."""
 _kept: OrderedDict[tuple[uuid.UUID, uuid.UUID], _Kept] = OrderedDict()
@@ -127,26 +127,37 @@ def keep(
     at: int,
     stages: list[StageRecord],
     record: WorkflowRecord | None = None,
+    *,
+    changed: tuple[list[TaskRecord], list[StageRecord]] | None = None,
 ) -> None:
     """Keep a copy of a workflow's stages and tasks, and of its `record` (with the
     customer's sign-up time and mirrored status) if given, as a committed write left them at
-    version `at` (an older version than the one kept does not replace it)."""
+    version `at` (an older version than the one kept does not replace it).
+
+    `changed`: the task and stage records the write changed, all others of `stages` being
+    as stored at version `at - 1`. When that version is the one kept, the kept copies of the
+    others are still theirs and are reused (only the changed ones are copied)."""
     key = (organization_id, customer_id)
     kept = _kept.get(key)
     owned = False
+    checklist = None
     if kept is not None:
         if kept[0] == workflow_id:
             if kept[1] >= at:
                 return
+            if changed is not None and kept[1] == at - 1:
+                checklist = _patched(kept[2], *changed)
             # a workflow's tasks are never removed: those of the kept version still own
             # their entries, and only tasks added since (same count: none) need one
-            owned = _count(kept) == sum(len(s.tasks) for s in stages)
+            owned = checklist is not None or _count(kept) == sum(len(s.tasks) for s in stages)
         else:
             _forget(key, kept)  # its tasks are another workflow's
+    if checklist is None:
+        checklist = tuple([(_stage_values(s), tuple(map(_task_values, s.tasks))) for s in stages])
     _kept[key] = (
         workflow_id,
         at,
-        tuple([(_stage_values(s), tuple(map(_task_values, s.tasks))) for s in stages]),
+        checklist,
         None if record is None else _record_values(record),
     )
     _kept.move_to_end(key)
@@ -156,6 +167,42 @@ def keep(
                 _owners[organization_id, t.id] = customer_id
     while len(_kept) > SIZE:
         _forget(*_kept.popitem(last=False))
+
+
+def _patched(
+    checklist: _Checklist, tasks: list[TaskRecord], stages: list[StageRecord]
+) -> _Checklist | None:
+    """A kept checklist with copies of the changed `tasks` and `stages` in place of theirs,
+    the others' kept copies reused (immutable tuples, shared by versions only); None when
+    one of them is not in it (then it is not the checklist they changed)."""
+    if not tasks and not stages:
+        return checklist
+    new_tasks = {t.id: _task_values(t) for t in tasks}
+    new_stages = {s.id: s for s in stages}
+    touched = {t.stage_id for t in tasks}
+    found = 0
+    patched = []
+    for kept in checklist:
+        stage, stage_tasks = kept
+        stage_id = stage[0]
+        if stage_id not in new_stages and stage_id not in touched:
+            patched.append(kept)
+            continue
+        if stage_id in new_stages:
+            stage = _stage_values(new_stages[stage_id])
+            found += 1
+        if stage_id in touched:
+            replaced = []
+            for task in stage_tasks:
+                values = new_tasks.get(task[0])
+                if values is None:
+                    replaced.append(task)
+                else:
+                    replaced.append(values)
+                    found += 1
+            stage_tasks = tuple(replaced)
+        patched.append((stage, stage_tasks))
+    return tuple(patched) if found == len(new_tasks) + len(new_stages) else None
 
 
 def _record_values(record: WorkflowRecord) -> tuple[Any, ...] | None:

@@ -15,8 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from tortoise.connection import get_connection
-
+from app.kit.connections import default_client
 from app.onboarding.states import StageStatus, TaskStatus, WorkflowStatus
 
 
@@ -256,7 +255,7 @@ async def _checklist_unless(
 async def _customer_workflow(
     sql: str, parameters: list[Any], *, checklist: bool
 ) -> CustomerWorkflow:
-    _, rows = await get_connection("default").execute_query(sql, parameters)
+    _, rows = await default_client().execute_query(sql, parameters)
     if not rows:
         return CustomerWorkflow(found=False)
     first = rows[0]
@@ -304,7 +303,7 @@ async def workflows_by_customer(
     organization_id: uuid.UUID, customer_ids: Sequence[uuid.UUID]
 ) -> list[WorkflowRecord | None]:
     """Each customer's workflow (or None), in one statement."""
-    _, rows = await get_connection("default").execute_query(
+    _, rows = await default_client().execute_query(
         _WORKFLOWS_BY_CUSTOMER, [organization_id, list(customer_ids)]
     )
     found = {r[2]: _workflow(r) for r in rows}
@@ -315,7 +314,7 @@ async def workflow_for_update(
     organization_id: uuid.UUID, customer_id: uuid.UUID
 ) -> WorkflowRecord | None:
     """A customer's workflow with its customer's sign-up time, row-locked until commit."""
-    _, rows = await get_connection("default").execute_query(
+    _, rows = await default_client().execute_query(
         _WORKFLOW_FOR_UPDATE, [organization_id, customer_id]
     )
     return _workflow(rows[0]) if rows else None
@@ -325,7 +324,7 @@ async def checklists(
     organization_id: uuid.UUID, workflow_ids: Sequence[uuid.UUID]
 ) -> list[list[StageRecord]]:
     """Each workflow's stages in order, each with its tasks in order, in one statement."""
-    _, rows = await get_connection("default").execute_query(
+    _, rows = await default_client().execute_query(
         _CHECKLIST, [organization_id, list(workflow_ids)]
     )
     grouped = _checklist_rows(rows)

@@ -223,6 +223,7 @@ async def persist(
             wf.version,
             list(loaded.stages.values()),
             wf,
+            changed=(tasks, stages),
         )
         if events:
             outbox.wake_relay(wf.organization_id)
@@ -359,14 +360,14 @@ async def _step(
         raise NotFound(f"No task {key!r} in this workflow.", task=key)
     if loaded.state.paused:
         raise WorkflowPaused("This workflow is paused; resume it in its settings first.")
-    due = Outcome()
+    due = None
     if not settled or engine.comes_due(loaded.state, now=now):
+        due = Outcome()
         engine.settle(loaded.state, due, now=now)  # time-based unlocks that came due since
-    out = due.then(  # settled at `now` by now, either way
-        engine.apply_task_action(
-            loaded.state, key, action, now=now, progress=progress, reason=reason, settled=True
-        )
+    moved = engine.apply_task_action(  # settled at `now` by now, either way
+        loaded.state, key, action, now=now, progress=progress, reason=reason, settled=True
     )
+    out = moved if due is None else due.then(moved)
     await _persist(viewer, loaded, out, now, alone=alone)
     return Change(loaded, out), loaded.tasks[key]
 

@@ -9,10 +9,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from tortoise.connection import get_connection
-
 from app.events.outbox import Recording, compact_json
 from app.kit import group_commit
+from app.kit.connections import default_client
 from app.onboarding.engine import WorkflowState
 from app.onboarding.models import Workflow, WorkflowStage, WorkflowTask
 from app.onboarding.records import StageRecord, TaskRecord, WorkflowRecord
@@ -32,8 +31,9 @@ class Loaded:
 def derived(state: WorkflowState) -> tuple[float, int, str | None]:
     """The figures kept on the workflow row: progress in percent (0-100), minutes remaining
     and the current stage's key."""
+    progress, minutes = state.progress_and_minutes()
     current = state.current_stage
-    return state.progress, state.minutes_remaining, current.key if current else None
+    return progress, minutes, current.key if current else None
 
 
 def task_state(row: TaskRecord) -> TaskState:
@@ -364,13 +364,13 @@ async def write(
 async def _one_row(sql: str, parameters: list[Any], *, alone: bool) -> Any:
     if alone:
         return await group_commit.commit_alone(sql, parameters)
-    _, rows = await get_connection("default").execute_query(sql, parameters)
+    _, rows = await default_client().execute_query(sql, parameters)
     return rows[0]
 
 
 async def write_settings(wf: WorkflowRecord) -> None:
     """Store a workflow's settings and version."""
-    await get_connection("default").execute_query(
+    await default_client().execute_query(
         "UPDATE workflow SET paused = $1, reminders_enabled = $2, version = $3"
         " WHERE id = $4 AND organization_id = $5",
         [wf.paused, wf.reminders_enabled, wf.version, wf.id, wf.organization_id],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,10 +28,11 @@ from app.onboarding.engine import (
     WorkflowState,
     apply_stage_action,
     apply_task_action,
+    comes_due,
     initial_state,
     settle,
 )
-from app.onboarding.rules import TaskState
+from app.onboarding.rules import StageState, TaskState
 from app.onboarding.states import (
     DONE,
     StageAction,
@@ -696,6 +699,34 @@ def check_invariants(state: WorkflowState) -> None:
             assert task.status is not TaskStatus.SKIPPED
     assert 0.0 <= state.progress <= 100.0
     assert state.minutes_remaining >= 0
+    assert state.progress_and_minutes() == (state.progress, state.minutes_remaining)
+    assert state.current_stage is _first_open_stage(state)
+
+
+def _first_open_stage(state: WorkflowState) -> StageState | None:
+    """`current_stage` as its docstring defines it, written the plain way."""
+    ordered = sorted(state.stages, key=lambda s: s.position)
+    return next(
+        (s for s in ordered if s.status is not StageStatus.COMPLETED),
+        ordered[-1] if ordered else None,
+    )
+
+
+def test_the_current_stage_by_position_whatever_the_order() -> None:
+    state = fresh()
+    shuffled = state.stages[:]
+    random.Random(7).shuffle(shuffled)
+    for statuses in itertools.product(
+        (StageStatus.COMPLETED, StageStatus.LOCKED), repeat=len(shuffled)
+    ):
+        for stage, status in zip(shuffled, statuses, strict=True):
+            stage.status = status
+        twins = [copy.copy(s) for s in shuffled]  # other stages at the same positions
+        for stages in (shuffled, [*shuffled, *twins], [*twins, *shuffled]):
+            state.stages = stages
+            assert state.current_stage is _first_open_stage(state)
+    state.stages = []
+    assert state.current_stage is None
 
 
 def random_action(rng: random.Random, task: TaskState) -> dict[str, Any]:
@@ -798,3 +829,24 @@ def test_progress_on_a_task_in_progress_of_a_settled_state_does_not_settle_again
     # a move that changes a status settles, settled or not
     apply_task_action(state, "verify_email", TaskAction.COMPLETE, now=LATER, settled=True)
     assert settles == [LATER]
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_comes_due_says_whether_a_waiting_stage_may_unlock(seed: int) -> None:
+    """`comes_due` answers as `may_unlock` over the locked stages waiting for days since
+    signup, at every point of a walk and at every time, before and after the wait."""
+    rng = random.Random(seed)
+    state = fresh()
+    for _ in range(60):
+        for days in (0, 1, 2.99, 3, 3.01, 5, 30):
+            now = SIGNUP + timedelta(days=days)
+            expected = any(
+                s.status is StageStatus.LOCKED
+                and s.unlock.get("days_since_signup") is not None
+                and rules.may_unlock(s, state, now)
+                for s in state.stages
+            )
+            assert comes_due(state, now=now) is expected
+        task = rng.choice(list(state.tasks.values()))
+        with contextlib.suppress(DomainError):
+            apply_task_action(state, task.key, TaskAction.COMPLETE, now=SIGNUP)

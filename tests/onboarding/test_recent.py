@@ -27,7 +27,8 @@ from app.errors import NotFound, TaskLocked, WorkflowPaused
 from app.kit.clock import utcnow
 from app.onboarding import recent, records, service
 from app.onboarding.models import Workflow, WorkflowTask
-from app.onboarding.states import TaskAction, TaskStatus, WorkflowStatus
+from app.onboarding.records import StageRecord, TaskRecord, WorkflowRecord
+from app.onboarding.states import StageStatus, TaskAction, TaskStatus, WorkflowStatus
 from tests.graphql_shape.test_dataloaders import counting_statements
 from tests.support.factories import Tenant
 
@@ -488,3 +489,171 @@ async def test_a_stage_that_comes_due_unlocks_before_a_kept_step_acts(tenant: Te
     assert change.outcome.unlocked_stages == ["mastery"]
     kinds = [kind for kind, _ in change.outcome.events]
     assert kinds.index("stage.unlocked") < kinds.index("task.started")
+
+
+def _records(at: int) -> tuple[uuid.UUID, uuid.UUID, WorkflowRecord, list[StageRecord]]:
+    """An organization, a customer, and their workflow record and checklist at version `at`
+    (two stages of two tasks), as a step reads them; no database."""
+    org, customer, workflow_id, now = uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), utcnow()
+    stages = []
+    for i, status in enumerate((StageStatus.IN_PROGRESS, StageStatus.LOCKED)):
+        stage = StageRecord(
+            id=uuid.uuid4(),
+            workflow_id=workflow_id,
+            key=f"s{i}",
+            name=f"S{i}",
+            description="",
+            position=i,
+            status=status,
+            unlock={"previous_stages_complete": True},
+            reward_points=10,
+            reward_badge=None,
+            unlocked_at=now if i == 0 else None,
+            completed_at=None,
+        )
+        for j in range(2):
+            task = TaskRecord(
+                id=uuid.uuid4(),
+                workflow_id=workflow_id,
+                stage_id=stage.id,
+                stage_key=stage.key,
+                key=f"t{i}{j}",
+                title="",
+                description="",
+                position=i * 1000 + j,
+                points=10,
+                estimated_minutes=5,
+                required=True,
+                depends_on=(),
+                help_resources=(),
+                success_criterion=None,
+                status=TaskStatus.AVAILABLE if i == 0 else TaskStatus.LOCKED,
+                progress=0,
+                failure_reason=None,
+                attempts=0,
+                started_at=None,
+                completed_at=None,
+                updated_at=now,
+            )
+            stage.tasks.append(task)
+        stages.append(stage)
+    record = WorkflowRecord(
+        id=workflow_id,
+        organization_id=org,
+        customer_id=customer,
+        template_id=uuid.uuid4(),
+        status=WorkflowStatus.ACTIVE,
+        points=0,
+        badges=[],
+        paused=False,
+        reminders_enabled=True,
+        started_at=now,
+        completed_at=None,
+        last_activity_at=now,
+        version=at,
+        progress=0.0,
+        minutes_remaining=20,
+        current_stage_key="s0",
+        signed_up_at=now,
+        customer_status=WorkflowStatus.ACTIVE,
+    )
+    return org, customer, record, stages
+
+
+def _values(stages: list[StageRecord]) -> list[Any]:
+    return [dataclasses.astuple(s) for s in stages]
+
+
+def test_a_step_on_the_kept_version_copies_only_what_it_changed() -> None:
+    """Kept after a step computed from the kept version, an entry shares with that version
+    the copies of what the step did not change; still, nothing a caller holds is the kept
+    state: records handed out and records handed in can be changed at will afterwards."""
+    org, customer, record, stages = _records(1)
+    recent.keep(org, customer, record.id, 1, stages, record)
+    before = recent._kept[org, customer][2]
+    got = recent.workflow(org, customer)
+    assert got is not None
+    wf, step = got
+    task, stage = step[0].tasks[1], step[0]
+    task.status, task.progress = TaskStatus.IN_PROGRESS, 40
+    stage.status = StageStatus.COMPLETED
+    wf.version, wf.points = 2, 10
+    wf.badges.append({"key": "b"})
+    recent.keep(org, customer, record.id, 2, step, wf, changed=([task], [stage]))
+    after = recent._kept[org, customer][2]
+    assert after[1] is before[1]  # the stage untouched: its kept copy reused
+    assert after[0][1][0] is before[0][1][0]  # so is the task untouched of a changed stage
+    expected = _values(step)
+    # the caller changes every record it holds, those of unchanged tasks too
+    for s in step:
+        s.status, s.unlocked_at = StageStatus.LOCKED, None
+        for t in s.tasks:
+            t.status, t.progress, t.attempts = TaskStatus.FAILED, 99, 7
+    wf.badges.append({"key": "later"})
+    kept = recent.workflow(org, customer)
+    assert kept is not None
+    assert _values(kept[1]) == expected
+    assert kept[0].version == 2 and kept[0].badges == [{"key": "b"}]
+    # and records handed out again are copies too
+    kept[1][1].tasks[0].status = TaskStatus.SKIPPED
+    kept[0].badges.clear()
+    again = recent.workflow(org, customer)
+    assert again is not None
+    assert _values(again[1]) == expected and again[0].badges == [{"key": "b"}]
+    assert recent.checklist(org, customer, record.id, 2) is not None
+
+
+def test_a_step_on_another_version_is_copied_in_full() -> None:
+    """When the version a step was computed from is not the one kept (another process wrote
+    one in between), what it did not change may still differ from the kept copy: every
+    record is copied."""
+    org, customer, record, stages = _records(1)
+    recent.keep(org, customer, record.id, 1, stages, record)
+    # version 2, written elsewhere: a task of the second stage failed
+    stages[1].tasks[0].status = TaskStatus.FAILED
+    # version 3, this step: a task of the first stage started
+    task = stages[0].tasks[0]
+    task.status = TaskStatus.IN_PROGRESS
+    record.version = 3
+    recent.keep(org, customer, record.id, 3, stages, record, changed=([task], []))
+    kept = recent.workflow(org, customer)
+    assert kept is not None and kept[0].version == 3
+    assert _values(kept[1]) == _values(stages)
+    assert kept[1][1].tasks[0].status is TaskStatus.FAILED
+
+
+def test_a_changed_record_the_kept_entry_does_not_hold_copies_in_full() -> None:
+    org, customer, record, stages = _records(1)
+    recent.keep(org, customer, record.id, 1, stages, record)
+    stranger = dataclasses.replace(stages[0].tasks[0], id=uuid.uuid4())
+    stages[0].tasks.append(stranger)
+    record.version = 2
+    recent.keep(org, customer, record.id, 2, stages, record, changed=([stranger], []))
+    kept = recent.workflow(org, customer)
+    assert kept is not None and _values(kept[1]) == _values(stages)
+    assert recent.customer_of_task(org, stranger.id) == customer
+
+
+async def test_what_kept_steps_keep_is_what_is_stored(tenant: Tenant) -> None:
+    """Steps after steps from the kept copy (a task, then its stage completed, tasks and a
+    stage unlocked): the kept copy is the stored checklist each time."""
+    customer = await tenant.customer()
+    await _step(tenant, customer.id, "verify_email", TaskAction.START)
+    outcomes = []
+    for key, action in (
+        ("verify_email", TaskAction.PROGRESS),
+        ("verify_email", TaskAction.COMPLETE),
+        ("watch_intro", TaskAction.SKIP),
+        ("complete_profile", TaskAction.COMPLETE),
+        ("connect_data_source", TaskAction.START),
+    ):
+        change, _ = await _step(tenant, customer.id, key, action, progress=50)
+        outcomes.append(change.outcome)
+        kept = recent.workflow(tenant.id, customer.id)
+        assert kept is not None and kept[0].version == change.workflow.version
+        (wf,) = await records.workflows_by_customer(tenant.id, [customer.id])
+        assert wf is not None
+        (stored,) = await records.checklists(tenant.id, [wf.id])
+        assert _values(kept[1]) == _values(stored), key
+    assert [bool(o.completed_stages) for o in outcomes] == [False] * 3 + [True, False]
+    assert outcomes[3].unlocked_tasks and outcomes[4].changed_stages == {"setup"}
