@@ -100,7 +100,7 @@ class LiftoffGraphQL(GraphQL[Context, None]):
     async def execute_single(self, **kwargs: Any) -> Any:  # type: ignore[override]
         """One operation; a mutation with an `Idempotency-Key` runs once per key."""
         request, data, context = kwargs["request"], kwargs["request_data"], kwargs["context"]
-        raw_key = requests.header(request.scope, idempotent.HEADER_NAME)
+        raw_key = headers.request_header(request.scope, idempotent.HEADER_NAME)
         viewer = context._viewer
         run = super().execute_single
         if (
@@ -151,8 +151,8 @@ class LiftoffGraphQL(GraphQL[Context, None]):
         )
         if not isinstance(request, WebSocket):
             await context.authenticate_if_sent(
-                requests.header(request.scope, b"authorization"),
-                requests.header(request.scope, b"x-api-key"),
+                headers.request_header(request.scope, b"authorization"),
+                headers.request_header(request.scope, b"x-api-key"),
             )
         return context
 

@@ -1,10 +1,12 @@
 """Response headers every answer carries: no sniffing, no framing, no referrer, and no
-caching of API answers (customer data); plus CORS for the allowed origins."""
+caching of API answers (customer data); plus CORS for the allowed origins, and how a
+request's header is read from its ASGI scope."""
 
 from __future__ import annotations
 
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import Scope
 
 ALWAYS = (
     (b"x-content-type-options", b"nosniff"),
@@ -48,3 +50,12 @@ def middleware(allowed_origins: list[str]) -> list[Middleware]:
             max_age=600,
         )
     ]
+
+
+def request_header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the header `name` (lower case, as ASGI names arrive) of a request
+    or websocket, as Starlette's `Headers.get` reads it, without building a `Headers`."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None

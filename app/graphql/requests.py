@@ -11,6 +11,8 @@ from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from starlette.responses import JSONResponse
 from starlette.types import Message, Receive, Scope
 
+from app.headers import request_header
+
 VALIDATION_FAILED = "VALIDATION_FAILED"
 
 
@@ -44,18 +46,9 @@ def too_large(limit: int) -> RequestRefused:
     return RequestRefused(413, f"The request body is over the limit of {limit} bytes.", limit=limit)
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    """The first value of the header `name` (lower case, as ASGI names arrive) of a request,
-    as Starlette's `Headers.get` reads it, without building a `Headers`."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")  # type: ignore[no-any-return]
-    return None
-
-
 def check_declared_length(scope: Scope, limit: int) -> None:
     """Refuse at once a body whose Content-Length is over the limit."""
-    declared = header(scope, b"content-length")
+    declared = request_header(scope, b"content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise too_large(limit)
 

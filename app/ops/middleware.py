@@ -6,7 +6,7 @@ from __future__ import annotations
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.headers import secured
+from app.headers import request_header, secured
 from app.kit.context import request_id
 from app.ops import metrics
 from app.ops.logs import request_id_of
@@ -35,12 +35,7 @@ class RequestContext:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        header = None
-        for name, value in scope.get("headers", ()):
-            if name == b"x-request-id":
-                header = value.decode("latin-1")
-                break
-        rid = request_id_of(header)
+        rid = request_id_of(request_header(scope, b"x-request-id"))
         token = request_id.set(rid)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid)
