@@ -147,12 +147,13 @@ class _Journey:
 def _figures(state: WorkflowState) -> dict[str, Any]:
     """The progress figures every workflow event carries (workflowId is filled in later)."""
     current = state.current_stage
+    progress, minutes = state.progress_and_minutes()
     return {
         "workflowId": None,
         "status": state.status.value,
         "points": state.points,
-        "progress": state.progress,
-        "minutesRemaining": state.minutes_remaining,
+        "progress": progress,
+        "minutesRemaining": minutes,
         "currentStage": current.key if current else None,
     }
 

@@ -48,11 +48,7 @@ class WorkflowState:
 
     @property
     def minutes_remaining(self) -> int:
-        return (
-            0
-            if self.status is WorkflowStatus.COMPLETED
-            else rules.minutes_remaining(self.tasks.values())
-        )
+        return self.progress_and_minutes()[1]
 
     def progress_and_minutes(self) -> tuple[float, int]:
         """`progress` and `minutes_remaining`, in one pass over the tasks."""

@@ -227,8 +227,7 @@ def progress_percent(tasks: Iterable[Countable]) -> float:
 
 
 def progress_and_minutes(tasks: Iterable[Countable]) -> tuple[float, int]:
-    """`progress_percent` and `minutes_remaining` of the same tasks, in one pass over them
-    (the same figures, computed the same way)."""
+    """`progress_percent` and `minutes_remaining` of the same tasks, in one pass over them."""
     counted = _counted(tasks)
     if not counted:
         return 100.0, 0
@@ -246,10 +245,4 @@ def progress_and_minutes(tasks: Iterable[Countable]) -> tuple[float, int]:
 
 def minutes_remaining(tasks: Iterable[Countable]) -> int:
     """Estimated minutes left on the tasks that count, less the share already progressed."""
-    left = 0.0
-    for task in _counted(tasks):
-        if task.status in DONE:
-            continue
-        share = task.progress / 100 if task.status is TaskStatus.IN_PROGRESS else 0.0
-        left += task.estimated_minutes * (1 - share)
-    return round(left)
+    return progress_and_minutes(tasks)[1]

@@ -65,13 +65,9 @@ class Change:
 def figures(state: WorkflowState, workflow_id: uuid.UUID) -> dict[str, Any]:
     """The fresh progress figures every workflow event carries."""
     current = state.current_stage
+    progress, minutes = state.progress_and_minutes()
     return _figures(
-        workflow_id,
-        state.status,
-        state.points,
-        state.progress,
-        state.minutes_remaining,
-        current.key if current else None,
+        workflow_id, state.status, state.points, progress, minutes, current.key if current else None
     )
 
 
