@@ -91,53 +91,7 @@ def decode_message(data: str | bytes) -> object:
 
 def check_shape(value: object, limits: RequestLimits) -> None:
     """Nesting depth, string lengths and list lengths of decoded JSON, walked without recursion;
-    an item's path is followed only when the body is out of bounds, to name it in the refusal."""
-    if not within(value, limits):
-        _refuse_shape(value, limits)
-
-
-def within(value: object, limits: RequestLimits) -> bool:
-    """Whether decoded JSON is within `limits` (as `check_shape` holds it), without paths.
-
-    Every item at depth `d` (the body is at 0) is checked as a child of its container at `d - 1`:
-    no item deeper than `max_json_depth`, no NUL in a string, no string over `max_string_chars`
-    (the top-level `query` excepted: the token limit bounds it), no list over `max_list_items`.
-    """
-    if isinstance(value, str):
-        return "\x00" not in value and len(value) <= limits.max_string_chars
-    if not isinstance(value, dict | list):
-        return True
-    max_depth, max_chars, max_items = (
-        limits.max_json_depth,
-        limits.max_string_chars,
-        limits.max_list_items,
-    )
-    if isinstance(value, dict) and isinstance(query := value.get("query"), str):
-        if "\x00" in query or max_depth < 1:
-            return False
-        value = {k: v for k, v in value.items() if k != "query"}  # its length is not limited
-    stack: list[tuple[dict[Any, Any] | list[Any], int]] = [(value, 0)]
-    while stack:
-        container, depth = stack.pop()
-        if isinstance(container, dict):
-            items: Any = container.values()
-        elif len(container) > max_items:
-            return False
-        else:
-            items = container
-        if depth >= max_depth and items:
-            return False  # its items would be deeper than the limit
-        for item in items:
-            if isinstance(item, str):
-                if len(item) > max_chars or "\x00" in item:
-                    return False
-            elif isinstance(item, dict | list):
-                stack.append((item, depth + 1))
-    return True
-
-
-def _refuse_shape(value: object, limits: RequestLimits) -> None:
-    """The refusal of decoded JSON out of bounds, naming the item at fault."""
+    an item's path is put into words only for a refusal."""
     stack: list[tuple[object, _At, int]] = [(value, None, 0)]
     while stack:
         item, at, depth = stack.pop()
