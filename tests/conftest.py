@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -87,12 +88,32 @@ async def database_url(database_server_url: str) -> AsyncIterator[str]:
     await drop_database(database_server_url, url)
 
 
+_tortoise_on: list[str] = []
+"""The databases Tortoise was initialised on by `tortoise_on`, the current one last."""
+
+
+@asynccontextmanager
+async def tortoise_on(url: str) -> AsyncIterator[str]:
+    """Tortoise initialised on database `url` for the block; the database it was on before
+    (if any) again after it."""
+    if _tortoise_on:
+        await close_db()
+    await init_db(url, pool_max=20)
+    _tortoise_on.append(url)
+    try:
+        yield url
+    finally:
+        _tortoise_on.pop()
+        await close_db()
+        if _tortoise_on:
+            await init_db(_tortoise_on[-1], pool_max=20)
+
+
 @pytest.fixture(scope="session")
 async def db(database_url: str) -> AsyncIterator[str]:
     """Tortoise initialised on the session database."""
-    await init_db(database_url, pool_max=20)
-    yield database_url
-    await close_db()
+    async with tortoise_on(database_url):
+        yield database_url
 
 
 @pytest.fixture(scope="session")
