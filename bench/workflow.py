@@ -151,8 +151,8 @@ def report(rounds: list[Run], header: list[str], notes: list[str]) -> None:
     print()
     heads = [
         ["operation", "app", "ok", "errors", "req/s", "p50 ms", "p99 ms", "srv CPU", "pg CPU",
-         "cli CPU", "busy"],
-        ["", "", "", "", "median", "", "", "ms/req", "ms/req", "ms/req", "%"],
+         "cli CPU", "cli", "busy"],
+        ["", "", "", "", "median", "", "", "ms/req", "ms/req", "ms/req", "core %", "%"],
     ]  # fmt: skip
     rows = [
         [
@@ -160,12 +160,13 @@ def report(rounds: list[Run], header: list[str], notes: list[str]) -> None:
             f"{statistics.median(g.rps for g in grouped[(r.op, r.app)]):.1f}",
             f"{r.pct(0.50):.1f}", f"{r.pct(0.99):.1f}", cell(r.per_request_ms(r.server_cpu)),
             cell(r.per_request_ms(r.pg_cpu)), cell(r.per_request_ms(r.client_cpu)),
+            f"{r.client_core * 100:.0f}",
             cell(None if r.machine_busy is None else r.machine_busy * 100, "{:.0f}"),
         ]
         for r in runs
     ]  # fmt: skip
-    widths = [16, 14, 8, 8, 9, 9, 9, 9, 8, 9, 7]
-    for line in table(heads, rows, widths=widths, align="<<" + ">" * 9, sep="", rule=True):
+    widths = [16, 14, 8, 8, 9, 9, 9, 9, 8, 9, 8, 7]
+    for line in table(heads, rows, widths=widths, align="<<" + ">" * 10, sep="", rule=True):
         print(line)
     print()
     print("Ratios against the fair bare app (same caches and GC), median of per-round ratios")
@@ -193,9 +194,47 @@ def report(rounds: list[Run], header: list[str], notes: list[str]) -> None:
                 f"  {op:<16} {app:<14} throughput {spread(thr)}   server CPU/req {spread(cpu)}"
                 f"   p50 {spread(p50)}{target}"
             )
+    for op in ops:
+        print(limited_by(op, grouped))
     for r in runs:
         if r.first_error:
             print(f"  first error of {r.op} on {r.app}: {r.first_error}")
+
+
+CLIENT_BOUND = 0.9
+"""The load generator's share of its one core from which a run measured the client."""
+MACHINE_BOUND = 0.95
+"""The machine's busy share from which a run measured the whole machine."""
+
+
+def limited_by(op: str, grouped: dict[tuple[str, str], list[Run]]) -> str:
+    """What bounded the throughput of `op` in the runs of the bare app and Liftoff (medians
+    of their rounds): the load generator (one process, near a full core), the whole machine,
+    or neither."""
+    said, bounds = [], set()
+    for app in ("bare", "liftoff"):
+        mine = grouped.get((op, app), [])
+        if not mine:
+            continue
+        client = statistics.median(r.client_core for r in mine)
+        busy = [r.machine_busy for r in mine if r.machine_busy is not None]
+        machine = statistics.median(busy) if busy else None
+        if client >= CLIENT_BOUND:
+            bound = "the load generator"
+        elif machine is not None and machine >= MACHINE_BOUND:
+            bound = "the machine"
+        else:
+            bound = "neither (latency)"
+        bounds.add(bound)
+        busy_share = cell(machine, "{:.0%}")
+        said.append(f"{app} by {bound} (client {client:.0%} of a core, machine {busy_share})")
+    line = f"  {op} limited: " + "; ".join(said)
+    if bounds == {"the load generator"}:
+        line += (
+            ". The load generator bounded both, so the throughput ratio understates what "
+            "separates the apps; server CPU/req says it."
+        )
+    return line
 
 
 # --- main -----------------------------------------------------------------------------------

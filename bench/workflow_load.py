@@ -92,6 +92,12 @@ class Run:
     def per_request_ms(self, cpu: float | None) -> float | None:
         return None if cpu is None or not self.ok else cpu / self.ok * 1000
 
+    @property
+    def client_core(self) -> float:
+        """The load generator's CPU over the run, as a share of one core (it is one process:
+        near 1.0, it and not the app limited the throughput)."""
+        return self.client_cpu / self.seconds if self.seconds else 0.0
+
 
 def _total(values: list[float | None]) -> float | None:
     return None if None in values else sum(v for v in values if v is not None)
