@@ -455,7 +455,7 @@ async def seed_demo(
         if copies:
             step("Copying the simulated customers")
             pool = await demo_clone.originals(org.id, now=now)
-            planned = demo_clone.plan(rng, pool, copies)
+            planned = demo_clone.plan(rng, pool, copies, organization_id=org.id)
             await demo_clone.write(
                 org.id, planned, now=now, connect=connect, workers=workers, progress=advance
             )

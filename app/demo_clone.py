@@ -269,19 +269,26 @@ async def originals(organization_id: uuid.UUID, *, now: datetime) -> list[Origin
 
 
 def plan(
-    rng: random.Random, pool: Sequence[Original], people: Sequence[tuple[str, str, str]]
+    rng: random.Random,
+    pool: Sequence[Original],
+    people: Sequence[tuple[str, str, str]],
+    *,
+    organization_id: uuid.UUID,
 ) -> list[Copy]:
     """A copy per person: an original drawn at random, moved by a random number of days.
 
     Ids count up within each chunk of `CHUNK` copies after a random prefix per chunk (then
-    random bits, of which `child_id` replaces the last 16)."""
+    random bits, of which `child_id` replaces the last 16). They come from a generator seeded
+    with the organization's id, not from `rng`: demos of the same seed and size in one
+    database (one per organization) get ids of their own."""
+    ids = random.Random(organization_id.int)
     out = []
     prefix = 0
     for i, (name, company, email) in enumerate(people):
         if i % CHUNK == 0:
-            prefix = rng.getrandbits(16)
+            prefix = ids.getrandbits(16)
         o = pool[rng.randrange(len(pool))]
-        number = prefix << 112 | (i % CHUNK) << 80 | rng.getrandbits(80)
+        number = prefix << 112 | (i % CHUNK) << 80 | ids.getrandbits(80)
         out.append(
             Copy(
                 uuid.UUID(int=number, version=4),

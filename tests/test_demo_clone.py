@@ -148,3 +148,19 @@ def any_count(row: dict[str, Any]) -> bool:
     return any(isinstance(v, int) and not isinstance(v, bool) and v for v in row.values()) or any(
         isinstance(v, list) and any(v) for v in row.values()
     )
+
+
+async def test_a_second_demo_of_the_same_seed_and_size_gets_ids_of_its_own(
+    copied: DemoResult,
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(demo, "ORIGINALS", ORIGINALS)
+        second = await seed_demo(customers=CUSTOMERS, slug=f"demo-{uuid.uuid4().hex[:10]}")
+    assert second.customers == CUSTOMERS
+    [shared] = await rows(
+        "SELECT count(*) FROM customer a JOIN customer b ON a.email = b.email"
+        " WHERE a.organization_id = $1 AND b.organization_id = $2",
+        copied.organization.id,
+        second.organization.id,
+    )
+    assert shared["count"] == CUSTOMERS  # the same people, as the same seed gives
