@@ -107,7 +107,12 @@ async def post_graphql(
         response = await client.post("/graphql", content=body, headers=headers)
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {exc}"
-    content = response.content
-    if response.status_code != 200 or b'"errors"' in content:
-        return f"HTTP {response.status_code}: {content[:300]!r}"
+    return answer_error(response.status_code, response.content)
+
+
+def answer_error(status: int, content: bytes) -> str | None:
+    """None for an answer without errors (HTTP 200 and no "errors" in the body), else a
+    one-line account of what went wrong."""
+    if status != 200 or b'"errors"' in content:
+        return f"HTTP {status}: {content[:300]!r}"
     return None

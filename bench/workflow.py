@@ -22,6 +22,7 @@ import sys
 import time
 
 from bench.db import DEFAULT_SERVER, with_database
+from bench.load_clients import CLIENTS
 from bench.metrics import cpu_or_zero, rss_kb
 from bench.procs import (
     Child,
@@ -205,12 +206,14 @@ CLIENT_BOUND = 0.9
 """The load generator's share of its one core from which a run measured the client."""
 MACHINE_BOUND = 0.95
 """The machine's busy share from which a run measured the whole machine."""
+SERVER_BOUND = 0.9
+"""The server's share of its one core (one uvicorn process) from which a run measured it."""
 
 
 def limited_by(op: str, grouped: dict[tuple[str, str], list[Run]]) -> str:
     """What bounded the throughput of `op` in the runs of the bare app and Liftoff (medians
-    of their rounds): the load generator (one process, near a full core), the whole machine,
-    or neither."""
+    of their rounds): the load generator (one process, near a full core), the app's server
+    process (one process, near a full core), the whole machine, or neither."""
     said, bounds = [], set()
     for app in ("bare", "liftoff"):
         mine = grouped.get((op, app), [])
@@ -219,15 +222,21 @@ def limited_by(op: str, grouped: dict[tuple[str, str], list[Run]]) -> str:
         client = statistics.median(r.client_core for r in mine)
         busy = [r.machine_busy for r in mine if r.machine_busy is not None]
         machine = statistics.median(busy) if busy else None
+        cores = [c for r in mine if (c := r.server_core) is not None]
+        server = statistics.median(cores) if cores else None
         if client >= CLIENT_BOUND:
             bound = "the load generator"
+        elif server is not None and server >= SERVER_BOUND:
+            bound = "its server process"
         elif machine is not None and machine >= MACHINE_BOUND:
             bound = "the machine"
         else:
             bound = "neither (latency)"
         bounds.add(bound)
-        busy_share = cell(machine, "{:.0%}")
-        said.append(f"{app} by {bound} (client {client:.0%} of a core, machine {busy_share})")
+        said.append(
+            f"{app} by {bound} (client {client:.0%} of a core, server {cell(server, '{:.0%}')}, "
+            f"machine {cell(machine, '{:.0%}')})"
+        )
     line = f"  {op} limited: " + "; ".join(said)
     if bounds == {"the load generator"}:
         line += (
@@ -282,6 +291,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(default: measure it too when updateTask runs, labelled).",
     )
     p.add_argument("--customers", type=int, default=64, help="Seeded customers (64).")
+    p.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default="aiohttp",
+        help="The load generator's HTTP client (bench/load_clients.py): aiohttp (default; "
+        "ClientSession, C parser, about 0.2 ms CPU per request) or httpx (AsyncClient, about "
+        "1.8 ms: it bounds both apps; the client of the figures measured before this option).",
+    )
     p.add_argument(
         "--only", choices=["query", "update"], help="Run one operation only (default: both)."
     )
@@ -342,6 +359,7 @@ async def _benchmark(
                         warmup=args.warmup,
                         database=database,
                         redis_pid=redis_pid if server.name == "liftoff" else None,
+                        client_kind=args.client,
                     )
                 finally:
                     if paused is not None:
@@ -366,7 +384,7 @@ async def soak(
         print(f"... soak {n + 1}/10 ({tenth} queries)", file=sys.stderr, flush=True)
         await measure(
             server, "soak", make, concurrency=args.concurrency, seconds=None, requests=tenth,
-            warmup=0, database=server.name,
+            warmup=0, database=server.name, client_kind=args.client,
         )  # fmt: skip
         readings.append(rss_kb(server.pid))
     mb = ", ".join(f"{r / 1024:.0f}" for r in readings)
@@ -425,7 +443,7 @@ def bench(args: argparse.Namespace, teardown: Teardown) -> int:
         f"{args.warmup:g} s warm-up, {args.rounds} round(s), {args.customers} customers, "
         f"PostgreSQL {pg_version} ({where})",
         f"CPUs: os.cpu_count()={os.cpu_count()}, usable={usable}. CAVEAT: the load generator "
-        "(httpx, this process), both servers and PostgreSQL share this machine;",
+        f"({args.client}, this process), both servers and PostgreSQL share this machine;",
         "  'busy' is the whole machine's CPU use during a run, so near 100 % means the "
         "figures are CPU-bound on the machine, not only on the server.",
         "Each app is one uvicorn process; Liftoff = `liftoff serve --no-migrate` "

@@ -11,10 +11,11 @@ from typing import Any
 
 import httpx
 
+from bench.load_clients import LoadClient, make_client
 from bench.metrics import machine_cpu, percentile_ms, postgres_cpu, proc_cpu
 from bench.procs import Child
 from bench.report import fail_on_errors
-from bench.tenant import bearer_headers, post_graphql, progress_variables
+from bench.tenant import bearer_headers, progress_variables
 
 WORKFLOW_QUERY = """
 query FullWorkflow {
@@ -98,6 +99,14 @@ class Run:
         near 1.0, it and not the app limited the throughput)."""
         return self.client_cpu / self.seconds if self.seconds else 0.0
 
+    @property
+    def server_core(self) -> float | None:
+        """The server's CPU over the run, as a share of one core (one uvicorn process: near
+        1.0, its own core limited the throughput)."""
+        if self.server_cpu is None or not self.seconds:
+            return None
+        return self.server_cpu / self.seconds
+
 
 def _total(values: list[float | None]) -> float | None:
     return None if None in values else sum(v for v in values if v is not None)
@@ -121,7 +130,7 @@ def merged(runs: list[Run]) -> Run:
 
 
 async def drive(
-    client: httpx.AsyncClient,
+    client: LoadClient,
     make: MakeRequest,
     run: Run,
     *,
@@ -146,7 +155,7 @@ async def drive(
             body, headers = make(worker, seq)
             seq += 1
             started = time.perf_counter()
-            error = await post_graphql(client, body, headers)
+            error = await client.post(body, headers)
             if error is not None:
                 run.errors += 1
                 run.first_error = run.first_error or error
@@ -169,12 +178,14 @@ async def measure(
     warmup: float,
     database: str,
     redis_pid: int | None = None,
+    client_kind: str = "httpx",
 ) -> Run:
     """Warm up, then measure one operation on one server, with CPU accounting around it (and
     around the Redis server of `redis_pid`, when given); TooManyErrors when more than a small
-    share of the requests of either failed."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60.0) as client:
+    share of the requests of either failed. `client_kind` names the HTTP client of
+    `bench.load_clients` the requests go through."""
+    client = make_client(client_kind, server.url, concurrency)
+    try:
         if warmup > 0:
             warm = Run(server.name, op)
             await drive(client, make, warm, concurrency=concurrency, seconds=warmup, requests=None)
@@ -187,6 +198,8 @@ async def measure(
         await drive(client, make, run, concurrency=concurrency, seconds=seconds, requests=requests)
         srv1, pg1, redis1 = proc_cpu(server.pid), postgres_cpu(database), proc_cpu(redis_pid)
         cli1, mach1 = time.process_time(), machine_cpu()
+    finally:
+        await client.aclose()
     if redis0 is not None and redis1 is not None:
         run.redis_cpu = redis1 - redis0
     fail_on_errors(f"{op} on {server.name}", run.ok, run.errors, run.first_error)
