@@ -8,7 +8,9 @@ Two `liftoff serve` processes on one throwaway database with the same settings e
 them (LIFTOFF_METRICS=false, LIFTOFF_LOG_LEVEL=WARNING). Both get the same caches, pool and
 GC settings. Rounds alternate which goes first; the report gives, per operation, the median
 of the per-round throughput ratios (observed / plain) with their spread, server CPU per
-request, and the machine's load.
+request, and the machine's load. The load generator is bench.workflow's default (aiohttp,
+`bench.load_clients`): one that spent more CPU per request than the servers would run both at
+its own pace and show a ratio near 1.0 whatever the observing costs.
 """
 
 from __future__ import annotations

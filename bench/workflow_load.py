@@ -178,7 +178,7 @@ async def measure(
     warmup: float,
     database: str,
     redis_pid: int | None = None,
-    client_kind: str = "httpx",
+    client_kind: str = "aiohttp",
 ) -> Run:
     """Warm up, then measure one operation on one server, with CPU accounting around it (and
     around the Redis server of `redis_pid`, when given); TooManyErrors when more than a small
