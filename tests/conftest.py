@@ -16,6 +16,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from tortoise.context import TortoiseContext
 
 from app.db import close_db, init_db, migrate
 from tests.support.factories import Tenant, make_tenant
@@ -65,8 +66,10 @@ async def create_database(server_url: str, *, migrated: bool = True) -> str:
         await conn.close()
     url = with_database(server_url, name)
     if migrated:
-        await migrate(url)
-        await close_db()
+        # In a Tortoise context of its own: migrating initialises Tortoise on `url`, which in
+        # the current context would replace (and closing would close) the session's.
+        async with TortoiseContext():
+            await migrate(url)
     return url
 
 
