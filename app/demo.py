@@ -49,6 +49,7 @@ from app.onboarding import engine
 from app.onboarding.definitions import TemplateDef
 from app.onboarding.engine import Outcome, WorkflowState
 from app.onboarding.models import WorkflowTemplate
+from app.onboarding.snapshot import derived
 from app.onboarding.states import StageStatus, TaskAction, TaskStatus, WorkflowStatus
 from app.onboarding.templates import open_organization
 
@@ -146,15 +147,14 @@ class _Journey:
 
 def _figures(state: WorkflowState) -> dict[str, Any]:
     """The progress figures every workflow event carries (workflowId is filled in later)."""
-    current = state.current_stage
-    progress, minutes = state.progress_and_minutes()
+    progress, minutes, current = derived(state)
     return {
         "workflowId": None,
         "status": state.status.value,
         "points": state.points,
         "progress": progress,
         "minutesRemaining": minutes,
-        "currentStage": current.key if current else None,
+        "currentStage": current,
     }
 
 

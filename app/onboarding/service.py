@@ -36,6 +36,7 @@ from app.onboarding.snapshot import (
     Loaded,
     build_state,
     copy_back,
+    derived,
     new_rows,
     write,
     write_settings,
@@ -64,11 +65,7 @@ class Change:
 
 def figures(state: WorkflowState, workflow_id: uuid.UUID) -> dict[str, Any]:
     """The fresh progress figures every workflow event carries."""
-    current = state.current_stage
-    progress, minutes = state.progress_and_minutes()
-    return _figures(
-        workflow_id, state.status, state.points, progress, minutes, current.key if current else None
-    )
+    return _figures(workflow_id, state.status, state.points, *derived(state))
 
 
 def stored_figures(wf: WorkflowRecord) -> dict[str, Any]:
